@@ -1,0 +1,149 @@
+"""The hierarchical VAE: shapes, finiteness, gradients, the k / l semantics and the cache."""
+
+import pytest
+import torch
+
+from hvaelab.config import HVAEConfig, get_preset
+from hvaelab.model import HVAE
+
+
+def _model(preset: str = "hvae-tiny", seed: int = 0, n: int = 32) -> tuple[HVAE, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = HVAE(get_preset(preset))
+    x = (torch.rand(n, *model.config.in_shape) > 0.5).float()
+    x = model.prepare(x)
+    model.initialize(x)
+    return model, x
+
+
+def test_shapes_and_finiteness_grey():
+    model, x = _model("hvae-grey", n=8)
+    out = model(x)
+    assert [tuple(layer.z.shape[1:]) for layer in out.layers] == [(8, 14, 14), (16,), (8,)]
+    assert out.log_px.shape == (8,) and out.kl.shape == (8,)
+    for layer in out.layers:
+        assert torch.isfinite(layer.kl).all() and torch.isfinite(layer.z).all()
+        assert layer.posterior is not None and (layer.posterior.var > 0).all()
+        assert layer.source == "posterior"
+    assert torch.isfinite(out.log_px).all() and (out.log_px < 0).all()
+    assert out.reconstruction().shape == x.shape
+
+
+def test_shapes_natural_preset_on_random_data():
+    model, x = _model("hvae-natural", n=4)
+    assert x.min() >= -1 and x.max() <= 1
+    out = model(x, k=1)
+    assert [tuple(layer.z.shape[1:]) for layer in out.layers] == [
+        (8, 16, 16),
+        (16, 8, 8),
+        (32, 4, 4),
+    ]
+    assert torch.isfinite(out.bound).all()
+    rec = out.reconstruction()
+    assert rec.shape == (4, 3, 32, 32) and rec.min() >= 0 and rec.max() <= 1
+
+
+def test_data_dependent_init_gives_standard_gaussian_layers():
+    model, x = _model("hvae-tiny", n=256)
+    out = model(x)
+    for layer in out.layers:
+        # pre-activations start at zero mean / unit variance -> variances around softplus(N(0,1))
+        assert 0.5 < layer.posterior.var.mean().item() < 2.0
+        assert abs(layer.posterior.mean.mean().item()) < 0.3
+
+
+def test_gradients_reach_every_parameter():
+    model, x = _model("hvae-tiny")
+    out = model(x)
+    (-out.bound.mean()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert missing == []
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_k_takes_lowest_layers_from_prior(k):
+    model, x = _model()
+    out = model(x, k=k)
+    for layer in out.layers:
+        assert layer.source == ("prior" if layer.index <= k else "posterior")
+        if layer.index <= k:
+            assert torch.equal(layer.kl, torch.zeros_like(layer.kl))
+        else:
+            assert layer.kl.abs().sum() > 0
+
+
+def test_prior_mean_mode_uses_conditional_prior_means():
+    model, x = _model()
+    out = model(x, k=2, prior="mean")
+    assert torch.allclose(out.layers[0].z, out.layers[0].prior.mean)
+    assert torch.allclose(out.layers[1].z, out.layers[1].prior.mean)
+
+
+def test_below_k_encoder_forwards_posterior_means():
+    """Appendix D: z_{k+1}'s posterior is computed from the means of the layers below."""
+    model, x = _model()
+    cache = model.encode_means(x)
+    out = model(x, k=1, posterior="mean", prior="mean")
+    assert torch.allclose(out.layers[1].posterior.mean, cache.q[2].mean, atol=1e-5)
+    out0 = model(x, k=0)  # k = 0 samples z_1 and feeds the sample upward
+    assert not torch.allclose(out0.layers[1].posterior.mean, cache.q[2].mean, atol=1e-3)
+
+
+def test_l_takes_top_layers_from_prior_and_full_l_is_elbo():
+    model, x = _model()
+    L = model.n_layers
+    eps = {i: torch.randn(x.shape[0], *model.shapes[i]) for i in range(1, L + 1)}
+    elbo = model(x, eps=eps).bound
+    assert torch.allclose(model(x, l=L + 1, eps=eps).bound, elbo)
+    out = model(x, l=2, eps=eps)
+    assert [layer.source for layer in out.layers] == ["posterior", "prior", "prior"]
+    assert out.layers[2].posterior is None
+
+
+def test_cache_gives_the_same_pass():
+    model, x = _model()
+    eps = {i: torch.randn(x.shape[0], *model.shapes[i]) for i in range(1, 4)}
+    cache = model.encode_means(x)
+    for k in range(4):
+        a = model(x, k=k, eps=eps, prior="mean")
+        b = model(x, k=k, eps=eps, prior="mean", cache=cache)
+        assert torch.allclose(a.bound, b.bound, atol=1e-4, rtol=1e-5)
+
+
+def test_same_noise_same_result_and_eval_is_batch_independent():
+    model, x = _model()
+    model.eval()
+    eps = {i: torch.randn(x.shape[0], *model.shapes[i]) for i in range(1, 4)}
+    full = model(x, k=1, eps=eps).bound
+    half = model(x[:7], k=1, eps={i: e[:7] for i, e in eps.items()}).bound
+    assert torch.allclose(full[:7], half, atol=1e-4)
+
+
+def test_sampling_from_the_prior():
+    model, _ = _model()
+    g = torch.Generator().manual_seed(1)
+    imgs = model.sample(5, generator=g)
+    assert imgs.shape == (5, 1, 28, 28) and imgs.min() >= 0 and imgs.max() <= 1
+    g2 = torch.Generator().manual_seed(1)
+    assert torch.equal(imgs, model.sample(5, generator=g2))
+    bits = model.sample(5, generator=g, mode="sample")
+    assert set(bits.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_bad_arguments_raise_clear_errors():
+    model, x = _model()
+    with pytest.raises(ValueError, match="k must be in 0..3"):
+        model(x, k=4)
+    with pytest.raises(ValueError, match="expected a batch of shape"):
+        model(x[:, :, :20])
+    with pytest.raises(ValueError, match="'sample' or 'mean'"):
+        model(x, prior="mode")
+    with pytest.raises(ValueError, match="latent_kinds has 2 entries"):
+        HVAEConfig(latent_kinds=("conv", "dense"))
+
+
+def test_config_round_trip():
+    cfg = get_preset("hvae-natural")
+    assert type(cfg).from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown HVAEConfig fields"):
+        HVAEConfig.from_dict({"nonsense": 1})
