@@ -152,6 +152,18 @@ class HVAE(nn.Module):
             h = h + self.dec_skip[j - 1](z_up)
         return self.dec_stage[j - 1](h)
 
+    def _x_skip(self, x: Tensor) -> Tensor | None:
+        """Skip embedding of x into inference stage 2 (None without skips)."""
+        return self.enc_skip[1](x) if self._has_skip(2) else None
+
+    def _prior(self, i: int, z_up: Tensor, z_up2: Tensor | None) -> Gaussian:
+        """Conditional prior p(z_i | z_{i+1}) (z_{i+2} enters through the skip), i < L."""
+        return self.prior_head[i - 1](self._dec(i + 1, z_up, z_up2))
+
+    def _likelihood_params(self, z1: Tensor, z2: Tensor | None) -> Tensor:
+        """Parameters of p(x | z_1) (z_2 enters through the skip)."""
+        return self.out_head(self._dec(1, z1, z2))
+
     def prepare(self, x: Tensor) -> Tensor:
         """Map images in [0, 1] (binarized for Bernoulli) to the likelihood's input space."""
         return self.likelihood.to_model_space(x)
@@ -169,7 +181,7 @@ class HVAE(nn.Module):
     def encode_means(self, x: Tensor) -> EncoderCache:
         """Run the inference network forwarding posterior means (appendix D's d_k(x))."""
         self.check_input(x)
-        x_skip = self.enc_skip[1](x) if self._has_skip(2) else None
+        x_skip = self._x_skip(x)
         q: dict[int, Gaussian] = {}
         zs: list[Tensor] = [x]
         for i in range(1, self.n_layers + 1):
@@ -221,8 +233,8 @@ class HVAE(nn.Module):
         z_enc: dict[int, Tensor] = {0: x}
         on_mean_path = cache is not None
         x_skip = cache.x_skip if cache is not None else None
-        if x_skip is None and self._has_skip(2) and needed >= 2:
-            x_skip = self.enc_skip[1](x)
+        if cache is None and needed >= 2:
+            x_skip = self._x_skip(x)
         for i in range(1, needed + 1):
             if on_mean_path:
                 q[i] = cache.q[i]
@@ -238,14 +250,12 @@ class HVAE(nn.Module):
         # Top-down: priors, and z from the posterior or the prior.
         z: dict[int, Tensor] = {}
         priors: dict[int, Gaussian] = {}
-        feats: Tensor | None = None
         layers: list[LayerOutput] = []
         for i in range(L, 0, -1):
             if i == L:
                 priors[i] = Gaussian.standard((x.shape[0], *self.shapes[i]), x)
             else:
-                feats = self._dec(i + 1, z[i + 1], z.get(i + 2))
-                priors[i] = self.prior_head[i - 1](feats)
+                priors[i] = self._prior(i, z[i + 1], z.get(i + 2))
             if source[i] == POSTERIOR:
                 z[i] = z_enc[i]
                 kl = q[i].log_prob(z[i]) - priors[i].log_prob(z[i])
@@ -255,7 +265,7 @@ class HVAE(nn.Module):
                 )
                 kl = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
             layers.append(LayerOutput(i, source[i], q.get(i), priors[i], z[i], kl))
-        params = self.out_head(self._dec(1, z[1], z.get(2)))
+        params = self._likelihood_params(z[1], z.get(2))
         log_px = self.likelihood.log_prob(params, x)
         layers.reverse()
         return HVAEOutput(layers, log_px, params, k, l, self.likelihood)
