@@ -1,0 +1,700 @@
+"""Tests for hvaelab.data: IDX files, registry, file resolution, downloads, inputs, binarization."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import io
+import struct
+import threading
+import zlib
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hvaelab import data
+from hvaelab.data import (
+    ChecksumError,
+    DataFormatError,
+    DataNotFoundError,
+    DatasetSpec,
+    InvalidInputError,
+    UnknownDatasetError,
+    binarize,
+    binarize_fixed,
+    image_from_bytes,
+    images_md5,
+    load_dataset,
+    load_inputs,
+    read_idx,
+    register_dataset,
+    register_image_folder,
+    register_npy,
+    split_indices,
+    to_tensor,
+    validate_images,
+    write_idx,
+)
+
+README_MD5 = {
+    "fashion-mnist/t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "fashion-mnist/t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    "fashion-mnist/train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "fashion-mnist/train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "mnist/t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "mnist/t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+TOY_FILES = ("toy-images-idx3-ubyte", "toy-labels-idx1-ubyte")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Keep the real user cache, system folders and the global registry out of each test."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(data, "SYSTEM_DATA_DIRS", (tmp_path / "system",))
+    saved = dict(data.REGISTRY)
+    yield
+    data.REGISTRY.clear()
+    data.REGISTRY.update(saved)
+
+
+def toy_arrays(n: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    return images, rng.integers(0, 10, size=n).astype(np.uint8)
+
+
+def write_toy(folder: Path, seed: int = 0, gz: bool = False, n: int = 6) -> np.ndarray:
+    folder.mkdir(parents=True, exist_ok=True)
+    images, labels = toy_arrays(n, seed)
+    ext = ".gz" if gz else ""
+    write_idx(folder / (TOY_FILES[0] + ext), images)
+    write_idx(folder / (TOY_FILES[1] + ext), labels)
+    return images
+
+
+def toy_spec(**kw) -> DatasetSpec:
+    args = dict(
+        name="toy",
+        description="synthetic",
+        splits={"test": TOY_FILES},
+        subfolders=("toy",),
+    )
+    args.update(kw)
+    return register_dataset(DatasetSpec(**args), replace=True)
+
+
+# ------------------------------------------------------------------------------------------
+# Real data
+# ------------------------------------------------------------------------------------------
+
+
+def test_fashionmnist_real(data_dir):
+    train = load_dataset("fashionmnist", "train")
+    test = load_dataset("fashionmnist", "test")
+    assert train.images.shape == (60000, 28, 28) and train.images.dtype == np.uint8
+    assert test.images.shape == (10000, 28, 28)
+    for ds in (train, test):
+        assert ds.labels is not None and len(ds.labels) == len(ds.images)
+        assert set(np.unique(ds.labels)) == set(range(10))
+        assert Path(ds.source).is_file()
+        assert Path(ds.source).is_relative_to(data_dir)
+    assert train.md5 == README_MD5["fashion-mnist/train-images-idx3-ubyte"]
+    assert test.md5 == README_MD5["fashion-mnist/t10k-images-idx3-ubyte"]
+    assert np.bincount(train.labels).tolist() == [6000] * 10
+
+
+def test_mnist_real_and_in_process_cache():
+    a = load_dataset("mnist", "test")
+    b = load_dataset("MNIST", "test")
+    assert a.images.shape == (10000, 28, 28)
+    assert a.md5 == README_MD5["mnist/t10k-images-idx3-ubyte"]
+    assert a.labels.min() == 0 and a.labels.max() == 9
+    assert a.images is b.images  # cached by resolved path
+    assert not a.images.flags.writeable
+
+
+def test_registry_md5_match_readme():
+    for key, md5 in README_MD5.items():
+        folder, name = key.split("/")
+        spec = data.REGISTRY["fashionmnist" if folder == "fashion-mnist" else "mnist"]
+        assert spec.md5[name] == md5
+
+
+def test_mnist_train_not_available_locally():
+    with pytest.raises(DataNotFoundError, match="HVAELAB_NO_DOWNLOAD"):
+        load_dataset("mnist", "train")
+
+
+def test_local_checksum_mismatch(tmp_path):
+    (tmp_path / "fashion-mnist").mkdir()
+    write_idx(tmp_path / "fashion-mnist" / "t10k-images-idx3-ubyte", toy_arrays()[0])
+    write_idx(tmp_path / "fashion-mnist" / "t10k-labels-idx1-ubyte", toy_arrays()[1])
+    with pytest.raises(ChecksumError, match="t10k-images-idx3-ubyte.*8181f5470baa"):
+        load_dataset("fashionmnist", "test", data_dir=tmp_path)
+
+
+def test_mnist_testsplit():
+    full = load_dataset("mnist", "test")
+    tr = load_dataset("mnist-testsplit", "train")
+    te = load_dataset("mnist-testsplit", "test")
+    assert tr.images.shape == (8000, 28, 28) and te.images.shape == (2000, 28, 28)
+    i_tr, i_te = split_indices("mnist-testsplit", "train"), split_indices("mnist-testsplit", "test")
+    assert len(set(i_tr.tolist()) & set(i_te.tolist())) == 0
+    assert sorted(np.concatenate([i_tr, i_te]).tolist()) == list(range(10000))
+    perm = np.random.default_rng(0).permutation(10000)
+    assert np.array_equal(i_tr, perm[:8000]) and np.array_equal(i_te, perm[8000:])
+    assert np.array_equal(tr.images, full.images[i_tr])
+    assert np.array_equal(te.labels, full.labels[i_te])
+    again = load_dataset("mnist-testsplit", "train")
+    assert again.md5 == tr.md5 and np.array_equal(again.images, tr.images)
+    assert "default_rng(0)" in data.REGISTRY["mnist-testsplit"].description
+
+
+def test_inverted_variant():
+    base = load_dataset("mnist", "test")
+    inv = load_dataset("mnist-inverted", "test")
+    assert inv.name == "mnist-inverted"
+    assert np.array_equal(inv.images, 255 - base.images.astype(np.int16))
+    assert inv.images.dtype == np.uint8 and inv.md5 != base.md5
+    split_inv = load_dataset("mnist-testsplit-inverted", "test")
+    assert np.array_equal(split_inv.images, 255 - load_dataset("mnist-testsplit", "test").images)
+
+
+def test_unknown_dataset_and_split():
+    with pytest.raises(UnknownDatasetError, match="fashionmnist"):
+        load_dataset("cifar-eleven")
+    with pytest.raises(UnknownDatasetError, match="splits: train, test"):
+        load_dataset("mnist", "validation")
+
+
+# ------------------------------------------------------------------------------------------
+# IDX reader
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_roundtrip(tmp_path, gz):
+    images = toy_arrays()[0]
+    path = write_idx(tmp_path / ("x.idx" + (".gz" if gz else "")), images)
+    assert path.read_bytes()[:2] == (b"\x1f\x8b" if gz else b"\x00\x00")
+    assert np.array_equal(read_idx(path), images)
+    assert images_md5(images) == hashlib.md5(data.idx_bytes(images)).hexdigest()
+
+
+def test_idx_detects_gzip_by_magic_not_name(tmp_path):
+    arr = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    plain_named_gz = tmp_path / "a.gz"
+    plain_named_gz.write_bytes(data.idx_bytes(arr))
+    gz_named_plain = tmp_path / "b-ubyte"
+    gz_named_plain.write_bytes(gzip.compress(data.idx_bytes(arr)))
+    assert np.array_equal(read_idx(plain_named_gz), arr)
+    assert np.array_equal(read_idx(gz_named_plain), arr)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.float32, np.float64])
+def test_idx_other_dtypes_big_endian(tmp_path, dtype):
+    arr = (np.arange(-10, 14).reshape(2, 3, 4) * 3).astype(dtype)
+    got = read_idx(write_idx(tmp_path / "x.idx", arr))
+    assert got.dtype == np.dtype(dtype) and got.dtype.isnative
+    assert np.array_equal(got, arr)
+    raw = (tmp_path / "x.idx").read_bytes()
+    assert raw[16:] == arr.astype(np.dtype(dtype).newbyteorder(">")).tobytes()
+
+
+def _bad_idx_cases():
+    good = data.idx_bytes(np.zeros((2, 3, 3), dtype=np.uint8))
+    return {
+        "bad magic": b"\x01\x00" + good[2:],
+        "bad dtype code": good[:2] + b"\x07" + good[3:],
+        "zero dims": b"\x00\x00\x08\x00",
+        "header cut": good[:3],
+        "dims cut": good[:9],
+        "payload cut": good[:-1],
+        "trailing data": good + b"\x00",
+        "absurd dims": b"\x00\x00\x08\x02" + struct.pack(">II", 2**31, 2**31),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_bad_idx_cases()))
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_corrupt(tmp_path, case, gz):
+    raw = _bad_idx_cases()[case]
+    path = tmp_path / f"bad-{case.replace(' ', '_')}"
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    with pytest.raises(DataFormatError, match=str(path)):
+        read_idx(path)
+
+
+def test_idx_truncated_gzip_stream(tmp_path):
+    blob = gzip.compress(data.idx_bytes(toy_arrays(50)[0]))
+    path = tmp_path / "cut.gz"
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DataFormatError, match="truncated or corrupt"):
+        read_idx(path)
+
+
+def test_idx_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_idx(tmp_path / "nope")
+
+
+# ------------------------------------------------------------------------------------------
+# Resolution order
+# ------------------------------------------------------------------------------------------
+
+
+def test_explicit_dir_beats_env_beats_cache_beats_system(tmp_path, monkeypatch):
+    toy_spec()
+    a, b = tmp_path / "a", tmp_path / "b"
+    cache = tmp_path / "xdg" / "hvaelab" / "data"
+    system = tmp_path / "system"
+    imgs = {
+        k: write_toy(d / "toy", seed=i)
+        for i, (k, d) in enumerate([("a", a), ("b", b), ("cache", cache), ("system", system)])
+    }
+    monkeypatch.setenv("HVAELAB_DATA", str(b))
+    got = load_dataset("toy", data_dir=a)
+    assert Path(got.source).parent == a / "toy" and np.array_equal(got.images, imgs["a"])
+    got = load_dataset("toy")
+    assert Path(got.source).parent == b / "toy" and np.array_equal(got.images, imgs["b"])
+    monkeypatch.setenv("HVAELAB_DATA", str(tmp_path / "empty"))
+    got = load_dataset("toy")
+    assert Path(got.source).parent == cache / "toy" and np.array_equal(got.images, imgs["cache"])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "other-xdg"))
+    got = load_dataset("toy")
+    assert Path(got.source).parent == system / "toy"
+    assert np.array_equal(got.images, imgs["system"])
+
+
+def test_cache_dir_follows_home_without_xdg(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data.user_cache_dir() == tmp_path / "home" / ".cache" / "hvaelab" / "data"
+    toy_spec()
+    monkeypatch.setenv("HVAELAB_DATA", str(tmp_path / "empty"))
+    images = write_toy(tmp_path / "home" / ".cache" / "hvaelab" / "data" / "toy", gz=True)
+    assert np.array_equal(load_dataset("toy").images, images)
+
+
+def test_subfolder_beats_base_and_plain_base_works(tmp_path):
+    toy_spec()
+    base_images = write_toy(tmp_path, seed=1)
+    assert np.array_equal(load_dataset("toy", data_dir=tmp_path).images, base_images)
+    sub_images = write_toy(tmp_path / "toy", seed=2, gz=True)
+    got = load_dataset("toy", data_dir=tmp_path)
+    assert np.array_equal(got.images, sub_images) and got.source.endswith(".gz")
+
+
+def test_not_found_lists_every_place_in_order(tmp_path, monkeypatch):
+    toy_spec(subfolders=("toy", "TOY"), homepage="https://example.org/toy")
+    monkeypatch.setenv("HVAELAB_DATA", str(tmp_path / "env"))
+    with pytest.raises(DataNotFoundError) as err:
+        load_dataset("toy", data_dir=tmp_path / "explicit")
+    msg = str(err.value)
+    cache = tmp_path / "xdg" / "hvaelab" / "data"
+    expected = []
+    for root in (tmp_path / "explicit", tmp_path / "env", cache, tmp_path / "system"):
+        expected += [root / "toy", root / "TOY", root]
+    positions = [msg.find(f". {p}  [") for p in expected]
+    assert all(pos >= 0 for pos in positions), msg
+    assert positions == sorted(positions)
+    for hint in ("HVAELAB_DATA=", "--data-dir", "https://example.org/toy", TOY_FILES[0]):
+        assert hint in msg
+
+
+def test_not_found_fashionmnist_mentions_apt_and_urls(tmp_path, monkeypatch):
+    monkeypatch.setenv("HVAELAB_DATA", str(tmp_path / "env"))
+    with pytest.raises(DataNotFoundError) as err:
+        load_dataset("fashionmnist", "test", data_dir=tmp_path, download=False)
+    msg = str(err.value)
+    assert "apt install dataset-fashion-mnist" in msg
+    assert "fashion-mnist.s3-website" in msg and "download=False" in msg
+    assert str(tmp_path / "fashion-mnist") in msg
+
+
+# ------------------------------------------------------------------------------------------
+# Downloads (local http.server on 127.0.0.1 only)
+# ------------------------------------------------------------------------------------------
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path, monkeypatch):
+    root = tmp_path / "www"
+    root.mkdir()
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.delenv("HVAELAB_NO_DOWNLOAD")
+    monkeypatch.setenv("HVAELAB_DATA", str(tmp_path / "empty"))
+    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def serve_toy(root: Path) -> tuple[np.ndarray, dict[str, str], dict[str, str]]:
+    images, labels = toy_arrays()
+    gz_md5, md5 = {}, {}
+    for name, arr in zip(TOY_FILES, (images, labels), strict=True):
+        raw = data.idx_bytes(arr)
+        blob = gzip.compress(raw, mtime=0)
+        (root / f"{name}.gz").write_bytes(blob)
+        gz_md5[name] = hashlib.md5(blob).hexdigest()
+        md5[name] = hashlib.md5(raw).hexdigest()
+    return images, gz_md5, md5
+
+
+def cache_toy() -> Path:
+    return data.user_cache_dir() / "toy"
+
+
+def test_download_verified_by_gz_md5(http_root):
+    root, url = http_root
+    images, gz_md5, _ = serve_toy(root)
+    toy_spec(urls=(url,), gz_md5=gz_md5)
+    got = load_dataset("toy")
+    assert np.array_equal(got.images, images)
+    assert Path(got.source) == cache_toy() / f"{TOY_FILES[0]}.gz"
+    assert sorted(p.name for p in cache_toy().iterdir()) == sorted(f"{n}.gz" for n in TOY_FILES)
+    (root / f"{TOY_FILES[0]}.gz").unlink()  # now served from the cache, no download needed
+    assert np.array_equal(load_dataset("toy", download=False).images, images)
+
+
+def test_download_accepts_decompressed_md5_when_recompressed(http_root):
+    root, url = http_root
+    images, _, md5 = serve_toy(root)
+    toy_spec(urls=(url,), gz_md5={n: "0" * 32 for n in TOY_FILES}, md5=md5)
+    assert np.array_equal(load_dataset("toy").images, images)
+
+
+def test_download_bad_checksum_rejected_and_deleted(http_root):
+    root, url = http_root
+    _, gz_md5, _ = serve_toy(root)
+    bad = dict(gz_md5, **{TOY_FILES[0]: "f" * 32})
+    toy_spec(urls=(url,), gz_md5=bad)
+    with pytest.raises(ChecksumError, match="does not match its checksum"):
+        load_dataset("toy")
+    leftovers = list(cache_toy().iterdir()) if cache_toy().exists() else []
+    assert [p.name for p in leftovers if TOY_FILES[0] in p.name] == []
+
+
+def test_download_falls_back_to_next_mirror(http_root):
+    root, url = http_root
+    images, gz_md5, _ = serve_toy(root)
+    toy_spec(urls=(url + "missing/", url), gz_md5=gz_md5)
+    assert np.array_equal(load_dataset("toy").images, images)
+
+
+def test_download_failure_is_data_not_found(http_root):
+    _, url = http_root
+    toy_spec(urls=(url + "missing/",), gz_md5={n: "0" * 32 for n in TOY_FILES})
+    with pytest.raises(DataNotFoundError, match="failed: .*404"):
+        load_dataset("toy")
+
+
+def test_download_disabled_by_argument_and_env(http_root, monkeypatch):
+    root, url = http_root
+    _, gz_md5, _ = serve_toy(root)
+    toy_spec(urls=(url,), gz_md5=gz_md5)
+    with pytest.raises(DataNotFoundError, match="download=False"):
+        load_dataset("toy", download=False)
+    monkeypatch.setenv("HVAELAB_NO_DOWNLOAD", "1")
+    with pytest.raises(DataNotFoundError, match="HVAELAB_NO_DOWNLOAD"):
+        load_dataset("toy")
+    assert not cache_toy().exists()
+
+
+# ------------------------------------------------------------------------------------------
+# Registry, image folders, npy datasets
+# ------------------------------------------------------------------------------------------
+
+
+def test_spec_validation():
+    with pytest.raises(ValueError, match="reserved"):
+        DatasetSpec(name="foo-inverted", description="", splits={"test": ("a", None)})
+    with pytest.raises(ValueError, match="not allowed"):
+        DatasetSpec(name="Foo Bar", description="", splits={"test": ("a", None)})
+    with pytest.raises(ValueError, match="no md5"):
+        DatasetSpec(name="foo", description="", splits={"test": ("a", None)}, urls=("http://x/",))
+    with pytest.raises(ValueError, match="http"):
+        DatasetSpec(
+            name="foo",
+            description="",
+            splits={"test": ("a", None)},
+            urls=("file:///etc/",),
+            md5={"a": "0" * 32},
+        )
+    with pytest.raises(ValueError, match="at least one split"):
+        DatasetSpec(name="foo", description="")
+    with pytest.raises(ValueError, match="already registered"):
+        register_dataset(DatasetSpec(name="mnist", description="mine", splits={"t": ("a", None)}))
+    assert register_dataset(data.REGISTRY["mnist"]) is data.REGISTRY["mnist"]
+
+
+def _png(path: Path, arr: np.ndarray, mode: str = "L") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).convert(mode).save(path)
+    return path
+
+
+def _expected(path: Path) -> np.ndarray:
+    im = Image.open(path).convert("L").resize((28, 28), Image.Resampling.BILINEAR)
+    return np.asarray(im)
+
+
+def test_omniglot_folder_recursive_resized(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "omniglot" / "images_evaluation"
+    paths = [
+        _png(root / "Alpha" / "character02" / "b.png", rng.integers(0, 256, (105, 105), np.uint8)),
+        _png(root / "Alpha" / "character01" / "a.png", np.full((105, 105), 255, np.uint8), "1"),
+        _png(root / "Beta" / "character01" / "c.png", rng.integers(0, 256, (105, 105), np.uint8)),
+    ]
+    (root / "Alpha" / "notes.txt").write_text("not an image")
+    ds = load_dataset("omniglot", "test", data_dir=tmp_path)
+    assert ds.images.shape == (3, 28, 28) and ds.labels is None
+    order = [paths[1], paths[0], paths[2]]  # sorted by relative path
+    for img, p in zip(ds.images, order, strict=True):
+        assert np.array_equal(img, _expected(p))
+    assert (ds.images[0] == 255).all()
+    assert (load_dataset("omniglot-inverted", "test", data_dir=tmp_path).images[0] == 0).all()
+
+
+def test_omniglot_missing_says_where_to_get_it(tmp_path):
+    with pytest.raises(DataNotFoundError, match="brendenlake/omniglot"):
+        load_dataset("omniglot", "train", data_dir=tmp_path)
+
+
+def test_register_image_folder(tmp_path):
+    _png(tmp_path / "imgs" / "x.png", np.zeros((40, 30), np.uint8))
+    _png(tmp_path / "imgs" / "y.jpg", np.full((10, 10), 200, np.uint8), "RGB")
+    register_image_folder("mine", tmp_path / "imgs")
+    ds = load_dataset("mine")
+    assert ds.images.shape == (2, 28, 28) and ds.images[0].max() == 0
+    assert abs(int(ds.images[1].mean()) - 200) <= 2
+
+
+def test_npy_datasets(tmp_path):
+    images, labels = toy_arrays(5)
+    np.save(tmp_path / "x.npy", images)
+    np.save(tmp_path / "y.npy", labels.astype(np.int64))
+    np.save(tmp_path / "f.npy", images.astype(np.float32) / 255)
+    register_npy("mynpy", tmp_path / "x.npy", labels=tmp_path / "y.npy")
+    register_npy("myfloat", tmp_path / "f.npy", split="train")
+    ds = load_dataset("mynpy")
+    assert np.array_equal(ds.images, images) and np.array_equal(ds.labels, labels)
+    assert ds.md5 == images_md5(images)
+    assert np.array_equal(load_dataset("myfloat", "train").images, images)
+    np.save(tmp_path / "bad.npy", np.zeros((3, 27, 28), np.uint8))
+    register_npy("badnpy", tmp_path / "bad.npy")
+    with pytest.raises(DataFormatError, match="bad.npy"):
+        load_dataset("badnpy")
+    register_npy("gone", tmp_path / "gone.npy")
+    with pytest.raises(DataNotFoundError, match="gone.npy"):
+        load_dataset("gone")
+
+
+# ------------------------------------------------------------------------------------------
+# Tensors and binarization
+# ------------------------------------------------------------------------------------------
+
+
+def test_to_tensor():
+    images = np.zeros((2, 28, 28), np.uint8)
+    images[1] = 255
+    images[0, 0, 0] = 51
+    x = to_tensor(images)
+    assert x.shape == (2, 1, 28, 28) and x.dtype == torch.float32
+    assert x[1].min() == 1.0 and x[0, 0, 0, 0] == pytest.approx(0.2)
+
+
+def test_binarize_dynamic_varies_and_generator_reproduces():
+    x = torch.full((64, 1, 28, 28), 0.5)
+    a, b = binarize(x), binarize(x)
+    assert set(a.unique().tolist()) <= {0.0, 1.0} and not torch.equal(a, b)
+    assert abs(a.mean().item() - 0.5) < 0.01
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(binarize(x, g1), binarize(x, g2))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        binarize(x + 0.6)
+    with pytest.raises(TypeError):
+        binarize(torch.zeros(2, dtype=torch.uint8))
+
+
+def test_binarize_fixed_deterministic_and_subset_consistent():
+    x = to_tensor(load_dataset("fashionmnist", "test").images[:3000])
+    full = binarize_fixed(x)
+    assert full.shape == x.shape and full.dtype == x.dtype
+    assert set(full.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(full, binarize_fixed(x.clone()))
+    idx = torch.randperm(3000, generator=torch.Generator().manual_seed(0))[:257]
+    assert torch.equal(binarize_fixed(x[idx], chunk=100), full[idx])
+    assert not torch.equal(binarize_fixed(x, seed=1), full)
+    assert abs(full.mean().item() - x.mean().item()) < 0.005
+    assert torch.equal(binarize_fixed(torch.zeros(2, 5)), torch.zeros(2, 5))
+    assert torch.equal(binarize_fixed(torch.ones(2, 5)), torch.ones(2, 5))
+    half = binarize_fixed(torch.rand(4000, 1, 28, 28, generator=torch.Generator().manual_seed(1)))
+    assert abs(half.mean().item() - 0.5) < 0.005
+    with pytest.raises(ValueError):
+        binarize_fixed(torch.full((2, 3), float("nan")))
+    assert binarize_fixed(torch.zeros(0, 1, 28, 28)).shape == (0, 1, 28, 28)
+
+
+# ------------------------------------------------------------------------------------------
+# User inputs
+# ------------------------------------------------------------------------------------------
+
+
+def test_load_inputs_npy_png_jpeg_idx_and_folder(tmp_path):
+    images, _ = toy_arrays(3)
+    np.save(tmp_path / "three.npy", images)
+    np.save(tmp_path / "one.npy", images[0].astype(np.float64) / 255)
+    rng = np.random.default_rng(2)
+    png = _png(tmp_path / "pic.png", rng.integers(0, 256, (50, 70, 3), np.uint8), "RGB")
+    jpg = _png(tmp_path / "pic.jpeg", rng.integers(0, 256, (28, 28), np.uint8))
+    idx = write_idx(tmp_path / "two-ubyte.gz", images[:2])
+    arr, names = load_inputs([tmp_path / "three.npy", tmp_path / "one.npy", png, jpg, idx])
+    assert arr.shape == (3 + 1 + 1 + 1 + 2, 28, 28) and arr.dtype == np.uint8
+    assert names == [
+        "three.npy[0]",
+        "three.npy[1]",
+        "three.npy[2]",
+        "one.npy",
+        "pic.png",
+        "pic.jpeg",
+        "two-ubyte.gz[0]",
+        "two-ubyte.gz[1]",
+    ]
+    assert np.array_equal(arr[:3], images) and np.array_equal(arr[3], images[0])
+    assert np.array_equal(arr[4], _expected(png)) and np.array_equal(arr[5], _expected(jpg))
+
+    folder = tmp_path / "folder"
+    _png(folder / "b.png", np.zeros((28, 28), np.uint8))
+    _png(folder / "a" / "z.png", np.full((28, 28), 9, np.uint8))
+    (folder / "README.txt").write_text("skipped")
+    (folder / ".hidden.png").write_text("skipped")
+    arr, names = load_inputs(folder)
+    assert names == ["folder/a/z.png", "folder/b.png"]
+    assert arr[0].max() == 9 and arr[1].max() == 0
+
+
+def _png_header(w: int, h: int) -> bytes:
+    """A tiny PNG whose header claims w x h pixels (a decompression-bomb stand-in)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_load_inputs_invalid_files(tmp_path):
+    (tmp_path / "fake.png").write_text("hello, I am text")
+    with pytest.raises(InvalidInputError, match="fake.png: not an image"):
+        load_inputs([tmp_path / "fake.png"])
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InvalidInputError, match="notes.txt"):
+        load_inputs([tmp_path / "notes.txt"])
+    good = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(good, format="PNG")
+    (tmp_path / "cut.png").write_bytes(good.getvalue()[:60])
+    with pytest.raises(InvalidInputError, match="cut.png"):
+        load_inputs([tmp_path / "cut.png"])
+    with open(tmp_path / "big.npy", "wb") as f:
+        f.truncate(21 * 2**20)
+    with pytest.raises(InvalidInputError, match="big.npy: file is 21.0 MiB"):
+        load_inputs([tmp_path / "big.npy"])
+    (tmp_path / "huge.png").write_bytes(_png_header(8000, 7000))
+    with pytest.raises(InvalidInputError, match="huge.png: image is 8000x7000 pixels"):
+        load_inputs([tmp_path / "huge.png"])
+    (tmp_path / "bomb.png").write_bytes(_png_header(20000, 20000))
+    with pytest.raises(InvalidInputError, match="bomb.png.*shrink"):
+        load_inputs([tmp_path / "bomb.png"])
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InvalidInputError, match="obj.npy: not a readable plain numeric"):
+        load_inputs([tmp_path / "obj.npy"])
+    np.save(tmp_path / "shape.npy", np.zeros((2, 32, 32), np.uint8))
+    with pytest.raises(InvalidInputError, match=r"shape.npy: expected .*got shape \(2, 32, 32\)"):
+        load_inputs([tmp_path / "shape.npy"])
+    (tmp_path / "bad-ubyte").write_bytes(b"\x00\x00\x08\x03" + struct.pack(">III", 5, 28, 28))
+    with pytest.raises(InvalidInputError, match="bad-ubyte"):
+        load_inputs([tmp_path / "bad-ubyte"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInputError, match="folder holds no"):
+        load_inputs([tmp_path / "empty"])
+    with pytest.raises(InvalidInputError, match="no such file"):
+        load_inputs([tmp_path / "missing.png"])
+    with pytest.raises(InvalidInputError, match="no inputs"):
+        load_inputs([])
+
+
+def test_image_from_bytes():
+    buf = io.BytesIO()
+    Image.fromarray(np.full((100, 80), 128, np.uint8)).save(buf, format="JPEG")
+    img = image_from_bytes(buf.getvalue(), "photo.jpg")
+    assert img.shape == (28, 28) and img.dtype == np.uint8 and abs(int(img.mean()) - 128) <= 2
+    npy = io.BytesIO()
+    np.save(npy, np.full((28, 28), 7, np.uint8))
+    assert (image_from_bytes(npy.getvalue(), "x.npy") == 7).all()
+    with pytest.raises(InvalidInputError, match="upload.bin: not an image"):
+        image_from_bytes(b"\x00" * 100, "upload.bin")
+    with pytest.raises(InvalidInputError, match="empty"):
+        image_from_bytes(b"", "nothing.png")
+    with pytest.raises(InvalidInputError, match="MiB"):
+        image_from_bytes(b"\x00" * (data.MAX_FILE_BYTES + 1), "large.png")
+    with pytest.raises(InvalidInputError, match="pixels"):
+        image_from_bytes(_png_header(10000, 6000), "wide.png")
+
+
+@pytest.mark.parametrize(
+    ("arr", "match"),
+    [
+        (np.zeros((2, 28, 28), np.complex64), "dtype complex64"),
+        (np.empty((1, 28, 28), dtype=object), "dtype object"),
+        (np.full((28, 28), "a"), "dtype <U1"),
+        (np.zeros((0, 28, 28), np.uint8), "empty"),
+        (np.zeros((28,), np.uint8), r"got shape \(28,\)"),
+        (np.zeros((2, 28, 27), np.uint8), r"got shape \(2, 28, 27\)"),
+        (np.zeros((1, 2, 28, 28), np.uint8), r"got shape \(1, 2, 28, 28\)"),
+        (np.full((28, 28), np.nan, np.float32), "NaN or infinite"),
+        (np.full((28, 28), np.inf), "NaN or infinite"),
+        (np.full((28, 28), 1.5), r"in \[0, 1\].*divide by 255"),
+        (np.full((28, 28), -0.1), r"in \[0, 1\]"),
+        (np.full((28, 28), 256, np.int32), r"\[0, 255\], got values in \[256, 256\]"),
+        (np.full((28, 28), -1, np.int64), r"\[0, 255\]"),
+    ],
+)
+def test_validate_images_rejects(arr, match):
+    with pytest.raises(InvalidInputError, match=match):
+        validate_images(arr, name="mine")
+
+
+def test_validate_images_accepts():
+    f = np.linspace(0, 1, 784).reshape(28, 28)
+    out = validate_images(f)
+    assert out.shape == (1, 28, 28) and out.dtype == np.uint8
+    assert out[0, 0, 0] == 0 and out[0, -1, -1] == 255
+    u = toy_arrays(2)[0]
+    assert np.array_equal(validate_images(u.astype(np.float32) / 255), u)
+    assert np.array_equal(validate_images(u[:, None].astype(np.int64)), u)
+    b = validate_images(np.eye(28, dtype=bool))
+    assert b.max() == 255 and b.sum() == 28 * 255
+    assert np.array_equal(validate_images(torch.from_numpy(u)), u)
