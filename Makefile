@@ -1,0 +1,68 @@
+# hvaelab: `make dashboard` to look around, `make test` to check everything.
+# Everything runs from the project's own virtual environment in .venv (created on first use).
+
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 8866
+# The CPU build of PyTorch, installed before anything else: a plain `torch` requirement would
+# pull a multi-GB CUDA build on Linux.
+TORCH_VERSION ?= 2.13.0
+ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.hvaelab-setup
+
+# Tests find the real data through HVAELAB_DATA; default to the sibling ../shared/data if present.
+ifndef HVAELAB_DATA
+ifneq ($(wildcard ../shared/data),)
+export HVAELAB_DATA := $(abspath ../shared/data)
+endif
+endif
+
+.PHONY: help setup test dashboard lint format train evaluate clean-venv
+
+help:
+	@echo "make dashboard   start the dashboards (Voila) on http://127.0.0.1:$(PORT)/"
+	@echo "make test        run the test suite (installs Debian's chromium if missing, as root)"
+	@echo "make lint        ruff check + ruff format --check"
+	@echo "make format      ruff format + ruff check --fix"
+	@echo "make train ARGS='...'     hvaelab train ..."
+	@echo "make evaluate ARGS='...'  hvaelab evaluate ..."
+	@echo "make setup       create $(VENV) (torch==$(TORCH_VERSION) CPU first, then .[app,test,dev])"
+
+setup: $(STAMP)
+
+# Re-runs only when pyproject.toml changes; pip leaves an installed torch==$(TORCH_VERSION) alone.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || { \
+		$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "hvaelab needs Python >= 3.11; run: make PYTHON=python3.11 ..." >&2; exit 1; }; \
+		$(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet -e '.[app,test,dev]'
+	@touch $@
+
+test: setup
+	bash scripts/ensure-chromium
+	$(BIN)/pytest -q
+
+dashboard: setup
+	@echo "Dashboards: http://127.0.0.1:$(PORT)/  (Ctrl-C to stop)"
+	$(BIN)/voila notebooks/ --no-browser --port=$(PORT) --Voila.ip=127.0.0.1
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+train: setup
+	$(BIN)/hvaelab train $(ARGS)
+
+evaluate: setup
+	$(BIN)/hvaelab evaluate $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

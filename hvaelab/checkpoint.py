@@ -1,0 +1,602 @@
+"""Checkpoints: safetensors weights + a JSON card, written atomically, validated on load.
+
+A checkpoint named ``NAME`` is two files side by side:
+
+* ``NAME.safetensors`` holds the tensors (read with ``safetensors.torch.load_file`` only),
+* ``NAME.json`` is the *card*: config, training record, metrics, data checksums, plus the
+  fields this module adds (``format``, ``format_version``, ``hvaelab_version``,
+  ``weights_file``, ``weights_sha256``, ``created``).
+
+Training state for an exact resume (optimizer, RNG streams, epoch) is stored the same way in
+``NAME.state.safetensors`` + ``NAME.state.json`` via :func:`save_state` / :func:`load_state`.
+Nothing here uses pickle: arbitrary nested Python state is split by :func:`flatten_state` into
+tensors and a JSON-able description.
+
+Writes go to temporary files in the target directory (flushed and fsynced) and are moved into
+place with ``os.replace``, the JSON card last. If the card cannot be moved into place, the
+previous weights are restored, so an interrupted save leaves the previous checkpoint (or
+nothing) under the final names. A power loss between the two renames can leave new weights
+beside an old card; :func:`load_checkpoint` then reports the sha256 mismatch instead of loading
+mismatched weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+
+import hvaelab
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "FORMAT_VERSION",
+    "STATE_FORMAT",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "checkpoint_search_dirs",
+    "flatten_state",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_state",
+    "resolve_checkpoint",
+    "save_checkpoint",
+    "save_state",
+    "unflatten_state",
+]
+
+CHECKPOINT_FORMAT = "hvaelab-checkpoint"
+STATE_FORMAT = "hvaelab-state"
+FORMAT_VERSION = 1
+ENV_VAR = "HVAELAB_CHECKPOINTS"
+
+_WEIGHTS_SUFFIX = ".safetensors"
+_CARD_SUFFIX = ".json"
+_STATE_INFIX = ".state"
+_RESERVED = (
+    "format",
+    "format_version",
+    "hvaelab_version",
+    "weights_file",
+    "weights_sha256",
+)
+# Largest integer that every JSON reader (IEEE double) represents exactly.
+_JSON_SAFE_INT = 2**53 - 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or state file is missing, damaged, foreign or of an unsupported version."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint of the given name or path exists in any of the places looked at."""
+
+    def __init__(self, message: str, searched: list[Path] | None = None) -> None:
+        super().__init__(message)
+        self.searched = list(searched or [])
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _strip_suffixes(path: Path, suffixes: Iterable[str]) -> Path:
+    name = path.name
+    for suffix in suffixes:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return path.with_name(name[: -len(suffix)])
+    return path
+
+
+def _stem(path: str | os.PathLike[str]) -> Path:
+    """``dir/NAME``, ``dir/NAME.json`` or ``dir/NAME.safetensors`` -> ``dir/NAME``."""
+    return _strip_suffixes(Path(path).expanduser(), (_WEIGHTS_SUFFIX, _CARD_SUFFIX))
+
+
+def _state_stem(path: str | os.PathLike[str]) -> Path:
+    """``dir/NAME`` or ``dir/NAME.state[.json|.safetensors]`` -> ``dir/NAME.state``."""
+    stem = _stem(path)
+    return stem if stem.name.endswith(_STATE_INFIX) else stem.with_name(stem.name + _STATE_INFIX)
+
+
+def _pair(stem: Path) -> tuple[Path, Path]:
+    """(weights file, card file) of a stem."""
+    return (
+        stem.with_name(stem.name + _WEIGHTS_SUFFIX),
+        stem.with_name(stem.name + _CARD_SUFFIX),
+    )
+
+
+def _repo_checkpoints_dir() -> Path:
+    return Path(hvaelab.__file__).resolve().parents[1] / "checkpoints"
+
+
+def _user_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "hvaelab" / "checkpoints"
+
+
+def checkpoint_search_dirs(
+    search_dirs: Iterable[str | os.PathLike[str]] | None = None,
+) -> list[Path]:
+    """Directories a checkpoint NAME is looked for in, in order, without duplicates.
+
+    1. ``search_dirs`` as given, 2. ``$HVAELAB_CHECKPOINTS`` (``os.pathsep``-separated),
+    3. the source tree's ``checkpoints/``, 4. ``$XDG_CACHE_HOME/hvaelab/checkpoints``
+    (default ``~/.cache/hvaelab/checkpoints``).
+    """
+    dirs: list[Path] = [Path(d).expanduser() for d in (search_dirs or [])]
+    dirs += [Path(p).expanduser() for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    dirs += [_repo_checkpoints_dir(), _user_cache_dir()]
+    unique: list[Path] = []
+    for d in dirs:
+        if d not in unique:
+            unique.append(d)
+    return unique
+
+
+def resolve_checkpoint(
+    name_or_path: str | os.PathLike[str],
+    search_dirs: Iterable[str | os.PathLike[str]] | None = None,
+) -> Path:
+    """Return the stem path (``dir/NAME``) of a checkpoint given by path or by name.
+
+    An existing path, with or without ``.json``/``.safetensors``, is taken as is. Otherwise the
+    name is looked for in :func:`checkpoint_search_dirs`. Raises
+    :class:`CheckpointNotFoundError` listing every place looked at.
+    """
+    given = Path(name_or_path).expanduser()
+    if given.is_file() and not given.name.endswith((_WEIGHTS_SUFFIX, _CARD_SUFFIX)):
+        raise CheckpointError(
+            f"{given} is not a checkpoint file: a checkpoint is NAME{_CARD_SUFFIX} + "
+            f"NAME{_WEIGHTS_SUFFIX}; pass either of those or NAME"
+        )
+    candidates = [_stem(given)]
+    if not given.is_absolute():
+        candidates += [_stem(d / given) for d in checkpoint_search_dirs(search_dirs)]
+    for stem in candidates:
+        if any(f.is_file() for f in _pair(stem)):
+            return stem
+    looked = "\n".join(
+        f"  - {_pair(stem)[1].absolute()} (+ {_WEIGHTS_SUFFIX})" for stem in candidates
+    )
+    available = ", ".join(p.name for p in list_checkpoints(search_dirs)) or "none"
+    raise CheckpointNotFoundError(
+        f"checkpoint {str(name_or_path)!r} not found. Looked at:\n{looked}\n"
+        f"Available checkpoints: {available}. Pass a path to NAME.json, add its directory to "
+        f"search_dirs or ${ENV_VAR}, or train one with `hvaelab train`.",
+        searched=candidates,
+    )
+
+
+def list_checkpoints(
+    search_dirs: Iterable[str | os.PathLike[str]] | None = None,
+) -> list[Path]:
+    """Stems of all usable checkpoints in the search directories, sorted by name.
+
+    A checkpoint is listed if both files exist and the card says it is an hvaelab checkpoint
+    (weights are not hashed here). Where a name exists in several directories, the first in
+    search order wins, as in :func:`resolve_checkpoint`.
+    """
+    found: dict[str, Path] = {}
+    for directory in checkpoint_search_dirs(search_dirs):
+        if not directory.is_dir():
+            continue
+        for weights in sorted(directory.glob(f"*{_WEIGHTS_SUFFIX}")):
+            stem = _stem(weights)
+            card = _pair(stem)[1]
+            if stem.name in found or not card.is_file():
+                continue
+            try:
+                data = json.loads(card.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
+                found[stem.name] = stem
+    return [found[name] for name in sorted(found)]
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+def _temp_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _commit_pair(weights: Path, weights_data: bytes, card: Path, card_data: bytes) -> None:
+    """Write both files via temp files + os.replace, card last; roll back weights on failure."""
+    weights_tmp, card_tmp, backup = _temp_path(weights), _temp_path(card), None
+    try:
+        _write_synced(weights_tmp, weights_data)
+        _write_synced(card_tmp, card_data)
+        if weights.is_file():
+            backup = _temp_path(weights)
+            try:  # keep the previous weights reachable for a rollback
+                os.link(weights, backup)
+            except OSError:  # no hard links on this file system
+                shutil.copyfile(weights, backup)
+        os.replace(weights_tmp, weights)
+        try:
+            os.replace(card_tmp, card)
+        except BaseException:
+            if backup is not None:
+                os.replace(backup, weights)
+            else:
+                weights.unlink(missing_ok=True)
+            raise
+        _fsync_dir(weights.parent)
+    finally:
+        for tmp in (weights_tmp, card_tmp, backup):
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic | np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, torch.Tensor) and obj.numel() <= 1024:
+        return obj.tolist()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _encode_card(card: Mapping[str, Any], where: Path) -> bytes:
+    try:
+        text = json.dumps(card, indent=2, allow_nan=False, default=_json_default)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"cannot write card {where}: {err}. A card holds JSON values only (dict, list, "
+            "str, int, finite float, bool, None); write NaN/inf as None or a string."
+        ) from err
+    return (text + "\n").encode("utf-8")
+
+
+def _prepare_tensors(tensors: Mapping[str, torch.Tensor], where: Path) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU copies (safetensors refuses shared or strided storage)."""
+    if not isinstance(tensors, Mapping):
+        raise TypeError(f"tensors for {where} must be a dict of name -> torch.Tensor")
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in tensors.items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise TypeError(
+                f"tensors for {where} must map str to torch.Tensor, got "
+                f"{type(name).__name__} -> {type(tensor).__name__} for key {name!r}"
+            )
+        out[name] = tensor.detach().cpu().clone(memory_format=torch.contiguous_format)
+    return out
+
+
+def _save_pair(stem: Path, tensors: Mapping[str, torch.Tensor], card: Mapping, fmt: str) -> Path:
+    if not isinstance(card, Mapping):
+        raise TypeError(f"the card for {stem} must be a dict, got {type(card).__name__}")
+    weights, card_path = _pair(stem)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    prepared = _prepare_tensors(tensors, weights)
+    data = safetensors.torch.save(prepared, metadata={"format": "pt", "hvaelab_format": fmt})
+    full = {k: v for k, v in card.items() if k not in _RESERVED and k != "created"}
+    full = {
+        "format": fmt,
+        "format_version": FORMAT_VERSION,
+        "hvaelab_version": hvaelab.__version__,
+        "weights_file": weights.name,
+        "weights_sha256": hashlib.sha256(data).hexdigest(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **full,
+    }
+    _commit_pair(weights, data, card_path, _encode_card(full, card_path))
+    return stem
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    tensors: Mapping[str, torch.Tensor],
+    card: Mapping[str, Any],
+) -> Path:
+    """Atomically write ``NAME.safetensors`` + ``NAME.json``; return the stem ``dir/NAME``.
+
+    ``path`` is the stem or either file name. ``card`` must be JSON-able (Paths, numpy values,
+    small tensors and dataclasses are converted); the format fields are added (and replace any
+    stale ones, so a loaded card can be saved again).
+    """
+    return _save_pair(_stem(path), tensors, card, CHECKPOINT_FORMAT)
+
+
+# --------------------------------------------------------------------------- validated reads
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_pair(stem: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    weights, card_path = _pair(stem)
+    what = "checkpoint" if fmt == CHECKPOINT_FORMAT else "training-state file"
+    redo = (
+        "re-create it with `hvaelab train`, or restore both files from where you got them"
+        if fmt == CHECKPOINT_FORMAT
+        else "delete both state files and restart training without --resume"
+    )
+    if not card_path.is_file():
+        raise CheckpointError(f"{what} card {card_path} is missing (weights: {weights}); {redo}.")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{card_path} is not valid JSON ({err}); {redo}.") from err
+    if not isinstance(card, dict) or "format" not in card:
+        raise CheckpointError(
+            f"{card_path} is not an hvaelab {what} card (no 'format' field): it looks like a "
+            f"foreign JSON file. Point to the NAME.json written by hvaelab next to "
+            f"NAME{_WEIGHTS_SUFFIX}."
+        )
+    if card["format"] != fmt:
+        hint = {
+            STATE_FORMAT: "it is a training-state file: load it with load_state()",
+            CHECKPOINT_FORMAT: "it is a model checkpoint: load it with load_checkpoint()",
+        }.get(card["format"], "it is not an hvaelab file")
+        raise CheckpointError(
+            f"{card_path} has format {card['format']!r}, expected {fmt!r}: {hint}."
+        )
+    version = card.get("format_version")
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        raise CheckpointError(
+            f"{card_path} has format_version {version!r}, this hvaelab "
+            f"{hvaelab.__version__} reads version {FORMAT_VERSION} only; "
+            + ("upgrade hvaelab." if newer else f"{redo}.")
+        )
+    if not weights.is_file():
+        raise CheckpointError(f"{what} weights {weights} are missing (card: {card_path}); {redo}.")
+    expected = card.get("weights_sha256")
+    actual = _sha256_file(weights)
+    if actual != expected:
+        raise CheckpointError(
+            f"{weights} does not match its card {card_path}: sha256 is {actual}, the card "
+            f"records {expected}. The weights are truncated, corrupt, or belong to another "
+            f"card; {redo}."
+        )
+    try:
+        tensors = safetensors.torch.load_file(weights)
+        with safetensors.safe_open(weights, framework="pt") as f:
+            metadata = f.metadata() or {}
+    except Exception as err:  # safetensors raises its own SafetensorError (not ValueError)
+        raise CheckpointError(
+            f"{weights} is not a readable safetensors file ({err}); {redo}."
+        ) from err
+    if metadata.get("hvaelab_format") != fmt:
+        raise CheckpointError(
+            f"{weights} is a safetensors file not written by hvaelab as a {what} "
+            f"(header metadata {metadata}); {redo}."
+        )
+    return tensors, card
+
+
+def load_checkpoint(
+    path_or_name: str | os.PathLike[str],
+    search_dirs: Iterable[str | os.PathLike[str]] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Resolve, validate and load a checkpoint; return ``(tensors, card)``.
+
+    Raises :class:`CheckpointNotFoundError` if nothing is found and :class:`CheckpointError`
+    for a missing half, invalid or foreign JSON, an unsupported ``format_version``, a sha256
+    mismatch, or an unreadable or foreign safetensors file.
+    """
+    return _load_pair(resolve_checkpoint(path_or_name, search_dirs), CHECKPOINT_FORMAT)
+
+
+# --------------------------------------------------------------------------- training state
+#
+# flatten_state encodes a nested object as JSON ("meta") plus a flat dict of tensors. Every JSON
+# object in meta is a tagged node with exactly one of these keys, so there is no ambiguity:
+#   {"__tensor__": name}                          a torch.Tensor stored under `name`
+#   {"__ndarray__": name, "dtype": s, "shape": l} a numpy array stored as raw uint8 bytes
+#   {"__dict__": [[key, value], ...]}             a dict (keys may be int, str, tuple, ...)
+#   {"__tuple__": [...]}                          a tuple (JSON lists are Python lists)
+#   {"__int__": "digits"}                         an int outside +-(2**53 - 1)
+#   {"__float__": "nan" | "inf" | "-inf"}         a non-finite float
+#   {"__npscalar__": dtype_str, "value": v}       a numpy bool/int/float scalar
+
+
+def flatten_state(obj: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split nested dicts/lists/tuples of tensors, numpy arrays and scalars into (tensors, meta).
+
+    ``meta`` is JSON-able (no NaN literals, no unsafe ints); :func:`unflatten_state` inverts
+    it exactly. Raises TypeError naming the path of an unsupported value.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def enc(x: Any, where: str) -> Any:
+        if isinstance(x, np.bool_ | np.integer | np.floating):  # before float: np.float64 is one
+            return {"__npscalar__": x.dtype.str, "value": enc(x.item(), where)}
+        if x is None or isinstance(x, bool | str):
+            return x
+        if isinstance(x, int):
+            return x if abs(x) <= _JSON_SAFE_INT else {"__int__": str(x)}
+        if isinstance(x, float):
+            return x if math.isfinite(x) else {"__float__": repr(x)}
+        if isinstance(x, torch.Tensor):
+            name = f"t{len(tensors)}"
+            tensors[name] = x
+            return {"__tensor__": name}
+        if isinstance(x, np.ndarray):
+            if x.dtype.hasobject:
+                raise TypeError(f"cannot store numpy object array at {where}")
+            name = f"t{len(tensors)}"
+            raw = np.ascontiguousarray(x).reshape(-1).view(np.uint8)
+            tensors[name] = torch.from_numpy(raw.copy())
+            return {"__ndarray__": name, "dtype": x.dtype.str, "shape": list(x.shape)}
+        if isinstance(x, Mapping):
+            return {
+                "__dict__": [
+                    [enc(k, f"{where}[key]"), enc(v, f"{where}[{k!r}]")] for k, v in x.items()
+                ]
+            }
+        if isinstance(x, list):
+            return [enc(v, f"{where}[{i}]") for i, v in enumerate(x)]
+        if isinstance(x, tuple):
+            return {"__tuple__": [enc(v, f"{where}[{i}]") for i, v in enumerate(x)]}
+        raise TypeError(
+            f"cannot store a {type(x).__name__} at {where}: training state may hold dicts, "
+            "lists, tuples, tensors, numpy arrays, int, float, bool, None and str only"
+        )
+
+    meta = enc(obj, "state")
+    return tensors, meta
+
+
+def unflatten_state(tensors: Mapping[str, torch.Tensor], meta: Any) -> Any:
+    """Inverse of :func:`flatten_state`. Raises CheckpointError on a malformed ``meta``."""
+
+    def tensor(name: Any) -> torch.Tensor:
+        if name not in tensors:
+            raise CheckpointError(f"training state refers to tensor {name!r}, which is missing")
+        return tensors[name]
+
+    def dec(m: Any) -> Any:
+        if m is None or isinstance(m, bool | int | float | str):
+            return m
+        if isinstance(m, list):
+            return [dec(v) for v in m]
+        if isinstance(m, dict) and len(m) >= 1:
+            if "__tensor__" in m:
+                return tensor(m["__tensor__"])
+            if "__ndarray__" in m:
+                raw = tensor(m["__ndarray__"]).numpy().tobytes()
+                return np.frombuffer(raw, dtype=np.dtype(m["dtype"])).reshape(m["shape"]).copy()
+            if "__dict__" in m:
+                return {_hashable(dec(k)): dec(v) for k, v in m["__dict__"]}
+            if "__tuple__" in m:
+                return tuple(dec(v) for v in m["__tuple__"])
+            if "__int__" in m:
+                return int(m["__int__"])
+            if "__float__" in m:
+                return float(m["__float__"])
+            if "__npscalar__" in m:
+                return np.dtype(m["__npscalar__"]).type(dec(m["value"]))
+        raise CheckpointError(f"malformed training-state description: {m!r}")
+
+    return dec(meta)
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
+
+
+def save_state(
+    path: str | os.PathLike[str], obj: Any, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Atomically write ``NAME.state.safetensors`` + ``NAME.state.json``; return the stem.
+
+    ``obj`` is any state :func:`flatten_state` accepts (e.g. ``{"optimizer":
+    opt.state_dict(), "torch_rng": torch.get_rng_state(), "epoch": 3}``); ``extra`` is a
+    JSON-able dict returned as is by :func:`load_state`.
+    """
+    tensors, meta = flatten_state(obj)
+    return _save_pair(
+        _state_stem(path),
+        tensors,
+        {"extra": dict(extra or {}), "meta": meta},
+        STATE_FORMAT,
+    )
+
+
+def load_state(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+    """Validate and read what :func:`save_state` wrote; return ``(obj, extra)``."""
+    stem = _state_stem(path)
+    if not any(f.is_file() for f in _pair(stem)):
+        raise CheckpointNotFoundError(
+            f"training state {_pair(stem)[1]} (+ {_WEIGHTS_SUFFIX}) not found; "
+            "start training without --resume, or pass the NAME used when it was saved",
+            searched=[stem],
+        )
+    tensors, card = _load_pair(stem, STATE_FORMAT)
+    if "meta" not in card or not isinstance(card.get("extra"), dict):
+        raise CheckpointError(f"{_pair(stem)[1]} lacks 'meta'/'extra'; it is damaged.")
+    return unflatten_state(tensors, card["meta"]), card["extra"]
+
+
+# --------------------------------------------------------------------------- model loading
+
+
+@dataclass
+class LoadedModel:
+    """A model rebuilt from a checkpoint, with its card and where it was found."""
+
+    model: Any  # hvaelab.model.HVAE, in eval mode
+    card: dict[str, Any]
+    path: Path  # the checkpoint's stem (NAME without suffix)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def load_model(
+    path_or_name: str | os.PathLike[str],
+    search_dirs: Iterable[str | os.PathLike[str]] | None = None,
+    device: str | torch.device = "cpu",
+) -> LoadedModel:
+    """Load an HVAE checkpoint by path or name (see :func:`resolve_checkpoint`), in eval mode.
+
+    Raises :class:`CheckpointError` if the card has no model configuration or the weights do
+    not fit the architecture it describes.
+    """
+    from .config import HVAEConfig
+    from .model import HVAE
+
+    stem = resolve_checkpoint(path_or_name, search_dirs)
+    tensors, card = _load_pair(stem, CHECKPOINT_FORMAT)
+    json_path = _pair(stem)[1]
+    if card.get("kind") != "hvae" or not isinstance(card.get("model_config"), dict):
+        raise CheckpointError(
+            f"{json_path} is an hvaelab checkpoint but not of an HVAE model (no 'model_config')."
+        )
+    try:
+        config = HVAEConfig.from_dict(card["model_config"])
+        model = HVAE(config)
+        model.load_state_dict(tensors, strict=True)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{json_path}: the weights do not match the model described by its card ({e})."
+        ) from e
+    return LoadedModel(model.to(device).eval(), card, stem)
