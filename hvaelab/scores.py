@@ -1,31 +1,362 @@
-"""OOD scores of the paper for datasets and single inputs (secs. 4.2 and 5).
+"""OOD scores of the paper for datasets and single inputs (secs. 4.2 and 5): one entry point.
 
 Sign convention, used everywhere in hvaelab: a HIGHER score means MORE out-of-distribution.
-Bounds (ELBO, L>k, L<l) are log-likelihoods in nats and enter as scores negated (-L, which is
-bits/dim up to a constant factor); likelihood ratios (LLR>k) enter as they are.
+Bounds (ELBO, L>k, L<l) are log-likelihoods in nats; as OOD scores they enter negated (``-L``,
+which is bits/dim up to the factor ``1 / (D ln 2)``). Likelihood ratios enter as they are:
+
+* ``LLR>k = ELBO - L>k`` (eq. 6), single-sample estimates averaged over S samples;
+* ``LLR_S>k`` with importance sampling, in two forms: ``iw-elbo`` = ``L_S - L>k`` (eq. 10 of the
+  paper: only the ELBO importance-weighted) and ``iw-both`` = ``L_S - L>k_S`` (both bounds
+  importance-weighted, as in the authors' published code);
+* ``LLR>k<l = L<l - L>k`` (eq. 21, appendix E), the generalised ratio left to future work.
+
+:func:`score_tensor` scores a batch of images, :func:`score_dataset` a registered dataset; both
+return a :class:`ScoreTable` of raw bounds (nats), from which :func:`ood_scores` derives every OOD
+score by name. The CLI, the notebooks and the dashboards all go through these functions.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from .bounds import bits_per_dim, bound_samples, log_mean_exp
+from .data import binarize_fixed
+from .model import HVAE
 
-def binarize_keyed(x01: Tensor, seed: int = 0) -> Tensor:
-    """Fixed binarization for evaluation: each pixel is 1 with probability x (paper sec. 5).
+IW_FORMS = ("iw-elbo", "iw-both")
+binarize_keyed = binarize_fixed  # transitional alias; use hvaelab.data.binarize_fixed
 
-    The random bits of each example are keyed by its content and ``seed``, so an image is
-    binarized the same way alone, in any batch and in any dataset.
+
+@dataclass
+class ScoreTable:
+    """Per-example bounds in nats for one set of inputs at one number of samples S.
+
+    ``columns`` maps ``"elbo"``, ``"L>k"`` (k = 1..L), ``"L<l"`` (l = 1..L) to the average of the S
+    single-sample estimates, and the same names with ``"_iw"`` to the importance-weighted bounds
+    (eq. 9; equal to the averages when S = 1). ``meta`` records how they were computed.
     """
+
+    columns: dict[str, np.ndarray]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.meta.get("n_samples", 1))
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.meta["n_layers"])
+
+    def subset(self, idx: np.ndarray) -> ScoreTable:
+        return ScoreTable({k: v[idx] for k, v in self.columns.items()}, dict(self.meta))
+
+    def bits_per_dim(self, column: str) -> np.ndarray:
+        return bits_per_dim(self.columns[column], int(self.meta["n_dims"]))
+
+
+def ood_scores(table: ScoreTable, iw: bool | None = None) -> dict[str, np.ndarray]:
+    """Every OOD score (higher = more OOD) derived from a table's bounds, by name.
+
+    Names: ``-ELBO``, ``-L>k``, ``LLR>k`` (S = 1 style: averages of single-sample ratios), and
+    when the table has S > 1 (or ``iw=True``): ``-ELBO_S``, ``-L>k_S``, ``LLR_S>k iw-elbo`` (eq. 10)
+    and ``LLR_S>k iw-both``. With L<l columns: ``-L<l`` and ``LLR>k<l`` (= L<l - L>k, eq. 21).
+    """
+    c, L = table.columns, table.n_layers
+    iw = table.n_samples > 1 if iw is None else iw
+    out: dict[str, np.ndarray] = {"-ELBO": -c["elbo"]}
+    for k in range(1, L + 1):
+        out[f"-L>{k}"] = -c[f"L>{k}"]
+    for k in range(1, L + 1):
+        out[f"LLR>{k}"] = c["elbo"] - c[f"L>{k}"]
+    if iw:
+        out["-ELBO_S"] = -c["elbo_iw"]
+        for k in range(1, L + 1):
+            out[f"-L>{k}_S"] = -c[f"L>{k}_iw"]
+        for k in range(1, L + 1):
+            out[f"LLR_S>{k} iw-elbo"] = c["elbo_iw"] - c[f"L>{k}"]
+            out[f"LLR_S>{k} iw-both"] = c["elbo_iw"] - c[f"L>{k}_iw"]
+    lts = sorted(int(n[2:]) for n in c if n.startswith("L<") and not n.endswith("_iw"))
+    for l_ in lts:
+        out[f"-L<{l_}"] = -c[f"L<{l_}"]
+    for k in range(1, L + 1):
+        for l_ in lts:
+            out[f"LLR>{k}<{l_}"] = c[f"L<{l_}"] - c[f"L>{k}"]
+    return out
+
+
+def llr_names(n_layers: int, n_samples: int = 1, iw_form: str = "iw-both") -> list[str]:
+    """Names of the LLR>k scores (k = 1..L) for a table with S samples."""
+    if n_samples > 1:
+        return [f"LLR_S>{k} {iw_form}" for k in range(1, n_layers + 1)]
+    return [f"LLR>{k}" for k in range(1, n_layers + 1)]
+
+
+def _prepare_inputs(model: HVAE, x01: Tensor | np.ndarray, seed: int) -> Tensor:
+    """Validate images, scale to [0, 1], binarize (Bernoulli) and map to model space."""
+    if isinstance(x01, np.ndarray):
+        from .data import to_tensor, validate_images
+
+        x01 = to_tensor(validate_images(x01))
+    if not isinstance(x01, Tensor):
+        raise TypeError(f"expected a tensor or numpy array of images, got {type(x01).__name__}")
+    if not torch.is_floating_point(x01):
+        raise TypeError(f"expected float images in [0, 1], got dtype {x01.dtype}")
+    if x01.dim() == 3:
+        x01 = x01.unsqueeze(1)
+    model.check_input(x01)
+    if not torch.isfinite(x01).all():
+        raise ValueError("images contain NaN or infinite values")
     if x01.numel() and (x01.min() < 0 or x01.max() > 1):
-        raise ValueError("binarize_keyed expects images scaled to [0, 1]")
-    arr = x01.detach().to("cpu", torch.float32).contiguous()
-    out = torch.empty_like(arr)
-    g = torch.Generator()
-    for i, row in enumerate(arr):
-        h = hashlib.blake2b(row.numpy().tobytes(), digest_size=8, key=f"bin{seed}".encode())
-        g.manual_seed(int.from_bytes(h.digest(), "little") >> 1)
-        out[i] = (torch.rand(row.shape, generator=g) < row).float()
-    return out.to(device=x01.device, dtype=x01.dtype)
+        raise ValueError(
+            f"images must be scaled to [0, 1], got values in [{x01.min():.3g}, {x01.max():.3g}]"
+        )
+    if model.config.likelihood == "bernoulli":
+        x01 = binarize_fixed(x01, seed)
+    return model.prepare(x01)
+
+
+@torch.no_grad()
+def score_tensor(
+    model: HVAE,
+    x01: Tensor | np.ndarray,
+    n_samples: int = 1,
+    prior: str = "mean",
+    lt: bool = True,
+    seed: int = 0,
+    batch_size: int = 128,
+    max_rows: int = 2048,
+    progress: Callable[[int, int], None] | bool = False,
+) -> ScoreTable:
+    """Score images (N, C, H, W) in [0, 1] (or uint8 arrays (N, 28, 28)) for every k and l.
+
+    ``prior`` is how the latents below k+1 are taken: "mean" (the conditional priors' means, as
+    the authors' code) or "sample" (eq. 5 as written). Results do not depend on batch size or
+    batch composition and are reproducible under ``seed``.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    x = _prepare_inputs(model, x01, seed)
+    L, N = model.n_layers, x.shape[0]
+    ls = list(range(1, L + 1)) if lt else []
+    cols: dict[str, list[np.ndarray]] = {}
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=N, desc=f"scoring (S={n_samples})", unit="img")
+    for i in range(0, N, batch_size):
+        xb = x[i : i + batch_size].to(device)
+        b = bound_samples(
+            model, xb, ls=ls, n_samples=n_samples, prior=prior, seed=seed, max_rows=max_rows
+        )
+        for k, v in b.gt.items():
+            name = "elbo" if k == 0 else f"L>{k}"
+            cols.setdefault(name, []).append(v.mean(1).double().cpu().numpy())
+            cols.setdefault(name + "_iw", []).append(log_mean_exp(v.double(), 1).cpu().numpy())
+        for l_, v in b.lt.items():
+            cols.setdefault(f"L<{l_}", []).append(v.mean(1).double().cpu().numpy())
+            cols.setdefault(f"L<{l_}_iw", []).append(log_mean_exp(v.double(), 1).cpu().numpy())
+        if bar is not None:
+            bar.update(xb.shape[0])
+        elif callable(progress):
+            progress(min(i + batch_size, N), N)
+    if bar is not None:
+        bar.close()
+    columns = {k: np.concatenate(v) for k, v in cols.items()}
+    meta = {
+        "n_samples": n_samples,
+        "prior": prior,
+        "seed": seed,
+        "n_layers": L,
+        "n_dims": int(math.prod(model.config.in_shape)),
+        "n": N,
+    }
+    return ScoreTable(columns, meta)
+
+
+def score_dataset(
+    model: HVAE,
+    name: str,
+    split: str = "test",
+    data_dir: str | None = None,
+    limit: int | None = None,
+    **kw: Any,
+) -> ScoreTable:
+    """Score a registered dataset (see :mod:`hvaelab.data`); ``limit`` takes a seeded subset."""
+    from .data import load_dataset, to_tensor
+
+    ds = load_dataset(name, split, data_dir=data_dir)
+    images = ds.images
+    idx = np.arange(len(images))
+    if limit and limit < len(images):
+        idx = np.sort(np.random.default_rng(0).choice(len(images), limit, replace=False))
+        images = images[idx]
+    table = score_tensor(model, to_tensor(images), **kw)
+    table.meta.update(
+        {
+            "dataset": name,
+            "split": split,
+            "data_md5": ds.md5,
+            "indices": "all" if len(idx) == len(ds.images) else "seeded-subset-0",
+        }
+    )
+    return table
+
+
+# ------------------------------------------------------------------- stored score tables
+def table_key(dataset: str, n_samples: int) -> str:
+    return f"{dataset}@S{n_samples}"
+
+
+def save_tables(path: str | Path, tables: Iterable[ScoreTable], info: dict | None = None) -> Path:
+    """Write score tables to ``path`` (safetensors, float64 columns + JSON metadata), atomically."""
+    from safetensors.numpy import save
+
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    metas: dict[str, Any] = {}
+    for t in tables:
+        key = table_key(t.meta["dataset"], t.n_samples)
+        metas[key] = t.meta
+        for col, v in t.columns.items():
+            arrays[f"{key}/{col}"] = np.ascontiguousarray(v, dtype=np.float64)
+    blob = save(arrays, metadata={"tables": json.dumps(metas), "info": json.dumps(info or {})})
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(blob)
+    tmp.replace(path)
+    return path
+
+
+def load_tables(path: str | Path) -> dict[str, ScoreTable]:
+    """Read score tables written by :func:`save_tables`, keyed ``"DATASET@S<n>"``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no score tables at {path}; write them with `hvaelab tables --checkpoint NAME`"
+        )
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            metas = json.loads(meta["tables"])
+            out = {key: ScoreTable({}, m) for key, m in metas.items()}
+            for name in f.keys():
+                key, col = name.split("/", 1)
+                out[key].columns[col] = f.get_tensor(name)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:  # corrupt or foreign
+        raise ValueError(f"{path} is not a readable hvaelab score table file ({e})") from e
+    return out
+
+
+def tables_path(checkpoint_stem: str | Path) -> Path:
+    """Where a checkpoint's score tables live: beside it, ``NAME.scores.safetensors``."""
+    stem = Path(checkpoint_stem)
+    return stem.with_name(stem.name + ".scores.safetensors")
+
+
+# ------------------------------------------------------------------------ single inputs
+def score_tails(name: str) -> str:
+    """Tail of the empirical p-value for a score: likelihood ratios are upper-tail tests; bounds
+    and generalised ratios are two-sided, since OOD data can score too high as well as too low."""
+    return "upper" if name.startswith("LLR") and "<" not in name else "two-sided"
+
+
+@dataclass
+class InputScores:
+    """Scores of new inputs against an in-distribution reference table (sec. 5)."""
+
+    names: list[str]
+    scores: dict[str, np.ndarray]  # every OOD score (higher = more OOD), by name
+    p_values: dict[str, np.ndarray]  # empirical p-value of each score vs the reference
+    verdict_scores: list[str]  # the LLR>k scores the verdict is taken over (k = 1..L)
+    is_ood: np.ndarray  # (N,) bool: any LLR>k p-value below fpr / K (Bonferroni)
+    decisive: list[str]  # per input, the score with the smallest p-value
+    min_p: np.ndarray  # (N,) that smallest p-value
+    fpr: float
+    bits_per_dim: np.ndarray  # (N,) -ELBO in bits/dim
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat record per input (for CSV / JSON / tables)."""
+        out = []
+        for i, name in enumerate(self.names):
+            row: dict[str, Any] = {"input": name, "bits_per_dim": float(self.bits_per_dim[i])}
+            for s, v in self.scores.items():
+                row[s] = float(v[i])
+                row[f"p({s})"] = float(self.p_values[s][i])
+            row.update(
+                verdict="OOD" if self.is_ood[i] else "in-distribution",
+                decided_by=self.decisive[i],
+                min_p=float(self.min_p[i]),
+            )
+            out.append(row)
+        return out
+
+
+def score_inputs(
+    model: HVAE,
+    images: Tensor | np.ndarray,
+    reference: ScoreTable,
+    fpr: float = 0.05,
+    names: list[str] | None = None,
+    iw_form: str = "iw-both",
+    batch_size: int = 128,
+) -> InputScores:
+    """Score new inputs like the reference table was scored and decide in- or out-of-distribution.
+
+    Every score gets its empirical p-value against the reference (the in-distribution test set);
+    the verdict is taken over LLR>k for all k with a Bonferroni correction (sec. 5, "Selection of
+    k"), at in-distribution false-positive rate ``fpr``, and names the score that decided.
+    """
+    from .pvalues import empirical_pvalue, verdict
+
+    if not 0 < fpr < 1:
+        raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+    S, prior = reference.n_samples, reference.meta.get("prior", "mean")
+    if reference.n_layers != model.n_layers:
+        raise ValueError("the reference table was computed with a different model")
+    table = score_tensor(
+        model,
+        images,
+        n_samples=S,
+        prior=prior,
+        lt=any(c.startswith("L<") for c in reference.columns),
+        seed=int(reference.meta.get("seed", 0)),
+        batch_size=batch_size,
+    )
+    n = len(table)
+    names = names or [f"input {i}" for i in range(n)]
+    if len(names) != n:
+        raise ValueError(f"{len(names)} names for {n} inputs")
+    scores, ref = ood_scores(table), ood_scores(reference)
+    pv = {s: empirical_pvalue(ref[s], v, score_tails(s)) for s, v in scores.items()}
+    vnames = llr_names(model.n_layers, S, iw_form)
+    v = verdict(
+        np.stack([ref[s] for s in vnames], 1),
+        np.stack([scores[s] for s in vnames], 1),
+        tails="upper",
+        fpr=fpr,
+    )
+    return InputScores(
+        names=names,
+        scores=scores,
+        p_values=pv,
+        verdict_scores=vnames,
+        is_ood=np.asarray(v.is_ood),
+        decisive=[vnames[j] for j in v.decisive],
+        min_p=np.asarray(v.min_p),
+        fpr=fpr,
+        bits_per_dim=table.bits_per_dim("elbo_iw" if S > 1 else "elbo"),
+    )

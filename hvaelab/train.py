@@ -26,7 +26,7 @@ from . import __version__
 from .bounds import bits_per_dim, bound_samples
 from .checkpoint import load_state, save_checkpoint, save_state
 from .config import HVAEConfig, get_preset
-from .data import load_dataset, to_tensor
+from .data import binarize_fixed, load_dataset, to_tensor
 from .metrics import auroc
 from .model import HVAE
 
@@ -142,8 +142,6 @@ class Trainer:
         self.wall = 0.0
 
     def _val_sets(self) -> dict[str, torch.Tensor]:
-        from .scores import binarize_keyed
-
         out = {}
         names = [self.cfg.dataset, *self.cfg.ood]
         for name in names:
@@ -153,7 +151,7 @@ class Trainer:
             if n and len(imgs) > n:
                 idx = np.random.default_rng(0).choice(len(imgs), n, replace=False)
                 imgs = imgs[np.sort(idx)]
-            out[name] = binarize_keyed(to_tensor(imgs)).to(self.device)
+            out[name] = binarize_fixed(to_tensor(imgs)).to(self.device)
         return out
 
     def initialize(self) -> None:
