@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import __version__
 
 
@@ -63,6 +65,142 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _load(a: argparse.Namespace):
+    from .checkpoint import load_model
+    from .train import resolve_device
+
+    return load_model(a.checkpoint, device=resolve_device(a.device))
+
+
+def _compute_tables(a, lm, priors, samples):
+    from .scores import score_dataset
+
+    tables = {}
+    for prior in priors:
+        for S in samples:
+            for name in [a.in_name, *a.ood]:
+                print(f"scoring {name} (test, S={S}, prior={prior})", file=sys.stderr)
+                t = score_dataset(
+                    lm.model,
+                    name,
+                    "test",
+                    data_dir=a.data_dir,
+                    limit=a.limit,
+                    n_samples=S,
+                    prior=prior,
+                    batch_size=a.batch_size,
+                    progress=True,
+                    seed=a.seed,
+                )
+                tables[(prior, f"{name}@S{S}")] = t
+    return tables
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluate import evaluate_tables, format_table1, format_table2, write_results
+    from .scores import load_tables, tables_path
+
+    lm = _load(a)
+    if a.tables:
+        stored = load_tables(tables_path(lm.path))
+        per_prior = {}
+        for key, t in stored.items():
+            per_prior.setdefault(t.meta.get("prior", "mean"), {})[key] = t
+    else:
+        tables = _compute_tables(a, lm, a.prior, a.samples)
+        per_prior = {}
+        for (prior, key), t in tables.items():
+            per_prior.setdefault(prior, {})[key] = t
+    results = {"checkpoint": str(lm.path), "in": a.in_name, "ood": a.ood, "by_prior": {}}
+    for prior, tabs in per_prior.items():
+        res = evaluate_tables(tabs, a.in_name, seed=a.seed)
+        results["by_prior"][prior] = res
+        print(f"== {lm.name}: conditional prior below k = {prior} ==")
+        print(format_table1(res["table1"]))
+        print()
+        print(format_table2(res["table2"]))
+    flat = {"table1": [], "table2": []}
+    for res in results["by_prior"].values():
+        flat["table1"] += res["table1"]
+        flat["table2"] += res["table2"]
+    out = Path(a.out) if a.out else Path("results") / f"evaluate-{lm.name}"
+    paths = write_results({**results, **flat}, out)
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+def _cmd_tables(a: argparse.Namespace) -> int:
+    from .data import load_dataset, save_samples
+    from .scores import save_tables, tables_path
+
+    lm = _load(a)
+    tables = _compute_tables(a, lm, [a.prior], a.samples)
+    path = save_tables(
+        tables_path(lm.path),
+        tables.values(),
+        info={"checkpoint": lm.name, "in": a.in_name, "ood": a.ood},
+    )
+    print(f"wrote {path}")
+    if a.samples_per_set:
+        rng = np.random.default_rng(0)
+        sets = {}
+        for name in [a.in_name, *a.ood]:
+            imgs = load_dataset(name, "test", data_dir=a.data_dir).images
+            sets[name] = imgs[np.sort(rng.choice(len(imgs), a.samples_per_set, replace=False))]
+        spath = save_samples(lm.path.with_name("samples.safetensors"), sets)
+        print(f"wrote {spath}")
+    return 0
+
+
+def _cmd_score(a: argparse.Namespace) -> int:
+    from .data import load_inputs
+    from .scores import load_tables, score_inputs, tables_path
+
+    lm = _load(a)
+    images, names = load_inputs(a.inputs)
+    tables = load_tables(tables_path(lm.path))
+    in_name = lm.card.get("data", {}).get("train", {}).get("name", "fashionmnist")
+    key = a.reference or next((k for k in tables if k.startswith(in_name + "@")), None)
+    if key is None or key not in tables:
+        raise CLIError(f"no reference table {key!r}; available: {', '.join(tables)}")
+    res = score_inputs(lm.model, images, tables[key], fpr=a.fpr, names=names)
+    rows = res.rows()
+    for r in rows:
+        llr = "  ".join(f"{s}={r[s]:.1f} (p={r['p(' + s + ')']:.3g})" for s in res.verdict_scores)
+        print(
+            f"{r['input']}: {r['verdict']} (decided by {r['decided_by']}, p={r['min_p']:.3g}, "
+            f"alpha={a.fpr}/{len(res.verdict_scores)})  bits/dim={r['bits_per_dim']:.3f}  {llr}"
+        )
+    if a.out:
+        import csv
+
+        with open(a.out, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {a.out}")
+    return 0
+
+
+def _cmd_info(a: argparse.Namespace) -> int:
+    import json
+
+    lm = _load(a)
+    print(f"{lm.path}: {lm.model.num_parameters():,} parameters")
+    print(json.dumps(lm.card, indent=2))
+    return 0
+
+
+def _add_scoring(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", default="fashionmnist", help="checkpoint name or path")
+    p.add_argument("--in", dest="in_name", default="fashionmnist", help="in-distribution set")
+    p.add_argument("--ood", nargs="+", default=["mnist"], help="OOD datasets (test splits)")
+    p.add_argument("--samples", nargs="+", type=int, default=[1], help="importance samples S")
+    p.add_argument("--limit", type=int, default=None, help="seeded subset of N examples per set")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hvaelab", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"hvaelab {__version__}")
@@ -90,6 +228,43 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from OUT's training state")
     _add_common(t)
     t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("evaluate", help="Table 1 (bits/dim) and Table 2 (AUROC, AUPRC, FPR80)")
+    _add_scoring(e)
+    e.add_argument(
+        "--prior",
+        nargs="+",
+        choices=["mean", "sample"],
+        default=["mean", "sample"],
+        help="latents below k: conditional-prior means and/or samples (both default)",
+    )
+    e.add_argument("--tables", action="store_true", help="use the stored score tables")
+    e.add_argument("--out", default=None, help="output stem for .json/.csv (default results/)")
+    _add_common(e)
+    e.set_defaults(func=_cmd_evaluate)
+
+    tb = sub.add_parser(
+        "tables", help="write the score tables (and image samples) beside a checkpoint"
+    )
+    _add_scoring(tb)
+    tb.add_argument("--prior", choices=["mean", "sample"], default="mean")
+    tb.add_argument("--samples-per-set", type=int, default=64, help="images shipped per dataset")
+    _add_common(tb)
+    tb.set_defaults(func=_cmd_tables)
+
+    sc = sub.add_parser("score", help="score images/.npy/IDX files against the reference")
+    sc.add_argument("inputs", nargs="+", help="PNG/JPEG files, folders, .npy arrays or IDX files")
+    sc.add_argument("--checkpoint", default="fashionmnist", help="checkpoint name or path")
+    sc.add_argument("--reference", default=None, help="reference table key, e.g. fashionmnist@S1")
+    sc.add_argument("--fpr", type=float, default=0.05, help="in-distribution false-positive rate")
+    sc.add_argument("--out", default=None, help="write one CSV row per input")
+    _add_common(sc)
+    sc.set_defaults(func=_cmd_score)
+
+    i = sub.add_parser("info", help="print a checkpoint's card")
+    i.add_argument("--checkpoint", default="fashionmnist")
+    _add_common(i)
+    i.set_defaults(func=_cmd_info)
     return p
 
 

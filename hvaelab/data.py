@@ -1199,3 +1199,40 @@ def image_from_bytes(data: bytes, name: str = "upload") -> np.ndarray:
             )
         return arr[0]
     return _image_to_array(io.BytesIO(data), name)
+
+
+# --------------------------------------------------------------------------------------------
+# Shipped image samples (a few test images per dataset, for offline dashboards)
+# --------------------------------------------------------------------------------------------
+
+
+def save_samples(path: str | Path, sets: dict[str, np.ndarray]) -> Path:
+    """Write a few uint8 (N,28,28) images per dataset to one safetensors file, atomically."""
+    from safetensors.numpy import save
+
+    path = Path(path)
+    arrays = {name: np.ascontiguousarray(validate_images(a, name)) for name, a in sets.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(save(arrays, metadata={"format": "hvaelab-samples"}))
+    tmp.replace(path)
+    return path
+
+
+def load_samples(path: str | Path) -> dict[str, np.ndarray]:
+    """Read image samples written by :func:`save_samples` (dataset name -> uint8 (N,28,28))."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"no image samples at {path}; write them with `hvaelab tables --checkpoint NAME`"
+        )
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            if (f.metadata() or {}).get("format") != "hvaelab-samples":
+                raise DataFormatError(f"{path} is not an hvaelab samples file")
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, ValueError) as e:
+        if isinstance(e, DataFormatError):
+            raise
+        raise DataFormatError(f"{path} is not a readable samples file ({e})") from e
