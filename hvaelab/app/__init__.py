@@ -1,0 +1,1 @@
+"""Dashboards and the plotly figures they show."""
