@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from .bounds import example_keys, keyed_noise
+from .data import binarize_fixed
 from .model import HVAE
-from .scores import binarize_keyed
 
 MODES = ("mean", "sample")
 
@@ -96,13 +96,13 @@ def check_images01(model: HVAE, x01: Tensor, what: str = "x01") -> None:
 def model_input(model: HVAE, x01: Tensor, binarize_seed: int = 0) -> tuple[Tensor, Tensor]:
     """(images in [0, 1] the model sees, the same in model space) for a batch x01.
 
-    Bernoulli models get the fixed evaluation binarization :func:`hvaelab.scores.binarize_keyed`.
+    Bernoulli models get the fixed evaluation binarization :func:`hvaelab.data.binarize_fixed`.
     """
     check_images01(model, x01)
     ref = next(model.parameters())
     x01 = x01.to(device=ref.device, dtype=ref.dtype)
     if model.config.likelihood == "bernoulli":
-        x01 = binarize_keyed(x01, binarize_seed)
+        x01 = binarize_fixed(x01, binarize_seed)
     return x01, model.prepare(x01)
 
 

@@ -112,9 +112,7 @@ def aupr_in(scores_in, scores_ood) -> float:
 
 def _check_rate(tpr: float) -> float:
     if not (isinstance(tpr, (int, float, np.floating)) and 0.0 < float(tpr) <= 1.0):
-        raise ValueError(
-            f"tpr must be a number in (0, 1], e.g. 0.8 for FPR80; got {tpr!r}."
-        )
+        raise ValueError(f"tpr must be a number in (0, 1], e.g. 0.8 for FPR80; got {tpr!r}.")
     return float(tpr)
 
 
@@ -140,9 +138,7 @@ def roc_curve(scores_in, scores_ood) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return fpr, tpr, thr
 
 
-def equal_size_indices(
-    n_in: int, n_ood: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def equal_size_indices(n_in: int, n_ood: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices for the paper's equal-size protocol: all of the smaller set, a seeded subset
     (without replacement, sorted) of the larger. Returns ``(idx_in, idx_ood)``."""
     for name, n in (("n_in", n_in), ("n_ood", n_ood)):
@@ -209,9 +205,7 @@ def ood_metrics(scores_in, scores_ood, equal: bool = True, seed: int = 0) -> OOD
 
 def _common_length(scores: Mapping[str, object], which: str) -> dict[str, np.ndarray]:
     if not scores:
-        raise ValueError(
-            f"{which} is an empty dict; pass at least one named score array."
-        )
+        raise ValueError(f"{which} is an empty dict; pass at least one named score array.")
     arrays = {k: _check_scores(v, f"{which}[{k!r}]") for k, v in scores.items()}
     sizes = {k: a.size for k, a in arrays.items()}
     if len(set(sizes.values())) != 1:
@@ -267,7 +261,7 @@ def format_metrics_table(
     ]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
     lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths))
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
         for line in [header, *body]
     ]
     return "\n".join(line.rstrip() for line in lines)

@@ -7,7 +7,8 @@ the most is selected.
 
 Empirical (conformal) p-value of a value ``v`` against a reference ``r_1..r_n``:
 
-- ``upper``: ``p = (1 + #{r_i >= v}) / (n + 1)`` (large values are extreme; LLR^{>k} is high for OOD),
+- ``upper``: ``p = (1 + #{r_i >= v}) / (n + 1)`` (large values are extreme;
+  LLR^{>k} is high for OOD),
 - ``lower``: ``p = (1 + #{r_i <= v}) / (n + 1)``,
 - ``two-sided``: ``min(1, 2 * min(p_upper, p_lower))``.
 
@@ -90,9 +91,7 @@ def empirical_pvalue(reference, values, tail: str = "upper") -> np.ndarray:
 def _tails_list(tails: str | Sequence[str], k: int) -> list[str]:
     out = [tails] * k if isinstance(tails, str) else list(tails)
     if len(out) != k:
-        raise ValueError(
-            f"need one tail per score column: got {len(out)} tails for {k} columns."
-        )
+        raise ValueError(f"need one tail per score column: got {len(out)} tails for {k} columns.")
     return [_check_tail(t) for t in out]
 
 
@@ -129,9 +128,7 @@ class Verdict:
     threshold: float
 
 
-def verdict(
-    reference, values, tails: str | Sequence[str] = "upper", fpr: float = 0.05
-) -> Verdict:
+def verdict(reference, values, tails: str | Sequence[str] = "upper", fpr: float = 0.05) -> Verdict:
     """Flag inputs whose score differs significantly from the reference in ANY column.
 
     ``reference`` is (n_ref, K) in-distribution scores, ``values`` (N, K) new inputs, ``tails``
@@ -184,9 +181,7 @@ class SelectKScore:
     def fit(self, reference) -> SelectKScore:
         ref = _check_2d(reference, "reference")
         if ref.shape[0] < 2:
-            raise ValueError(
-                f"reference needs at least 2 examples per column, got {ref.shape[0]}."
-            )
+            raise ValueError(f"reference needs at least 2 examples per column, got {ref.shape[0]}.")
         self.tail_list = _tails_list(self.tails, ref.shape[1])
         self._sorted = np.sort(ref, axis=0)
         self.mean_ = ref.mean(axis=0)
@@ -203,15 +198,11 @@ class SelectKScore:
         vals = _check_2d(values, "values")
         k = self._sorted.shape[1]
         if vals.shape[1] != k:
-            raise ValueError(
-                f"fit on {k} score columns but values has {vals.shape[1]}."
-            )
+            raise ValueError(f"fit on {k} score columns but values has {vals.shape[1]}.")
         neglogp = np.empty(vals.shape)
         z = (vals - self.mean_) / self.std_
         for j, tail in enumerate(self.tail_list):
-            neglogp[:, j] = -np.log(
-                _pvalue_sorted(self._sorted[:, j], vals[:, j], tail)
-            )
+            neglogp[:, j] = -np.log(_pvalue_sorted(self._sorted[:, j], vals[:, j], tail))
             z[:, j] = {
                 "upper": z[:, j],
                 "lower": -z[:, j],
@@ -231,9 +222,7 @@ def select_k_scores(reference, values, tails: str | Sequence[str] = "upper"):
     return SelectKScore(tails).fit(reference).score(values)
 
 
-def split_reference(
-    n: int, fraction: float = 0.5, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def split_reference(n: int, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Seeded disjoint split of ``range(n)`` into ``(ref_idx, eval_idx)`` (both sorted).
 
     Fit the reference on ``ref_idx`` of the in-distribution test scores and evaluate on

@@ -33,7 +33,6 @@ from .data import binarize_fixed
 from .model import HVAE
 
 IW_FORMS = ("iw-elbo", "iw-both")
-binarize_keyed = binarize_fixed  # transitional alias; use hvaelab.data.binarize_fixed
 
 
 @dataclass

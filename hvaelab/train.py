@@ -226,7 +226,11 @@ class Trainer:
             "epochs_done": self.epoch,
             "steps_done": self.step,
             "schedule_epochs": dict(
-                zip(("free_bits_constant", "free_bits_anneal", "warmup"), self.cfg.phases())
+                zip(
+                    ("free_bits_constant", "free_bits_anneal", "warmup"),
+                    self.cfg.phases(),
+                    strict=True,
+                )
             ),
             "data": {
                 "train": {

@@ -13,9 +13,8 @@ from hvaelab.correlation import (
     layer_representations,
     linear_cka,
 )
-from hvaelab.data import binarize, load_dataset, to_tensor
+from hvaelab.data import binarize, binarize_fixed, load_dataset, to_tensor
 from hvaelab.model import HVAE
-from hvaelab.scores import binarize_keyed
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -146,7 +145,7 @@ def test_layer_representations_names_shapes_and_mean_path():
     assert reps["stage1.block2"].shape == (9, 16, 14, 14)
     assert reps["z1"].shape == (9, 8, 14, 14) and reps["z3"].shape == (9, 8)
     with torch.no_grad():
-        cache = m.encode_means(m.prepare(binarize_keyed(x01)))
+        cache = m.encode_means(m.prepare(binarize_fixed(x01)))
     for i in (1, 2, 3):
         assert torch.allclose(reps[f"z{i}"], cache.q[i].mean, atol=1e-5)
     assert all(not b._forward_hooks for s in m.enc_stage for b in s.blocks)

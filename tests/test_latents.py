@@ -19,6 +19,7 @@ from hvaelab.app.latent_figures import (
 )
 from hvaelab.bounds import bound_samples, example_keys, keyed_noise
 from hvaelab.config import get_preset
+from hvaelab.data import binarize_fixed
 from hvaelab.latents import (
     LatentInputError,
     concat_reconstructions,
@@ -27,7 +28,6 @@ from hvaelab.latents import (
     layer_kl_per_dim,
 )
 from hvaelab.model import HVAE
-from hvaelab.scores import binarize_keyed
 
 N = 6
 
@@ -67,14 +67,14 @@ def test_shapes_range_and_default_ks(model, x01):
     assert rec.images.min() >= 0 and rec.images.max() <= 1
     assert torch.isfinite(rec.log_px).all() and (rec.log_px < 0).all()
     # Bernoulli models see the fixed evaluation binarization of x.
-    assert torch.equal(rec.inputs, binarize_keyed(x01))
+    assert torch.equal(rec.inputs, binarize_fixed(x01))
     sub = latent_reconstructions(model, x01, ks=[2, 0])
     assert sub.ks == [2, 0] and torch.allclose(sub.images[0], rec.images[2])
 
 
 def test_k0_sample_equals_ordinary_reconstruction_with_same_noise(model, x01):
     rec = latent_reconstructions(model, x01, ks=[0, 1], mode="sample", seed=3)
-    x = model.prepare(binarize_keyed(x01))
+    x = model.prepare(binarize_fixed(x01))
     eps = keyed_noise(example_keys(x, 3), _shapes(model), range(1))
     with torch.no_grad():
         out = model(x, k=0, eps=eps)
@@ -85,7 +85,7 @@ def test_k0_sample_equals_ordinary_reconstruction_with_same_noise(model, x01):
 
 def test_k0_mean_equals_posterior_mean_reconstruction(model, x01):
     rec = latent_reconstructions(model, x01, ks=[0])
-    x = model.prepare(binarize_keyed(x01))
+    x = model.prepare(binarize_fixed(x01))
     with torch.no_grad():
         out = model(x, k=0, posterior="mean")
     assert torch.allclose(rec.images[0], out.reconstruction(), atol=1e-6)
@@ -95,7 +95,7 @@ def test_sample_mode_uses_the_bounds_common_random_numbers(model, x01):
     # At k = L every latent comes from the prior, so log p(x|z) is the bound L>L itself.
     L = model.n_layers
     rec = latent_reconstructions(model, x01, ks=[L], mode="sample", seed=5)
-    x = model.prepare(binarize_keyed(x01))
+    x = model.prepare(binarize_fixed(x01))
     b = bound_samples(model, x, ks=[L], prior="sample", seed=5)
     assert torch.allclose(rec.log_px[0], b.gt[L][:, 0], atol=1e-4)
 
@@ -165,7 +165,7 @@ def test_layer_kl_matches_the_elbo_pass(model, x01):
     S = 3
     kl = layer_kl(model, x01, n_samples=S, seed=4)
     assert kl.shape == (N, model.n_layers)
-    x = model.prepare(binarize_keyed(x01))
+    x = model.prepare(binarize_fixed(x01))
     eps = keyed_noise(example_keys(x, 4), _shapes(model), range(S))
     with torch.no_grad():
         out = model(x.repeat_interleave(S, 0), eps=eps)

@@ -82,9 +82,7 @@ def test_equal_size_sizes_and_determinism():
     a_in, a_ood = M.equal_size(s_in, s_ood, seed=3)
     assert a_in.size == a_ood.size == 30
     np.testing.assert_array_equal(a_ood, s_ood)  # all of the smaller set
-    assert (
-        np.unique(a_in).size == 30 and np.isin(a_in, s_in).all()
-    )  # without replacement
+    assert np.unique(a_in).size == 30 and np.isin(a_in, s_in).all()  # without replacement
     b_in, _ = M.equal_size(s_in, s_ood, seed=3)
     c_in, _ = M.equal_size(s_in, s_ood, seed=4)
     np.testing.assert_array_equal(a_in, b_in)
@@ -122,9 +120,7 @@ def test_metrics_table_shared_indices():
     for key in ("auroc", "auprc", "fpr80", "fpr95", "aupr_in"):
         assert rows[0][key] == pytest.approx(rows[1][key])
     assert rows[0]["n_in"] == rows[0]["n_ood"] == 120
-    assert rows[0]["auroc"] == pytest.approx(
-        M.ood_metrics(base_in, base_ood, seed=5).auroc
-    )
+    assert rows[0]["auroc"] == pytest.approx(M.ood_metrics(base_in, base_ood, seed=5).auroc)
     text = M.format_metrics_table(rows)
     assert text.splitlines()[0].split() == ["score", "auroc", "auprc", "fpr80"]
     assert len(text.splitlines()) == 3

@@ -53,9 +53,7 @@ def test_verdict_flags_and_names_column():
     ref = rng.normal(size=(999, 3))  # min possible p = 1/1000 < 0.05 / 3
     vals = np.zeros((3, 3))
     vals[1, 2] = 100.0  # beyond the reference in column 2 only
-    vals[
-        2, 0
-    ] = -100.0  # beyond it on the low side of column 0 (upper tail: not extreme)
+    vals[2, 0] = -100.0  # beyond it on the low side of column 0 (upper tail: not extreme)
     v = P.verdict(ref, vals, tails=["upper", "upper", "upper"], fpr=0.05)
     np.testing.assert_array_equal(v.is_ood, [False, True, False])
     assert v.decisive[1] == 2
@@ -121,9 +119,7 @@ def test_select_k_breaks_ties_beyond_reference():
     rng = np.random.default_rng(3)
     ref = rng.normal(size=(500, 2))
     # All beyond the reference maximum in some column: identical p-values 1/501.
-    vals = np.array(
-        [[10.0, 0.0], [20.0, 0.0], [0.0, 15.0], [1e6, 0.0], [1e6 + 1e3, 0.0]]
-    )
+    vals = np.array([[10.0, 0.0], [20.0, 0.0], [0.0, 15.0], [1e6, 0.0], [1e6 + 1e3, 0.0]])
     p = P.empirical_pvalue(ref[:, 0], vals[:, 0])
     assert p[0] == p[1] == p[3]  # the tie the secondary term has to break
     score, chosen = P.select_k_scores(ref, vals)
