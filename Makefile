@@ -46,9 +46,11 @@ test: setup
 	bash scripts/ensure-chromium
 	$(BIN)/pytest -q
 
+# scripts/dashboard: Voila on 127.0.0.1 with the offline template (share/jupyter/voila/templates/
+# hvaelab); the browser tests start the server the same way.
 dashboard: setup
 	@echo "Dashboards: http://127.0.0.1:$(PORT)/  (Ctrl-C to stop)"
-	$(BIN)/voila notebooks/ --no-browser --port=$(PORT) --Voila.ip=127.0.0.1
+	HVAELAB_PYTHON=$(abspath $(BIN))/python bash scripts/dashboard $(PORT)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,0 +1,91 @@
+"""Fixtures of the browser tests: one Voila server and one Chromium for the whole session.
+
+The server is ``scripts/dashboard`` (what ``make dashboard`` runs) on a free loopback port; it
+is stopped, kernels included, when the session ends. Screenshots go to ``$HVAELAB_SCREENSHOTS``
+(default ``artifacts/screenshots/``, git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (  # noqa: E402
+    REPO,
+    PageGuard,
+    VoilaServer,
+    launch_chromium,
+    start_voila,
+)
+
+# Opening a page starts a kernel that imports torch and loads the model: slow on a busy machine.
+PAGE_READY_TIMEOUT_MS = 150_000
+ACTION_TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="session")
+def dashboard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoilaServer]:
+    server = start_voila(tmp_path_factory.mktemp("voila") / "voila.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    folder = Path(os.environ.get("HVAELAB_SCREENSHOTS") or REPO / "artifacts" / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def open_dashboard(
+    browser, dashboard_server: VoilaServer, screenshots: Path
+) -> Iterator[Callable[[str], tuple[object, PageGuard]]]:
+    """``open_dashboard(notebook) -> (page, guard)``: a fresh page, watched from its first
+    request, on which ``.hvae-ready`` is visible."""
+    contexts = []
+
+    def _open(notebook: str) -> tuple[object, PageGuard]:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        contexts.append(context)
+        context.set_default_timeout(ACTION_TIMEOUT_MS)
+        page = context.new_page()
+        guard = PageGuard().attach(page)
+        page.goto(dashboard_server.page_url(notebook), timeout=PAGE_READY_TIMEOUT_MS)
+        try:
+            page.wait_for_selector(".hvae-ready", state="visible", timeout=PAGE_READY_TIMEOUT_MS)
+        except Exception as exc:
+            page.screenshot(path=screenshots / f"{Path(notebook).stem}-not-ready.png")
+            text = page.inner_text("body")[-3000:]
+            raise AssertionError(
+                f"{notebook}: no visible .hvae-ready after {PAGE_READY_TIMEOUT_MS / 1000:.0f} s "
+                f"({exc.__class__.__name__}).\nProblems: {guard.problems()}\nPage text:\n{text}\n"
+                f"Voila log:\n{dashboard_server.log_tail()}"
+            ) from exc
+        return page, guard
+
+    try:
+        yield _open
+    finally:
+        for context in contexts:
+            context.close()

@@ -1,0 +1,281 @@
+"""Drive the dashboards in a real browser: a local Voila server and a guarded Chromium page.
+
+Shared by the browser tests (``tests/e2e``) and ``benchmarks/dashboard_bench.py``. The server is
+started exactly like ``make dashboard`` (``scripts/dashboard``: the offline "hvaelab" template,
+127.0.0.1 only) on a free loopback port. Pages are watched by :class:`PageGuard`, which records
+browser console errors, uncaught page errors and every request that would leave the machine.
+
+Checkpoints are whatever :func:`hvaelab.checkpoint.load_model` finds by default (the
+repository's ``checkpoints/``); the server inherits the environment, so a developer can point
+``HVAELAB_CHECKPOINTS`` elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "dashboard"
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's Chromium; `playwright install` is never used
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+# Schemes that never reach the network: inline data, blobs made by the page, blank frames.
+LOCAL_SCHEMES = {"data", "blob", "about"}
+
+PAGES = {
+    "explorer": "01_likelihood_ratio_explorer.ipynb",
+    "reconstructions": "02_latent_reconstructions.ipynb",
+    "correlations": "03_layer_correlations.ipynb",
+    "upload": "04_score_your_images.ipynb",
+    "teaching": "05_teaching_the_likelihood_ratio.ipynb",
+    "training": "06_training_curves.ipynb",
+}
+
+
+class DashboardServerError(RuntimeError):
+    """The Voila server did not start or answer; the message carries the end of its log."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (bind port 0, read it back, release)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class VoilaServer:
+    """A running ``scripts/dashboard`` process (its own process group) and its address."""
+
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def page_url(self, notebook: str) -> str:
+        return f"{self.url}voila/render/{notebook}"
+
+    def log_tail(self, n: int = 40) -> str:
+        with suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        return "(no log)"
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the server's process group (Voila shuts its kernels down), then SIGKILL
+        whatever it started that is still alive: kernels run in process groups of their own."""
+        try:
+            family = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.Error:
+            family = []
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+        _, alive = psutil.wait_procs(family, timeout=5)
+        for proc in alive:
+            with suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(alive, timeout=5)
+
+
+def start_voila(
+    log_path: Path, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> VoilaServer:
+    """Start the dashboards on a free loopback port and wait until the tree page answers."""
+    port = free_port()
+    environment = {**os.environ, **(env or {}), "HVAELAB_PYTHON": sys.executable}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            ["bash", str(SCRIPT), str(port)],
+            cwd=REPO,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stop() reaches all of it
+        )
+    server = VoilaServer(process, port, log_path)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise DashboardServerError(
+                f"Voila exited with status {process.returncode} before answering on port "
+                f"{port}. Its log ({log_path}):\n{server.log_tail()}"
+            )
+        try:
+            with urllib.request.urlopen(server.url, timeout=5) as response:
+                if response.status == 200:
+                    return server
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise DashboardServerError(
+                f"Voila did not answer on {server.url} within {timeout:.0f} s. "
+                f"Its log ({log_path}):\n{server.log_tail()}"
+            )
+        time.sleep(0.3)
+
+
+def launch_chromium(playwright: Any):
+    """Debian's Chromium, headless, with background networking (updates, sync...) off."""
+    if not CHROMIUM.exists():
+        raise FileNotFoundError(
+            f"{CHROMIUM} is missing; the browser tests use Debian's Chromium. Install it with "
+            "`sudo apt-get install -y chromium` (or run `bash scripts/ensure-chromium` as root)."
+        )
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def is_local(url: str) -> bool:
+    """Whether a request stays on this machine (loopback host, or a data:/blob: URL)."""
+    parts = urlsplit(url)
+    if parts.scheme in LOCAL_SCHEMES:
+        return True
+    return parts.scheme in {"http", "https", "ws", "wss"} and parts.hostname in LOCAL_HOSTS
+
+
+@dataclass
+class PageGuard:
+    """Everything a page did that a dashboard must not do: console errors, uncaught
+    exceptions, requests to other hosts."""
+
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    external_requests: list[str] = field(default_factory=list)
+
+    def attach(self, page: Any) -> PageGuard:
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
+        page.on("request", self._on_request)
+        # WebSockets are not "requests" for Playwright; check their addresses too.
+        page.on("websocket", lambda ws: self._on_url(ws.url))
+        return self
+
+    def _on_console(self, message: Any) -> None:
+        if message.type == "error":
+            location = message.location or {}
+            self.console_errors.append(f"{message.text} (at {location.get('url', '?')})")
+
+    def _on_request(self, request: Any) -> None:
+        self._on_url(request.url)
+
+    def _on_url(self, url: str) -> None:
+        if not is_local(url):
+            self.external_requests.append(url)
+
+    def problems(self) -> list[str]:
+        return (
+            [f"request leaving localhost: {u}" for u in self.external_requests]
+            + [f"console error: {m}" for m in self.console_errors]
+            + [f"uncaught page error: {m}" for m in self.page_errors]
+        )
+
+    def assert_clean(self) -> None:
+        problems = self.problems()
+        assert not problems, "the page misbehaved:\n  " + "\n  ".join(problems)
+
+
+# --------------------------------------------------------------------------- page helpers
+# Trace data of the plotly graph div inside a container, JSON-ready (typed arrays -> lists).
+# Plotly.js keeps the traces on the graph div as `.data`; a FigureWidget, a `fig.show()` output
+# and a static plot all have one.
+FIGURE_DATA_JS = """
+(container) => {
+  const gd = document.querySelector(container + ' .js-plotly-plot');
+  if (!gd || !Array.isArray(gd.data)) return null;
+  const plain = (v) => (v && ArrayBuffer.isView(v)) ? Array.from(v) : v;
+  return gd.data.map((t) => ({
+    type: t.type || 'scatter', name: t.name ?? null, x: plain(t.x), y: plain(t.y),
+    z: plain(t.z), source: t.source ?? null, text: plain(t.text ?? t.hovertext ?? null),
+  }));
+}
+"""
+
+# Waits (inside the page, polled each animation frame) until every container's figure data
+# differs from `before`; stamps performance.now() so timings exclude the test's round trips.
+WAIT_CHANGED_JS = (
+    "([containers, before]) => {\n  const read = "
+    + FIGURE_DATA_JS.strip()
+    + """;
+  const now = containers.map((c) => JSON.stringify(read(c)));
+  if (now.some((s, i) => s === before[i] || s === 'null')) return false;
+  window.__hvaeChangedAt = performance.now();
+  return true;
+}
+"""
+)
+
+
+def figure_data(page: Any, container: str) -> list[dict] | None:
+    """The traces of the plotly figure inside ``container`` (a CSS selector), or None."""
+    return page.evaluate(FIGURE_DATA_JS, container)
+
+
+def figure_signature(page: Any, container: str) -> str:
+    """The figure's trace data as the JSON string :data:`WAIT_CHANGED_JS` compares."""
+    return page.evaluate(f"(c) => JSON.stringify(({FIGURE_DATA_JS.strip()})(c))", container)
+
+
+def wait_figures_changed(
+    page: Any, containers: list[str], before: list[str], timeout_ms: float
+) -> None:
+    """Block until every container's figure data differs from ``before``."""
+    page.wait_for_function(
+        WAIT_CHANGED_JS, arg=[containers, before], polling="raf", timeout=timeout_ms
+    )
+
+
+def slider_handle(page: Any, slider_class: str) -> Any:
+    """The keyboard-focusable handle of an ipywidgets slider carrying ``slider_class``."""
+    return page.locator(f".{slider_class} .noUi-handle").first
+
+
+def nudge_slider(page: Any, slider_class: str) -> tuple[int, int]:
+    """Move an ipywidgets slider one step with the keyboard (right, or left at its maximum).
+
+    Returns the handle's (before, after) values as the slider reports them (aria-valuenow).
+    Stamps ``window.__hvaeMovedAt`` just before the key press.
+    """
+    handle = slider_handle(page, slider_class)
+    handle.wait_for(state="visible")
+    now = float(handle.get_attribute("aria-valuenow"))
+    top = float(handle.get_attribute("aria-valuemax"))
+    handle.focus()
+    page.evaluate("() => { window.__hvaeMovedAt = performance.now(); }")
+    handle.press("ArrowLeft" if now >= top else "ArrowRight")
+    after = float(handle.get_attribute("aria-valuenow"))
+    return int(now), int(after)
+
+
+def elapsed_ms(page: Any, start: str = "__hvaeMovedAt", end: str = "__hvaeChangedAt") -> float:
+    """Milliseconds between two performance.now() stamps set on ``window`` by the helpers."""
+    return float(page.evaluate(f"() => window.{end} - window.{start}"))

@@ -1,0 +1,151 @@
+"""End to end: the dashboards served by Voila (as ``make dashboard`` does), driven in Chromium.
+
+Each test opens a page, waits for ``.hvae-ready``, works its widgets the way a user would
+(keyboard on slider handles, the file chooser of the upload button) and checks what the page
+shows. Any browser console error, uncaught page error or request to a host other than this
+machine fails the test. Screenshots are saved for a human to look at (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness import (
+    PAGES,
+    figure_data,
+    figure_signature,
+    is_local,
+    nudge_slider,
+    wait_figures_changed,
+)
+from PIL import Image
+
+pytestmark = pytest.mark.e2e
+
+UPDATE_TIMEOUT_MS = 30_000
+DENSITY, ROC = ".hvae-density-fig", ".hvae-roc-fig"
+VERDICTS = ("OOD", "in-distribution")
+
+
+def test_is_local_accepts_only_this_machine():
+    assert is_local("http://127.0.0.1:8866/voila/static/x.js")
+    assert is_local("ws://localhost:1/api/kernels/abc/channels")
+    assert is_local("data:image/png;base64,AAAA")
+    assert is_local("blob:http://127.0.0.1:8866/0b1c")
+    assert not is_local("https://cdn.jsdelivr.net/npm/font-awesome@4.5.0/css/font-awesome.css")
+    assert not is_local("https://unpkg.com/@jupyter-widgets/html-manager@^1.0.0/dist/embed.js")
+    assert not is_local("http://127.0.0.1.example.com/x")
+
+
+def test_tree_lists_every_dashboard(browser, dashboard_server, screenshots):
+    from harness import PageGuard
+
+    page = browser.new_page()
+    try:
+        guard = PageGuard().attach(page)
+        page.goto(dashboard_server.url)
+        page.wait_for_load_state("networkidle")
+        text = page.inner_text("body")
+        missing = [nb for nb in PAGES.values() if nb not in text]
+        assert not missing, f"the tree page does not list {missing}; it shows:\n{text}"
+        page.screenshot(path=screenshots / "00_tree.png", full_page=True)
+        guard.assert_clean()
+    finally:
+        page.close()
+
+
+def _traces_summary(traces: list[dict] | None) -> str:
+    return json.dumps(traces)[:300]
+
+
+def test_explorer_k_slider_updates_density_and_roc(open_dashboard, screenshots):
+    page, guard = open_dashboard(PAGES["explorer"])
+    density, roc = figure_data(page, DENSITY), figure_data(page, ROC)
+    assert density, f"no plotly figure with trace data inside {DENSITY}"
+    assert roc, f"no plotly figure with trace data inside {ROC}"
+    assert any(t["x"] is not None or t["y"] is not None for t in density + roc)
+    page.screenshot(path=screenshots / "01_explorer.png", full_page=True)
+
+    before = [figure_signature(page, DENSITY), figure_signature(page, ROC)]
+    k0, k1 = nudge_slider(page, "hvae-k-slider")
+    assert k0 != k1, "the k slider did not move with the keyboard"
+    wait_figures_changed(page, [DENSITY, ROC], before, UPDATE_TIMEOUT_MS)
+    after = figure_data(page, DENSITY), figure_data(page, ROC)
+    assert after[0] != density and after[1] != roc, (
+        f"k {k0} -> {k1} left the figures unchanged: {_traces_summary(after[0])}"
+    )
+    page.screenshot(path=screenshots / "01_explorer_k_moved.png", full_page=True)
+    table = page.locator(".hvae-metrics-table")
+    assert "AUROC" in table.inner_text(), "the metrics table has no AUROC column"
+    guard.assert_clean()
+
+
+def test_reconstruction_k_slider_changes_grid(open_dashboard, screenshots):
+    page, guard = open_dashboard(PAGES["reconstructions"])
+    grid = ".hvae-recon-grid"
+    before = figure_signature(page, grid)
+    assert before != "null", f"no plotly figure with trace data inside {grid}"
+    page.screenshot(path=screenshots / "02_reconstructions.png", full_page=True)
+    k0, k1 = nudge_slider(page, "hvae-recon-k-slider")
+    assert k0 != k1, "the reconstruction k slider did not move with the keyboard"
+    wait_figures_changed(page, [grid], [before], UPDATE_TIMEOUT_MS)
+    page.screenshot(path=screenshots / "02_reconstructions_k_moved.png", full_page=True)
+    guard.assert_clean()
+
+
+def _png(path: Path, seed: int) -> Path:
+    """A 28x28 grayscale PNG: a bright blob on noise (seeded, so two calls differ)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:28, :28]
+    blob = 255 * np.exp(-((yy - 14) ** 2 + (xx - 10 - 4 * seed) ** 2) / 40.0)
+    pixels = np.clip(blob + rng.normal(0, 20, (28, 28)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buf, format="PNG")
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def _upload(page, files: list[Path]) -> None:
+    """Pick files in the FileUpload's chooser (its <input type=file> is not in the DOM)."""
+    with page.expect_file_chooser() as chooser:
+        page.locator(".hvae-upload").first.click()
+    chooser.value.set_files([str(f) for f in files])
+
+
+def test_upload_scores_images_and_rejects_non_images(open_dashboard, screenshots, tmp_path):
+    page, guard = open_dashboard(PAGES["upload"])
+    result, error = page.locator(".hvae-upload-result"), page.locator(".hvae-upload-error")
+
+    _upload(page, [_png(tmp_path / "blob.png", seed=0)])
+    page.wait_for_function(
+        "(v) => v.some((w) => document.querySelector('.hvae-upload-result')?.innerText"
+        ".includes(w))",
+        arg=list(VERDICTS),
+        timeout=UPDATE_TIMEOUT_MS,
+    )
+    first = result.inner_text()
+    assert any(v in first for v in VERDICTS), first
+    page.screenshot(path=screenshots / "04_upload_png.png", full_page=True)
+
+    fake = tmp_path / "notes.png"
+    fake.write_text("these are notes, not pixels\n")
+    _upload(page, [fake])
+    error.filter(has_text="not an image").wait_for(state="visible", timeout=UPDATE_TIMEOUT_MS)
+    assert "notes.png" in error.inner_text(), "the error does not name the bad file"
+    page.screenshot(path=screenshots / "04_upload_not_an_image.png", full_page=True)
+
+    # The page still works after the bad file: a new image gets its own verdict.
+    shown = result.inner_text()
+    _upload(page, [_png(tmp_path / "second.png", seed=1)])
+    page.wait_for_function(
+        "([old, v]) => { const t = document.querySelector('.hvae-upload-result')?.innerText;"
+        " return t && t !== old && v.some((w) => t.includes(w)); }",
+        arg=[shown, list(VERDICTS)],
+        timeout=UPDATE_TIMEOUT_MS,
+    )
+    page.screenshot(path=screenshots / "04_upload_after_error.png", full_page=True)
+    guard.assert_clean()
