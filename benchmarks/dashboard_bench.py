@@ -1,0 +1,213 @@
+"""How fast the dashboards respond, measured in a real browser (Chromium driven by Playwright).
+
+Starts the dashboards exactly like ``make dashboard`` (see ``tests/e2e/harness.py``) on a free
+loopback port and times, inside the page (``performance.now()``, so the driver's round trips are
+not counted):
+
+- page to interactive: navigation start -> ``.hvae-ready`` visible, for each page;
+- likelihood-ratio explorer: k-slider key press -> new density AND ROC trace data;
+- reconstructions: k-slider key press, and the shuffle button (16 new inputs x all k) -> new grid;
+- upload: file chosen -> a verdict ("OOD" / "in-distribution") shown.
+
+Prints one table (median, min, max over the repetitions; ratio = median / target).
+
+    .venv/bin/python benchmarks/dashboard_bench.py [--reps 3] [--moves 10] [--pages explorer ...]
+
+The checkpoints are whatever ``hvaelab.checkpoint.load_model`` finds (``HVAELAB_CHECKPOINTS``,
+then the repository's ``checkpoints/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+
+from harness import (  # noqa: E402
+    PAGES,
+    PageGuard,
+    elapsed_ms,
+    figure_signature,
+    launch_chromium,
+    nudge_slider,
+    start_voila,
+    wait_figures_changed,
+)
+
+TARGET_READY_MS = 15_000
+TARGET_K_MS = 300
+TARGET_GRID_MS = 1_000
+TARGET_UPLOAD_MS = 1_000
+READY_TIMEOUT_MS = 180_000
+UPDATE_TIMEOUT_MS = 30_000
+VERDICTS = ["OOD", "in-distribution"]
+
+READY_JS = """
+() => {
+  const el = document.querySelector('.hvae-ready');
+  if (!el || el.getClientRects().length === 0) return false;
+  window.__hvaeReadyAt = performance.now();
+  return true;
+}
+"""
+
+VERDICT_CHANGED_JS = """
+([old, verdicts]) => {
+  const t = document.querySelector('.hvae-upload-result')?.innerText;
+  if (!t || t === old || !verdicts.some((v) => t.includes(v))) return false;
+  window.__hvaeChangedAt = performance.now();
+  return true;
+}
+"""
+
+
+@dataclass
+class Timing:
+    """Repeated measurements (ms) of one thing against its target."""
+
+    name: str
+    target_ms: float
+    samples: list[float] = field(default_factory=list)
+
+    def row(self) -> str:
+        if not self.samples:
+            return f"{self.name:<44} {'-':>9} {'-':>9} {'-':>9} {0:>3} {self.target_ms:>8.0f}   -"
+        med = statistics.median(self.samples)
+        return (
+            f"{self.name:<44} {med:>9.0f} {min(self.samples):>9.0f} {max(self.samples):>9.0f} "
+            f"{len(self.samples):>3} {self.target_ms:>8.0f} {med / self.target_ms:>6.2f}"
+            + ("" if med <= self.target_ms else "  (over target)")
+        )
+
+
+def open_page(browser, server, notebook: str, guard: PageGuard) -> tuple[object, object, float]:
+    """A fresh page on ``notebook``; returns (context, page, ms from navigation to ready)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(UPDATE_TIMEOUT_MS)
+    page = context.new_page()
+    guard.attach(page)
+    page.goto(server.page_url(notebook), timeout=READY_TIMEOUT_MS)
+    page.wait_for_function(READY_JS, polling="raf", timeout=READY_TIMEOUT_MS)
+    return context, page, float(page.evaluate("() => window.__hvaeReadyAt"))
+
+
+def png_file(folder: Path, i: int) -> Path:
+    """A distinct 28x28 PNG per ``i`` (a blob that wanders, on seeded noise)."""
+    rng = np.random.default_rng(i)
+    yy, xx = np.mgrid[:28, :28]
+    blob = 255 * np.exp(-((yy - 8 - i % 12) ** 2 + (xx - 14) ** 2) / 30.0)
+    pixels = np.clip(blob + rng.normal(0, 25, (28, 28)), 0, 255).astype(np.uint8)
+    path = folder / f"bench{i}.png"
+    buf = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buf, format="PNG")
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def bench_explorer(page, moves: int, timing: Timing) -> None:
+    figs = [".hvae-density-fig", ".hvae-roc-fig"]
+    for _ in range(moves):
+        before = [figure_signature(page, f) for f in figs]
+        nudge_slider(page, "hvae-k-slider")
+        wait_figures_changed(page, figs, before, UPDATE_TIMEOUT_MS)
+        timing.samples.append(elapsed_ms(page))
+
+
+def bench_reconstructions(page, moves: int, slider: Timing, shuffle: Timing) -> None:
+    grid = [".hvae-recon-grid"]
+    for _ in range(moves):
+        before = [figure_signature(page, grid[0])]
+        nudge_slider(page, "hvae-recon-k-slider")
+        wait_figures_changed(page, grid, before, UPDATE_TIMEOUT_MS)
+        slider.samples.append(elapsed_ms(page))
+    button = page.locator(".hvae-recon-shuffle").first
+    if button.count() == 0:
+        return
+    for _ in range(max(1, moves // 2)):
+        before = [figure_signature(page, grid[0])]
+        page.evaluate("() => { window.__hvaeMovedAt = performance.now(); }")
+        button.click()
+        wait_figures_changed(page, grid, before, UPDATE_TIMEOUT_MS)
+        shuffle.samples.append(elapsed_ms(page))
+
+
+def bench_upload(page, uploads: int, timing: Timing, folder: Path) -> None:
+    for i in range(uploads):
+        image = png_file(folder, i)
+        old = page.locator(".hvae-upload-result").first.inner_text()
+        with page.expect_file_chooser() as chooser:
+            page.locator(".hvae-upload").first.click()
+        page.evaluate("() => { window.__hvaeMovedAt = performance.now(); }")
+        chooser.value.set_files(str(image))
+        page.wait_for_function(
+            VERDICT_CHANGED_JS, arg=[old, VERDICTS], polling="raf", timeout=UPDATE_TIMEOUT_MS
+        )
+        timing.samples.append(elapsed_ms(page))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=3, help="page loads per page (default 3)")
+    parser.add_argument("--moves", type=int, default=10, help="slider moves / uploads (10)")
+    parser.add_argument(
+        "--pages", nargs="+", choices=list(PAGES), default=list(PAGES), help="pages to load"
+    )
+    args = parser.parse_args(argv)
+
+    from playwright.sync_api import sync_playwright
+
+    ready = {name: Timing(f"page to interactive: {name}", TARGET_READY_MS) for name in args.pages}
+    k_move = Timing("explorer: k move -> density+ROC data", TARGET_K_MS)
+    recon_k = Timing("reconstructions: k move -> grid", TARGET_GRID_MS)
+    recon_shuffle = Timing("reconstructions: shuffle 16 inputs x all k", TARGET_GRID_MS)
+    upload = Timing("upload: PNG chosen -> verdict shown", TARGET_UPLOAD_MS)
+    guard = PageGuard()
+
+    with tempfile.TemporaryDirectory(prefix="hvaelab-bench-") as tmp:
+        folder = Path(tmp)
+        server = start_voila(folder / "voila.log")
+        try:
+            with sync_playwright() as playwright:
+                browser = launch_chromium(playwright)
+                for name in args.pages:
+                    for rep in range(args.reps):
+                        context, page, ms = open_page(browser, server, PAGES[name], guard)
+                        ready[name].samples.append(ms)
+                        print(f"  {name}: ready in {ms:.0f} ms", file=sys.stderr, flush=True)
+                        if rep == args.reps - 1:  # interact once per page, on a warm page
+                            if name == "explorer":
+                                bench_explorer(page, args.moves, k_move)
+                            elif name == "reconstructions":
+                                bench_reconstructions(page, args.moves, recon_k, recon_shuffle)
+                            elif name == "upload":
+                                bench_upload(page, args.moves, upload, folder)
+                        context.close()
+                browser.close()
+        finally:
+            server.stop()
+
+    header = (
+        f"{'measure':<44} {'median':>9} {'min':>9} {'max':>9} {'n':>3} {'target':>8} {'ratio':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for timing in [*ready.values(), k_move, recon_k, recon_shuffle, upload]:
+        print(timing.row())
+    print("(ms; ratio = median / target; timed in the page with performance.now())")
+    problems = guard.problems()
+    if problems:
+        print("\nThe pages misbehaved:\n  " + "\n  ".join(problems))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
