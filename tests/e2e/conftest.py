@@ -8,6 +8,7 @@ is stopped, kernels included, when the session ends. Screenshots go to ``$HVAELA
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,17 @@ from harness import (  # noqa: E402
 # Opening a page starts a kernel that imports torch and loads the model: slow on a busy machine.
 PAGE_READY_TIMEOUT_MS = 150_000
 ACTION_TIMEOUT_MS = 30_000
+GRACE_MS = 20_000  # from "Voila executed every cell" to the widgets on screen
+READY_OR_DONE_JS = """
+() => {
+  const ready = document.querySelector('.hvae-ready');
+  if (ready && ready.getClientRects().length > 0) return true;
+  const cells = document.getElementById('rendered_cells');
+  return !document.getElementById('loading') && cells && cells.style.display !== 'none';
+}
+"""
+STDERR = "[data-mime-type='application/vnd.jupyter.stderr']"
+FAILED_TEXT = re.compile(r"Traceback|Error", re.IGNORECASE)
 
 
 @pytest.fixture(scope="session")
@@ -73,15 +85,20 @@ def open_dashboard(
         guard = PageGuard().attach(page)
         page.goto(dashboard_server.page_url(notebook), timeout=PAGE_READY_TIMEOUT_MS)
         try:
-            page.wait_for_selector(".hvae-ready", state="visible", timeout=PAGE_READY_TIMEOUT_MS)
+            # Ready, or Voila done executing (spinner gone) without it: a cell failed.
+            page.wait_for_function(READY_OR_DONE_JS, timeout=PAGE_READY_TIMEOUT_MS)
+            page.wait_for_selector(".hvae-ready", state="visible", timeout=GRACE_MS)
         except Exception as exc:
             page.screenshot(path=screenshots / f"{Path(notebook).stem}-not-ready.png")
-            text = page.inner_text("body")[-3000:]
             raise AssertionError(
-                f"{notebook}: no visible .hvae-ready after {PAGE_READY_TIMEOUT_MS / 1000:.0f} s "
-                f"({exc.__class__.__name__}).\nProblems: {guard.problems()}\nPage text:\n{text}\n"
+                f"{notebook}: no visible .hvae-ready ({exc.__class__.__name__}).\n"
+                f"Problems: {guard.problems()}\nPage text:\n{page.inner_text('body')[-3000:]}\n"
                 f"Voila log:\n{dashboard_server.log_tail()}"
             ) from exc
+        failures = page.locator(f".hvae-page-error, {STDERR}").filter(has_text=FAILED_TEXT)
+        assert failures.count() == 0, (
+            f"{notebook} shows an error:\n" + "\n".join(failures.all_inner_texts())[-3000:]
+        )
         return page, guard
 
     try:
