@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (CLIError, ValueError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        msg = " ".join(line.strip() for line in str(msg).splitlines() if line.strip())
         print(f"hvaelab {args.command}: error: {msg}", file=sys.stderr)
         return 2
 

@@ -227,7 +227,14 @@ def save_tables(path: str | Path, tables: Iterable[ScoreTable], info: dict | Non
     arrays: dict[str, np.ndarray] = {}
     metas: dict[str, Any] = {}
     for t in tables:
+        if not t.meta.get("dataset"):
+            raise ValueError(
+                "a score table needs meta['dataset'] to be saved: score_dataset sets it; for "
+                "score_tensor tables set table.meta['dataset'] = NAME first"
+            )
         key = table_key(t.meta["dataset"], t.n_samples)
+        if key in metas:
+            raise ValueError(f"two score tables for {key}: save one table per dataset and S")
         metas[key] = t.meta
         for col, v in t.columns.items():
             arrays[f"{key}/{col}"] = np.ascontiguousarray(v, dtype=np.float64)
@@ -240,7 +247,7 @@ def save_tables(path: str | Path, tables: Iterable[ScoreTable], info: dict | Non
 
 def load_tables(path: str | Path) -> dict[str, ScoreTable]:
     """Read score tables written by :func:`save_tables`, keyed ``"DATASET@S<n>"``."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.exists():
@@ -250,12 +257,14 @@ def load_tables(path: str | Path) -> dict[str, ScoreTable]:
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
+            if "tables" not in meta:
+                raise ValueError("it holds no score-table metadata; is it a checkpoint's weights?")
             metas = json.loads(meta["tables"])
             out = {key: ScoreTable({}, m) for key, m in metas.items()}
             for name in f.keys():
                 key, col = name.split("/", 1)
                 out[key].columns[col] = f.get_tensor(name)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:  # corrupt or foreign
+    except (OSError, ValueError, KeyError, SafetensorError) as e:  # corrupt or foreign
         raise ValueError(f"{path} is not a readable hvaelab score table file ({e})") from e
     return out
 
@@ -267,6 +276,31 @@ def tables_path(checkpoint_stem: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------ single inputs
+# Scores of the same input agree only to float32 rounding across batch compositions (~1e-4 nats
+# on bounds of ~1e3 nats); p-values treat reference values this close as ties, so an input equal
+# to a reference example is never judged more extreme than itself (a conservative correction).
+TIE_RTOL = 1e-5
+
+
+def tie_tolerance(reference: ScoreTable) -> float:
+    """Absolute tolerance (nats) below which two scores count as tied, from the bounds' scale."""
+    scale = max(float(np.abs(v).max()) for v in reference.columns.values())
+    return TIE_RTOL * (1.0 + scale)
+
+
+def _pvalue(reference: np.ndarray, values: np.ndarray, tail: str, tol: float) -> np.ndarray:
+    """Empirical p-value (see :mod:`hvaelab.pvalues`) with ties up to ``tol``."""
+    from .pvalues import empirical_pvalue
+
+    if tail == "upper":
+        return empirical_pvalue(reference, values - tol, "upper")
+    if tail == "lower":
+        return empirical_pvalue(reference, values + tol, "lower")
+    up = empirical_pvalue(reference, values - tol, "upper")
+    lo = empirical_pvalue(reference, values + tol, "lower")
+    return np.minimum(1.0, 2.0 * np.minimum(up, lo))
+
+
 def score_tails(name: str) -> str:
     """Tail of the empirical p-value for a score: likelihood ratios are upper-tail tests; bounds
     and generalised ratios are two-sided, since OOD data can score too high as well as too low."""
@@ -319,7 +353,7 @@ def score_inputs(
     the verdict is taken over LLR>k for all k with a Bonferroni correction (sec. 5, "Selection of
     k"), at in-distribution false-positive rate ``fpr``, and names the score that decided.
     """
-    from .pvalues import empirical_pvalue, verdict
+    from .pvalues import verdict
 
     if not 0 < fpr < 1:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
@@ -340,11 +374,12 @@ def score_inputs(
     if len(names) != n:
         raise ValueError(f"{len(names)} names for {n} inputs")
     scores, ref = ood_scores(table), ood_scores(reference)
-    pv = {s: empirical_pvalue(ref[s], v, score_tails(s)) for s, v in scores.items()}
+    tol = tie_tolerance(reference)
+    pv = {s: _pvalue(ref[s], v, score_tails(s), tol) for s, v in scores.items()}
     vnames = llr_names(model.n_layers, S, iw_form)
-    v = verdict(
+    v = verdict(  # upper tail with ties up to tol, as the p-values above
         np.stack([ref[s] for s in vnames], 1),
-        np.stack([scores[s] for s in vnames], 1),
+        np.stack([scores[s] for s in vnames], 1) - tol,
         tails="upper",
         fpr=fpr,
     )

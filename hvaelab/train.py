@@ -333,7 +333,7 @@ def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
 def train(cfg: TrainConfig, out: Path, resume: bool = False, until: int | None = None) -> Trainer:
     """Train (or resume) a run and write ``out``.safetensors/.json (+ training state)."""
     out = Path(out)
-    if resume and out.with_suffix(".json").exists():
+    if resume and out.with_name(out.name + ".state.json").exists():
         trainer = Trainer.resume(out, epochs=cfg.epochs)
     else:
         trainer = Trainer(cfg)

@@ -1,0 +1,278 @@
+"""The command line, run in-process: train / resume / tables / evaluate / score / info."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hvaelab.cli import main
+from hvaelab.data import load_samples
+from hvaelab.scores import load_tables
+
+TRAIN = [
+    "train",
+    "--preset",
+    "hvae-tiny",
+    "--epochs",
+    "2",
+    "--train-examples",
+    "256",
+    "--val-examples",
+    "64",
+    "--batch-size",
+    "64",
+    "--device",
+    "cpu",
+]
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """``hvaelab ARGV`` in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def assert_one_line_error(rc: int, err: str, command: str, *needles: str) -> None:
+    assert rc == 2
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"hvaelab {command}: error: ")
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data_dir):
+    """A tiny run trained for 1 of 2 epochs, resumed to 2, then its score tables written."""
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("cli")
+    stem = d / "run"
+    logs = {"train": run_cli(*TRAIN, "--until", "1", "--out", stem)}
+    logs["card1"] = json.loads(stem.with_name("run.json").read_text())
+    logs["resume"] = run_cli(*TRAIN, "--resume", "--out", stem)
+    logs["tables"] = run_cli(
+        "tables",
+        "--checkpoint",
+        stem,
+        "--limit",
+        "64",
+        "--samples",
+        "1",
+        "2",
+        "--samples-per-set",
+        "4",
+    )
+    return stem, logs
+
+
+def test_train_writes_a_checkpoint(run):
+    stem, logs = run
+    rc, out, _ = logs["train"]
+    assert rc == 0
+    assert "parameters on cpu" in out
+    assert "epoch 1 |" in out and "train elbo" in out and "mnist/auroc_llr1" in out
+    assert f"wrote {stem}.safetensors and {stem}.json (epoch 1/2)" in out
+    assert logs["card1"]["epochs_done"] == 1
+    assert logs["card1"]["train_config"]["train_examples"] == 256
+
+
+def test_resume_continues_the_run(run):
+    stem, logs = run
+    rc, out, _ = logs["resume"]
+    assert rc == 0
+    assert f"resuming {stem} at epoch 1/2" in out
+    assert "epoch 2 |" in out and "epoch 1 |" not in out
+    assert "(epoch 2/2)" in out
+    card = json.loads(stem.with_name("run.json").read_text())
+    assert card["epochs_done"] == 2 and card["steps_done"] == 2 * 4
+    with open(stem.with_name("run.history.csv"), newline="") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2]
+
+
+def test_resume_with_other_epochs_is_refused(run):
+    stem, _ = run
+    argv = [a if a != "2" else "5" for a in TRAIN]  # --epochs 5
+    rc, _, err = run_cli(*argv, "--resume", "--out", stem)
+    assert_one_line_error(rc, err, "train", "planned for 2 epochs", "--epochs")
+    assert json.loads(stem.with_name("run.json").read_text())["epochs_done"] == 2
+
+
+def test_tables_writes_scores_and_samples(run):
+    stem, logs = run
+    rc, out, _ = logs["tables"]
+    assert rc == 0 and f"wrote {stem}.scores.safetensors" in out
+    tables = load_tables(stem.with_name("run.scores.safetensors"))
+    assert set(tables) == {"fashionmnist@S1", "mnist@S1", "fashionmnist@S2", "mnist@S2"}
+    for key, t in tables.items():
+        assert len(t) == 64 and t.n_samples == int(key[-1]) and t.meta["prior"] == "mean"
+    samples = load_samples(stem.with_name("samples.safetensors"))
+    assert {k: v.shape for k, v in samples.items()} == {
+        "fashionmnist": (4, 28, 28),
+        "mnist": (4, 28, 28),
+    }
+
+
+def test_evaluate_from_stored_tables(run, tmp_path):
+    stem, _ = run
+    rc, out, _ = run_cli("evaluate", "--checkpoint", stem, "--tables", "--out", tmp_path / "ev")
+    assert rc == 0
+    assert "== run: conditional prior below k = mean ==" in out
+    assert "OOD: mnist   S = 1   (prior below k: mean, n = 64 + 64)" in out
+    assert "OOD: mnist   S = 2" in out
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("OOD: mnist   S = 1"))
+    assert lines[head + 1].split() == ["score", "auroc", "auprc", "fpr80"]
+    row = lines[head + 2].split()
+    assert row[0] == "-ELBO" and all(0 <= float(v) <= 1 for v in row[1:])
+    assert any(line.split()[:2] == ["LLR", "select-k"] for line in lines)
+    assert any(line.split()[:2] == ["LLR_S", "select-k"] for line in lines)
+    assert "fashionmnist@S1:" in out and "log p(x)" in out
+    res = json.loads((tmp_path / "ev.json").read_text())
+    assert res["in"] == "fashionmnist" and list(res["by_prior"]) == ["mean"]
+    with open(tmp_path / "ev.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(res["table2"]) > 0
+    assert {r["S"] for r in rows} == {"1", "2"} and {r["ood"] for r in rows} == {"mnist"}
+
+
+def test_evaluate_computes_both_prior_variants(run, tmp_path):
+    stem, _ = run
+    rc, out, err = run_cli(
+        "evaluate",
+        "--checkpoint",
+        stem,
+        "--limit",
+        "64",
+        "--samples",
+        "1",
+        "--prior",
+        "mean",
+        "sample",
+        "--out",
+        tmp_path / "both",
+    )
+    assert rc == 0, err
+    assert "conditional prior below k = mean" in out
+    assert "conditional prior below k = sample" in out
+    assert "(prior below k: mean, n = 64 + 64)" in out
+    assert "(prior below k: sample, n = 64 + 64)" in out
+    res = json.loads((tmp_path / "both.json").read_text())
+    assert list(res["by_prior"]) == ["mean", "sample"]
+    priors = {r["prior"] for r in res["table2"]}
+    assert priors == {"mean", "sample"}
+    by = {(r["prior"], r["score"]): r["auroc"] for r in res["table2"]}
+    assert by[("mean", "-ELBO")] == by[("sample", "-ELBO")]  # the ELBO has no prior below k
+    assert by[("mean", "LLR>3")] != by[("sample", "LLR>3")]
+
+
+def _png(path: Path, value: int, size: int = 28, mode: str = "L") -> Path:
+    Image.new(mode, (size, size), value if mode == "L" else (value,) * 3).save(path)
+    return path
+
+
+def test_score_a_png_a_folder_and_an_npy(run, tmp_path, data_dir):
+    stem, _ = run
+    white = _png(tmp_path / "white.png", 255, size=56, mode="RGB")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    _png(folder / "a.png", 0)
+    _png(folder / "b.png", 128)
+    (folder / "notes.txt").write_text("not an image")  # skipped in folders
+    arr = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "three.npy", arr)
+    csv_out = tmp_path / "scores.csv"
+    rc, out, err = run_cli(
+        "score",
+        white,
+        folder,
+        tmp_path / "three.npy",
+        "--checkpoint",
+        stem,
+        "--out",
+        csv_out,
+    )
+    assert rc == 0, err
+    lines = [line for line in out.splitlines() if not line.startswith("wrote")]
+    names = ["white.png", "imgs/a.png", "imgs/b.png"] + [f"three.npy[{i}]" for i in range(3)]
+    assert [line.split(":")[0] for line in lines] == names
+    for line in lines:
+        assert ("OOD (decided by LLR>" in line) or ("in-distribution (decided by LLR>" in line)
+        assert "alpha=0.05/3" in line and "bits/dim=" in line and "LLR>3=" in line
+    with open(csv_out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["input"] for r in rows] == names
+    assert {r["verdict"] for r in rows} <= {"OOD", "in-distribution"}
+    assert all(0 < float(r["p(LLR>1)"]) <= 1 for r in rows)
+
+    rc, out, _ = run_cli("score", white, "--checkpoint", stem, "--reference", "fashionmnist@S2")
+    assert rc == 0 and "LLR_S>1 iw-both=" in out
+
+
+def test_score_errors_are_one_line_without_traceback(run, tmp_path):
+    stem, _ = run
+    text = tmp_path / "notes.png"
+    text.write_text("this is not an image")
+    rc, out, err = run_cli("score", text, "--checkpoint", stem)
+    assert_one_line_error(rc, err, "score", "notes.png", "not an image file")
+    assert out == ""
+
+    rc, _, err = run_cli("score", tmp_path / "missing.png", "--checkpoint", stem)
+    assert_one_line_error(rc, err, "score", "missing.png", "no such file or folder")
+
+    png = _png(tmp_path / "ok.png", 10)
+    rc, _, err = run_cli("score", png, "--checkpoint", tmp_path / "no-such-run")
+    assert_one_line_error(rc, err, "score", "no-such-run", "not found")
+
+    rc, _, err = run_cli("score", png, "--checkpoint", stem, "--reference", "cifar@S1")
+    assert_one_line_error(rc, err, "score", "cifar@S1", "fashionmnist@S1")
+
+    rc, _, err = run_cli("score", png, "--checkpoint", stem, "--fpr", "2")
+    assert_one_line_error(rc, err, "score", "fpr must be in (0, 1)")
+
+
+def test_info_prints_the_card(run):
+    stem, _ = run
+    rc, out, _ = run_cli("info", "--checkpoint", stem)
+    assert rc == 0
+    first, rest = out.split("\n", 1)
+    assert first.startswith(f"{stem}: ") and first.endswith(" parameters")
+    card = json.loads(rest)
+    assert card["epochs_done"] == 2 and card["model_config"]["name"] == "hvae-tiny"
+    assert card["data"]["train"]["name"] == "fashionmnist"
+    assert f"{card['n_parameters']:,}" in first
+
+    rc, _, err = run_cli("info", "--checkpoint", stem.with_name("nope"))
+    assert_one_line_error(rc, err, "info", "not found")
+
+
+def test_module_entry_point_help():
+    proc = subprocess.run(
+        [sys.executable, "-m", "hvaelab.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for cmd in ("train", "evaluate", "tables", "score", "info"):
+        assert cmd in proc.stdout

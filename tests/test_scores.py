@@ -1,0 +1,298 @@
+"""OOD scores (secs. 4.2, 5): identities, invariances, stored tables and single-input verdicts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import safetensors.numpy
+import torch
+
+from hvaelab.bounds import bound_samples
+from hvaelab.data import InvalidInputError, binarize_fixed, load_dataset, to_tensor
+from hvaelab.scores import (
+    ScoreTable,
+    llr_names,
+    load_tables,
+    ood_scores,
+    save_tables,
+    score_dataset,
+    score_inputs,
+    score_tails,
+    score_tensor,
+    tables_path,
+)
+from hvaelab.train import TrainConfig, Trainer
+
+N_REF = 64
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, data_dir):
+    """hvae-tiny trained briefly on 512 real FashionMNIST images (tells white from clothes)."""
+    torch.set_num_threads(1)
+    cfg = TrainConfig(
+        preset="hvae-tiny",
+        epochs=3,
+        train_examples=512,
+        val_examples=64,
+        batch_size=64,
+        init_examples=64,
+        lr=1e-3,
+        ood=(),
+        device="cpu",
+    )
+    tr = Trainer(cfg, log=lambda _: None)
+    tr.run(tmp_path_factory.mktemp("scores") / "run")
+    return tr.model.eval()
+
+
+@pytest.fixture(scope="module")
+def images(data_dir) -> np.ndarray:
+    """The seeded subset of FashionMNIST test images that score_dataset(limit=N_REF) takes."""
+    imgs = load_dataset("fashionmnist", "test").images
+    idx = np.sort(np.random.default_rng(0).choice(len(imgs), N_REF, replace=False))
+    return imgs[idx]
+
+
+@pytest.fixture(scope="module")
+def ref(model, data_dir) -> ScoreTable:
+    return score_dataset(model, "fashionmnist", limit=N_REF)
+
+
+# ----------------------------------------------------------------------------- identities
+def test_score_dataset_scores_the_seeded_subset(ref, model, images):
+    assert len(ref) == N_REF and ref.n_layers == 3 and ref.n_samples == 1
+    assert ref.meta["dataset"] == "fashionmnist" and ref.meta["split"] == "test"
+    assert ref.meta["indices"] == "seeded-subset-0" and ref.meta["n_dims"] == 784
+    direct = score_tensor(model, images)
+    for col, v in ref.columns.items():
+        assert np.array_equal(v, direct.columns[col]), col
+    for v in ref.columns.values():
+        assert v.dtype == np.float64 and np.isfinite(v).all()
+
+
+def test_ood_score_names_of_a_three_layer_model(ref):
+    names = list(ood_scores(ref))
+    expected = ["-ELBO", "-L>1", "-L>2", "-L>3", "LLR>1", "LLR>2", "LLR>3", "-L<1", "-L<2"]
+    expected += ["-L<3"] + [f"LLR>{k}<{l_}" for k in (1, 2, 3) for l_ in (1, 2, 3)]
+    assert names == expected  # L<l for l = 1..L only: L<(L+1) is the ELBO itself
+    assert set(ref.columns) == {
+        c + s for c in ("elbo", "L>1", "L>2", "L>3", "L<1", "L<2", "L<3") for s in ("", "_iw")
+    }
+    no_lt = ScoreTable({k: v for k, v in ref.columns.items() if "<" not in k}, dict(ref.meta))
+    assert not any("<" in n for n in ood_scores(no_lt))
+
+
+def test_llr_identities(ref):
+    c, s = ref.columns, ood_scores(ref)
+    assert np.array_equal(s["-ELBO"], -c["elbo"])
+    for k in (1, 2, 3):
+        assert np.array_equal(s[f"LLR>{k}"], c["elbo"] - c[f"L>{k}"])  # eq. 6
+        assert np.allclose(s[f"LLR>{k}"], s[f"-L>{k}"] - s["-ELBO"], rtol=0, atol=1e-9)
+        for l_ in (1, 2, 3):
+            assert np.array_equal(s[f"LLR>{k}<{l_}"], c[f"L<{l_}"] - c[f"L>{k}"])  # eq. 21
+    # the scores differ between examples (a constant score would make every test pass)
+    assert np.std(s["LLR>1"]) > 1.0
+
+
+def test_l_below_l_plus_one_is_the_elbo(model, images):
+    x = model.prepare(binarize_fixed(to_tensor(images[:8])))
+    b = bound_samples(model, x, ks=[0], ls=[1, 4], n_samples=2)
+    assert torch.equal(b.lt[4], b.gt[0])  # common random numbers: the very same pass
+    assert not torch.allclose(b.lt[1], b.gt[0])
+
+
+def test_iw_columns_equal_plain_columns_when_s_is_1(ref):
+    assert ref.n_samples == 1
+    for col in ("elbo", "L>1", "L>2", "L>3", "L<1", "L<2", "L<3"):
+        assert np.allclose(ref.columns[col + "_iw"], ref.columns[col], rtol=0, atol=1e-9), col
+    names = ood_scores(ref)
+    assert not any(n.endswith("_S") or "iw" in n for n in names)
+    iw = ood_scores(ref, iw=True)  # forced: equal to the plain scores at S = 1
+    for k in (1, 2, 3):
+        assert np.allclose(iw[f"LLR_S>{k} iw-both"], names[f"LLR>{k}"], atol=1e-9)
+
+
+def test_iw_bound_is_at_least_the_mean_when_s_is_above_1(model, images):
+    t = score_tensor(model, images[:16], n_samples=4)
+    assert t.n_samples == 4
+    for col in ("elbo", "L>1", "L>2", "L<1", "L<2", "L<3"):
+        assert (t.columns[col + "_iw"] >= t.columns[col] - 1e-9).all(), col  # Jensen
+    # the ELBO's samples differ, so importance weighting is strictly tighter
+    assert (t.columns["elbo_iw"] > t.columns["elbo"] + 1e-6).all()
+    # L>L with prior means involves no noise: every sample is equal
+    assert np.allclose(t.columns["L>3_iw"], t.columns["L>3"], atol=1e-9)
+    s = ood_scores(t)
+    for k in (1, 2, 3):
+        assert np.array_equal(s[f"LLR_S>{k} iw-elbo"], t.columns["elbo_iw"] - t.columns[f"L>{k}"])
+        both = t.columns["elbo_iw"] - t.columns[f"L>{k}_iw"]
+        assert np.array_equal(s[f"LLR_S>{k} iw-both"], both)
+    assert np.array_equal(s["-ELBO_S"], -t.columns["elbo_iw"])
+
+
+def test_llr_names_and_tails():
+    assert llr_names(3) == ["LLR>1", "LLR>2", "LLR>3"]
+    assert llr_names(2, 5) == ["LLR_S>1 iw-both", "LLR_S>2 iw-both"]
+    assert llr_names(2, 5, "iw-elbo") == ["LLR_S>1 iw-elbo", "LLR_S>2 iw-elbo"]
+    assert score_tails("LLR>2") == "upper"
+    assert score_tails("LLR_S>1 iw-both") == "upper"
+    assert score_tails("-ELBO") == "two-sided"
+    assert score_tails("-L>2_S") == "two-sided"
+    assert score_tails("LLR>1<2") == "two-sided"
+
+
+# ---------------------------------------------------------------------------- invariances
+def _close(a: ScoreTable, b: ScoreTable, idx=None) -> None:
+    assert a.columns.keys() == b.columns.keys()
+    for col, v in a.columns.items():
+        v = v if idx is None else v[idx]
+        # float32 convolutions differ slightly with the batch size (bounds are ~1e2-1e3 nats)
+        np.testing.assert_allclose(b.columns[col], v, rtol=1e-5, atol=1e-4, err_msg=col)
+
+
+def test_scores_do_not_depend_on_batch_size_or_composition(model, images, ref):
+    for bs in (7, 64):
+        _close(ref, score_tensor(model, images, batch_size=bs))
+    idx = np.random.default_rng(3).permutation(N_REF)[:20]  # a shuffled subset
+    _close(ref, score_tensor(model, images[idx], batch_size=6), idx)
+    # a tensor in [0, 1] and the uint8 array give the same table
+    _close(ref, score_tensor(model, to_tensor(images)))
+
+
+def test_sample_scores_are_reproducible_under_a_seed(model, images):
+    a = score_tensor(model, images[:16], n_samples=2, prior="sample", seed=5)
+    b = score_tensor(model, images[:16], n_samples=2, prior="sample", seed=5)
+    for col in a.columns:
+        assert np.array_equal(a.columns[col], b.columns[col]), col
+    c = score_tensor(model, images[:16], n_samples=2, prior="sample", seed=6)
+    for col in ("elbo", "L>1", "L>2", "L>3", "L<1"):
+        assert not np.allclose(a.columns[col], c.columns[col]), col
+    assert a.meta["seed"] == 5 and a.meta["prior"] == "sample"
+
+
+def test_prior_sample_and_mean_differ_only_above_k_0(model, images):
+    m = score_tensor(model, images[:16], prior="mean", lt=False)
+    s = score_tensor(model, images[:16], prior="sample", lt=False)
+    assert np.array_equal(m.columns["elbo"], s.columns["elbo"])  # the ELBO samples z anyway
+    assert not np.allclose(m.columns["L>3"], s.columns["L>3"])
+    assert not any(c.startswith("L<") for c in m.columns)
+
+
+# --------------------------------------------------------------------------- stored tables
+def test_save_and_load_tables_round_trip(tmp_path, model, ref):
+    ood = score_dataset(model, "mnist", limit=32, n_samples=2)
+    path = save_tables(tmp_path / "run.scores.safetensors", [ref, ood], info={"checkpoint": "x"})
+    assert path == tables_path(tmp_path / "run")
+    got = load_tables(path)
+    assert set(got) == {"fashionmnist@S1", "mnist@S2"}
+    for key, t in (("fashionmnist@S1", ref), ("mnist@S2", ood)):
+        assert got[key].meta == t.meta
+        assert got[key].columns.keys() == t.columns.keys()
+        for col, v in t.columns.items():
+            assert np.array_equal(got[key].columns[col], v), (key, col)
+    assert got["mnist@S2"].n_samples == 2 and len(got["mnist@S2"]) == 32
+    assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temporary file
+
+
+def test_save_tables_refuses_unnamed_or_duplicate_tables(tmp_path, ref):
+    unnamed = ScoreTable(dict(ref.columns), {k: v for k, v in ref.meta.items() if k != "dataset"})
+    with pytest.raises(ValueError, match="meta\\['dataset'\\]"):
+        save_tables(tmp_path / "a.safetensors", [unnamed])
+    with pytest.raises(ValueError, match="fashionmnist@S1"):
+        save_tables(tmp_path / "b.safetensors", [ref, ref])
+
+
+def test_corrupt_or_foreign_table_files_raise_clear_errors(tmp_path, ref):
+    with pytest.raises(FileNotFoundError, match="hvaelab tables"):
+        load_tables(tmp_path / "missing.scores.safetensors")
+    garbage = tmp_path / "garbage.scores.safetensors"
+    garbage.write_bytes(np.random.default_rng(0).bytes(300))
+    with pytest.raises(ValueError, match="not a readable hvaelab score table file"):
+        load_tables(garbage)
+    good = save_tables(tmp_path / "good.scores.safetensors", [ref])
+    truncated = tmp_path / "truncated.scores.safetensors"
+    truncated.write_bytes(good.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="not a readable hvaelab score table file"):
+        load_tables(truncated)
+    foreign = tmp_path / "weights.safetensors"
+    foreign.write_bytes(safetensors.numpy.save({"w": np.zeros(3, np.float32)}))
+    with pytest.raises(ValueError, match="no score-table metadata"):
+        load_tables(foreign)
+
+
+# ---------------------------------------------------------------------------- single inputs
+def test_inputs_equal_to_reference_examples_are_not_flagged(model, images, ref):
+    res = score_inputs(model, images, ref, batch_size=7)
+    assert not res.is_ood.any()
+    for s, p in res.p_values.items():
+        assert ((p > 0) & (p <= 1)).all(), s
+    # the most extreme reference example of each LLR>k, scored on its own (another batch)
+    scores = ood_scores(ref)
+    for name in llr_names(3):
+        i = int(np.argmax(scores[name]))
+        one = score_inputs(model, images[i : i + 1], ref)
+        assert not one.is_ood[0], name
+        assert one.p_values[name][0] == pytest.approx(2 / (N_REF + 1))  # tied with itself
+
+
+def test_an_all_white_image_is_flagged_with_the_deciding_score(model, images, ref):
+    white = np.full((1, 28, 28), 255, np.uint8)
+    batch = np.concatenate([white, images[:3]])
+    res = score_inputs(model, batch, ref, names=["white", "a", "b", "c"])
+    assert res.is_ood[0] and not res.is_ood[1:].any()
+    assert res.verdict_scores == ["LLR>1", "LLR>2", "LLR>3"]
+    assert res.decisive[0] in res.verdict_scores
+    assert res.min_p[0] == pytest.approx(1 / (N_REF + 1)) and res.min_p[0] < res.fpr / 3
+    assert res.p_values[res.decisive[0]][0] == res.min_p[0]
+    # decisively: far beyond every in-distribution reference value
+    assert res.scores[res.decisive[0]][0] > ood_scores(ref)[res.decisive[0]].max() + 10.0
+    rows = res.rows()
+    assert [r["input"] for r in rows] == ["white", "a", "b", "c"]
+    r = rows[0]
+    assert r["verdict"] == "OOD" and r["decided_by"] == res.decisive[0]
+    assert rows[1]["verdict"] == "in-distribution"
+    assert r["min_p"] == res.min_p[0] and r["bits_per_dim"] == pytest.approx(res.bits_per_dim[0])
+    for s in ood_scores(ref):
+        assert r[s] == pytest.approx(res.scores[s][0]) and 0 < r[f"p({s})"] <= 1
+    assert res.bits_per_dim[0] == pytest.approx(res.scores["-ELBO"][0] / (784 * np.log(2)))
+
+
+def test_default_input_names(model, images, ref):
+    res = score_inputs(model, images[:2], ref)
+    assert res.names == ["input 0", "input 1"]
+    assert len(res.rows()) == 2
+
+
+def test_score_inputs_rejects_bad_inputs_clearly(model, images, ref):
+    x = to_tensor(images[:2])
+    with pytest.raises(ValueError, match=r"fpr must be in \(0, 1\)"):
+        score_inputs(model, x, ref, fpr=0.0)
+    with pytest.raises(ValueError, match=r"fpr must be in \(0, 1\)"):
+        score_inputs(model, x, ref, fpr=1.5)
+    with pytest.raises(ValueError, match=r"expected a batch of shape \(N, 1, 28, 28\)"):
+        score_inputs(model, torch.rand(2, 1, 32, 32), ref)
+    with pytest.raises(InvalidInputError, match="28x28"):
+        score_inputs(model, np.zeros((2, 30, 30), np.uint8), ref)
+    nan = x.clone()
+    nan[0, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        score_inputs(model, nan, ref)
+    with pytest.raises(ValueError, match=r"scaled to \[0, 1\]"):
+        score_inputs(model, x * 255.0, ref)
+    with pytest.raises(TypeError, match="float images"):
+        score_inputs(model, (x * 255).to(torch.int64), ref)
+    with pytest.raises(InvalidInputError, match=r"float images must be in \[0, 1\]"):
+        score_inputs(model, images[:2].astype(np.float32), ref)
+    with pytest.raises(ValueError, match="1 names for 2 inputs"):
+        score_inputs(model, x, ref, names=["only one"])
+    two_layer = ScoreTable(dict(ref.columns), {**ref.meta, "n_layers": 2})
+    with pytest.raises(ValueError, match="different model"):
+        score_inputs(model, x, two_layer)
