@@ -558,6 +558,17 @@ def load_state(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
 # --------------------------------------------------------------------------- model loading
 
 
+def update_card(path_or_name: str | os.PathLike[str], updates: Mapping[str, Any]) -> Path:
+    """Merge ``updates`` (e.g. measured numbers) into a checkpoint's card, atomically.
+
+    The weights are validated and written back unchanged (same sha256).
+    """
+    stem = resolve_checkpoint(path_or_name)
+    tensors, card = _load_pair(stem, CHECKPOINT_FORMAT)
+    card.update(updates)
+    return save_checkpoint(stem, tensors, card)
+
+
 @dataclass
 class LoadedModel:
     """A model rebuilt from a checkpoint, with its card and where it was found."""

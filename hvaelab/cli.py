@@ -141,6 +141,7 @@ def _cmd_tables(a: argparse.Namespace) -> int:
         info={"checkpoint": lm.name, "in": a.in_name, "ood": a.ood},
     )
     print(f"wrote {path}")
+    _record_evaluation(lm, {key: t for (_, key), t in tables.items()}, a.in_name, path)
     if a.samples_per_set:
         rng = np.random.default_rng(0)
         sets = {}
@@ -150,6 +151,30 @@ def _cmd_tables(a: argparse.Namespace) -> int:
         spath = save_samples(lm.path.with_name("samples.safetensors"), sets)
         print(f"wrote {spath}")
     return 0
+
+
+KEY_SCORES = ("-ELBO", "-ELBO_S", "LLR>1", "LLR>2", "LLR select-k", "LLR_S select-k")
+
+
+def _record_evaluation(lm, tables, in_name: str, path: Path) -> None:
+    """Put Table 1 and the key rows of Table 2 into the checkpoint's card."""
+    from .checkpoint import update_card
+    from .evaluate import evaluate_tables
+
+    res = evaluate_tables(tables, in_name)
+    keep = [r for r in res["table2"] if r["score"] in KEY_SCORES or r["score"].startswith("LLR_S>")]
+    update_card(
+        lm.path,
+        {
+            "evaluation": {
+                "score_tables": path.name,
+                "protocol": "full test sets, equal-size (paper sec. 5)",
+                "table1_bits_per_dim": res["table1"],
+                "table2": keep,
+            }
+        },
+    )
+    print(f"recorded the evaluation in {lm.path}.json")
 
 
 def _cmd_score(a: argparse.Namespace) -> int:
