@@ -1,0 +1,498 @@
+"""Likelihood-ratio explorer: densities (fig. 5), ROC curves (figs. 6-7) and Table 2, live in k.
+
+Everything comes from a checkpoint's precomputed score tables (:mod:`hvaelab.scores`): nothing is
+scored when the page opens. A score is picked by family and k (and l):
+
+=========  ==========================  =====================================================
+family     score (S = 1 / S > 1)       paper
+=========  ==========================  =====================================================
+ELBO       ``-ELBO`` / ``-ELBO_S``     eq. 1 (= L>0); the likelihood that fails (fig. 5a)
+L>k        ``-L>k`` / ``-L>k_S``       eq. 5; looser bounds, still overlapping (fig. 5b)
+LLR>k      ``LLR>k`` / ``LLR_S>k``     eqs. 6, 10; the ratio that separates (fig. 5c)
+L<l        ``-L<l``                    eq. 21 (appendix E)
+LLR>k<l    ``LLR>k<l``                 eq. 21, generalised ratio
+=========  ==========================  =====================================================
+
+Per (in-distribution, OOD, S) the scores, Table 2 rows, ROC curves and densities are computed
+once and cached, so moving the k slider only swaps precomputed arrays (one ``batch_update``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import ipywidgets as widgets
+import numpy as np
+
+from ..evaluate import table2_rows
+from ..scores import ScoreTable, ood_scores
+from .resources import DEFAULT_CHECKPOINT, dataset_label, load_checkpoint, load_score_tables
+from .score_figures import (
+    DensityCurves,
+    RocCurve,
+    UploadMark,
+    _range,
+    density_curves,
+    density_figure,
+    metrics_table_html,
+    percentile_of,
+    pretty_score,
+    roc_data,
+    roc_figure,
+    to_display,
+)
+from .widgets import FigureSlot, with_class
+
+FAMILIES = ("ELBO", "L>k", "LLR>k", "L<l", "LLR>k<l")
+FAMILY_LABELS = {
+    "ELBO": "ELBO (log-likelihood bound, k = 0)",
+    "L>k": "L>k (bound, lowest k latents from the prior)",
+    "LLR>k": "LLR>k = ELBO − L>k (likelihood ratio)",
+    "L<l": "L<l (bound, latents below l from the posterior)",
+    "LLR>k<l": "LLR>k<l = L<l − L>k (generalised ratio)",
+}
+
+
+def family_score(family: str, k: int, l_: int, n_samples: int, iw_form: str = "iw-both") -> str:
+    """Name of the score (see :func:`hvaelab.scores.ood_scores`) for a family at k (and l)."""
+    s = n_samples > 1
+    if family == "ELBO":
+        return "-ELBO_S" if s else "-ELBO"
+    if family == "L>k":
+        if k == 0:
+            return "-ELBO_S" if s else "-ELBO"
+        return f"-L>{k}_S" if s else f"-L>{k}"
+    if family == "LLR>k":
+        return f"LLR_S>{k} {iw_form}" if s else f"LLR>{k}"
+    if family == "L<l":
+        return f"-L<{l_}"
+    if family == "LLR>k<l":
+        return f"LLR>{k}<{l_}"
+    raise ValueError(f"unknown score family {family!r}; choose one of {FAMILIES}")
+
+
+def parse_key(key: str) -> tuple[str, int]:
+    """``"fashionmnist@S4"`` -> ``("fashionmnist", 4)``."""
+    name, _, s = key.rpartition("@S")
+    if not name or not s.isdigit():
+        raise ValueError(f"score table key {key!r} is not of the form DATASET@S<n>")
+    return name, int(s)
+
+
+@dataclass
+class _Context:
+    """Everything derived from one (in-distribution, OOD, S) pair, computed once."""
+
+    ref: ScoreTable
+    ood: ScoreTable
+    s_in: dict[str, np.ndarray]
+    s_ood: dict[str, np.ndarray]
+    rows: dict[str, dict]
+    rocs: dict[str, RocCurve] = field(default_factory=dict)
+    densities: dict[tuple[str, str], DensityCurves] = field(default_factory=dict)
+
+    def roc(self, score: str, seed: int) -> RocCurve:
+        if score not in self.rocs:
+            self.rocs[score] = roc_data(self.s_in[score], self.s_ood[score], seed)
+        return self.rocs[score]
+
+
+_CONTEXTS: dict[tuple[int, int, int], _Context] = {}
+
+
+def _shared_context(ref: ScoreTable, ood: ScoreTable, seed: int) -> _Context:
+    """Contexts are shared between explorers showing the same (cached) tables."""
+    key = (id(ref), id(ood), seed)
+    ctx = _CONTEXTS.get(key)
+    if ctx is None or ctx.ref is not ref or ctx.ood is not ood:
+        if len(_CONTEXTS) > 16:
+            _CONTEXTS.clear()
+        rows = {r["score"]: r for r in table2_rows(ref, ood, seed=seed)}
+        ctx = _CONTEXTS[key] = _Context(ref, ood, ood_scores(ref), ood_scores(ood), rows)
+    return ctx
+
+
+class LikelihoodRatioExplorer(widgets.VBox):
+    """Pick datasets, a score family, k and S; see densities, ROC curves and Table 2 update live.
+
+    Parameters: ``checkpoint`` (NAME) whose score tables are shown, or ``tables`` directly
+    (``{"DATASET@S<n>": ScoreTable}``); ``in_name``/``ood_name`` the datasets (defaults: the
+    checkpoint's training set and the first other one); ``family``, ``k``, ``n_samples``.
+    :meth:`set_uploads` adds the user's own images to the density plot.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str = DEFAULT_CHECKPOINT,
+        tables: Mapping[str, ScoreTable] | None = None,
+        in_name: str | None = None,
+        ood_name: str | None = None,
+        family: str = "LLR>k",
+        k: int = 1,
+        n_samples: int | None = None,
+        kind: str = "kde",
+        seed: int = 0,
+    ) -> None:
+        if tables is None:
+            tables = load_score_tables(checkpoint)
+            if in_name is None:
+                card = load_checkpoint(checkpoint).card
+                in_name = (card.get("train_config") or {}).get("dataset")
+        if not tables:
+            raise ValueError("no score tables to explore")
+        self.tables = dict(tables)
+        self.seed = seed
+        self._busy = False
+        self._uploads: tuple[list[str], dict[str, np.ndarray]] = ([], {})
+        self._uploads_s: int | None = None
+        by_set: dict[str, set[int]] = {}
+        for key in self.tables:
+            name, s = parse_key(key)
+            by_set.setdefault(name, set()).add(s)
+        self._by_set = by_set
+        names = sorted(by_set)
+        if in_name not in by_set:
+            in_name = "fashionmnist" if "fashionmnist" in by_set else names[0]
+        others = [n for n in names if n != in_name]
+        if not others:
+            raise ValueError(
+                f"the score tables hold only {in_name!r}; an OOD dataset is needed to compare "
+                "(compute tables with `hvaelab tables --ood ...`)"
+            )
+        ood_name = ood_name if ood_name in others else others[0]
+        first = next(iter(self.tables.values()))
+        self.n_layers = first.n_layers
+        self.n_dims = int(first.meta["n_dims"])
+        has_lt = any(c.startswith("L<") for c in first.columns)
+        families = [f for f in FAMILIES if has_lt or "<" not in f]
+
+        style = {"description_width": "110px"}
+
+        def wide() -> widgets.Layout:  # one Layout per widget: layouts are shared state
+            return widgets.Layout(width="360px")
+
+        self.in_select = widgets.Dropdown(
+            options=[(dataset_label(n), n) for n in names],
+            value=in_name,
+            description="in-distribution",
+            style=style,
+            layout=wide(),
+        )
+        self.ood_select = widgets.Dropdown(
+            options=[(dataset_label(n), n) for n in others],
+            value=ood_name,
+            description="OOD data",
+            style=style,
+            layout=wide(),
+        )
+        self.samples_select = widgets.Dropdown(
+            description="S (samples)", style=style, layout=wide()
+        )
+        self._set_sample_options(n_samples)
+        self.score_select = with_class(
+            widgets.Dropdown(
+                options=[(FAMILY_LABELS[f], f) for f in families],
+                value=family if family in families else "LLR>k",
+                description="score",
+                style=style,
+                layout=widgets.Layout(width="430px"),
+            ),
+            "hvae-score-select",
+        )
+        self.k_slider = with_class(
+            widgets.IntSlider(
+                value=min(max(k, 1), self.n_layers),
+                min=1,
+                max=self.n_layers,
+                description="k",
+                continuous_update=True,
+                style=style,
+                layout=wide(),
+            ),
+            "hvae-k-slider",
+        )
+        self.l_slider = with_class(
+            widgets.IntSlider(
+                value=min(2, self.n_layers),
+                min=1,
+                max=self.n_layers,
+                description="l",
+                style=style,
+                layout=wide(),
+            ),
+            "hvae-l-slider",
+        )
+        self.kind_toggle = widgets.ToggleButtons(
+            options=[("density (KDE)", "kde"), ("histogram", "hist")],
+            value=kind,
+            style={"button_width": "110px"},
+        )
+        self.show_uploads = with_class(
+            widgets.Checkbox(value=True, description="show your images", disabled=True),
+            "hvae-show-uploads",
+        )
+        self.info = widgets.HTML()
+
+        ctx = self._context()
+        score = self.score_name
+        self.density = FigureSlot(self._density(ctx, score), "hvae-density-fig", width="50%")
+        self.roc = FigureSlot(self._roc(ctx, score), "hvae-roc-fig", width="50%")
+        self.table = with_class(widgets.HTML(self._table(ctx, score)), "hvae-metrics-table")
+        self._update_controls()
+
+        for w in (self.score_select, self.k_slider, self.l_slider, self.kind_toggle):
+            w.observe(self._on_change, "value")
+        self.show_uploads.observe(self._on_change, "value")
+        self.samples_select.observe(self._on_change, "value")
+        self.ood_select.observe(self._on_datasets_change, "value")
+        self.in_select.observe(self._on_in_change, "value")
+
+        controls = widgets.HBox(
+            [
+                widgets.VBox([self.in_select, self.ood_select, self.samples_select]),
+                widgets.VBox([self.score_select, self.k_slider, self.l_slider]),
+                widgets.VBox([self.kind_toggle, self.show_uploads]),
+            ]
+        )
+        figs = widgets.HBox(
+            [
+                self.density.box,
+                self.roc.box,
+            ],
+            layout=widgets.Layout(width="100%"),
+        )
+        super().__init__([controls, self.info, figs, self.table])
+        self.add_class("hvae-explorer")
+        self._refresh_info(ctx, score)
+        self.precompute()
+
+    # -------------------------------------------------------------------------- state
+    @property
+    def density_fig(self):
+        """The density ``FigureWidget`` currently shown."""
+        return self.density.figure
+
+    @property
+    def roc_fig(self):
+        """The ROC ``FigureWidget`` currently shown."""
+        return self.roc.figure
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.samples_select.value)
+
+    @property
+    def score_name(self) -> str:
+        """The score currently shown (a name of :func:`hvaelab.scores.ood_scores`)."""
+        return family_score(
+            self.score_select.value, self.k_slider.value, self.l_slider.value, self.n_samples
+        )
+
+    def _set_sample_options(self, wanted: int | None = None) -> None:
+        both = sorted(self._by_set[self.in_select.value] & self._by_set[self.ood_select.value])
+        if not both:
+            raise ValueError(
+                f"no S has score tables for both {self.in_select.value!r} and "
+                f"{self.ood_select.value!r}"
+            )
+        current = wanted if wanted is not None else self.samples_select.value
+        options = [(str(s), s) for s in both]
+        if list(self.samples_select.options) != options:
+            self.samples_select.options = options
+        self.samples_select.value = current if current in both else both[0]
+
+    def _context(self) -> _Context:
+        S = self.n_samples
+        ref = self.tables[f"{self.in_select.value}@S{S}"]
+        ood = self.tables[f"{self.ood_select.value}@S{S}"]
+        return _shared_context(ref, ood, self.seed)
+
+    # ------------------------------------------------------------------------ builders
+    def _upload_values(self, score: str) -> dict[str, float]:
+        names, scores = self._uploads
+        if not self.show_uploads.value or score not in scores:
+            return {}
+        if self._uploads_s is not None and self._uploads_s != self.n_samples:
+            return {}
+        return dict(zip(names, np.asarray(scores[score], dtype=np.float64), strict=True))
+
+    def _curves(self, ctx: _Context, score: str, extra: Sequence[float] = ()) -> DensityCurves:
+        kind = self.kind_toggle.value
+        cached = ctx.densities.get((score, kind))
+        if cached is not None and all(cached.x[0] <= v <= cached.x[-1] for v in extra):
+            return cached
+        disp = {
+            self.in_select.value: to_display(score, ctx.s_in[score], self.n_dims),
+            self.ood_select.value: to_display(score, ctx.s_ood[score], self.n_dims),
+        }
+        curves = density_curves(disp, kind, _range(list(disp.values()), list(extra)))
+        if not extra:
+            ctx.densities[(score, kind)] = curves
+        return curves
+
+    def _density(self, ctx: _Context, score: str):
+        marks = [
+            UploadMark(
+                n, float(to_display(score, v, self.n_dims)), percentile_of(ctx.s_in[score], v)
+            )
+            for n, v in self._upload_values(score).items()
+        ]
+        curves = self._curves(ctx, score)
+        if marks:  # a grid that also covers the user's inputs, if they fall outside
+            curves = self._curves(ctx, score, [m.value for m in marks])
+        title = (
+            f"{pretty_score(score)}: {dataset_label(self.in_select.value)} (in) vs "
+            f"{dataset_label(self.ood_select.value)} (OOD), S = {self.n_samples}"
+        )
+        return density_figure(None, score, self.n_dims, curves=curves, uploads=marks, title=title)
+
+    def roc_scores(self) -> list[str]:
+        """Scores drawn as ROC curves: the ELBO and every L>k (fig. 6) plus the chosen score."""
+        fam = "ELBO"
+        names = [family_score(fam, 0, 0, self.n_samples)]
+        names += [family_score("L>k", k, 0, self.n_samples) for k in range(1, self.n_layers + 1)]
+        if self.score_name not in names:
+            names.append(self.score_name)
+        return names
+
+    def _roc(self, ctx: _Context, score: str):
+        curves = {s: ctx.roc(s, self.seed) for s in self.roc_scores()}
+        title = (
+            f"ROC: {dataset_label(self.ood_select.value)} as OOD vs "
+            f"{dataset_label(self.in_select.value)}, S = {self.n_samples}"
+        )
+        return roc_figure(curves, highlight=score, title=title)
+
+    def table_scores(self, ctx: _Context) -> list[str]:
+        """Table 2 rows shown: ELBO, every L>k, every LLR>k, select-k, and the chosen score."""
+        S = self.n_samples
+        names = [family_score("ELBO", 0, 0, S)]
+        names += [family_score("L>k", k, 0, S) for k in range(1, self.n_layers + 1)]
+        names += [family_score("LLR>k", k, 0, S) for k in range(1, self.n_layers + 1)]
+        names += [n for n in ctx.rows if "select-k" in n]
+        if self.score_name not in names:
+            names.append(self.score_name)
+        return [n for n in names if n in ctx.rows]
+
+    def _table(self, ctx: _Context, score: str) -> str:
+        rows = [ctx.rows[n] for n in self.table_scores(ctx)]
+        r0 = rows[0]
+        caption = (
+            f"<b>Table 2</b> for this model: {dataset_label(self.in_select.value)} (in) / "
+            f"{dataset_label(self.ood_select.value)} (out), S = {self.n_samples}, "
+            f"n = {r0['n_in']:,} + {r0['n_ood']:,} (equal-size protocol). Highlighted: the "
+            "score shown above."
+        )
+        return metrics_table_html(rows, highlight=score, caption=caption)
+
+    def _refresh_info(self, ctx: _Context, score: str) -> None:
+        m = ctx.rows.get(score) or ctx.roc(score, self.seed).metrics
+        self.info.value = (
+            f"<b>{pretty_score(score)}</b>: AUROC {m['auroc']:.3f}, AUPRC {m['auprc']:.3f}, "
+            f"FPR80 {m['fpr80']:.3f}"
+        )
+
+    # ---------------------------------------------------------------------- callbacks
+    def _update_controls(self) -> None:
+        fam = self.score_select.value
+        self.k_slider.disabled = fam in ("ELBO", "L<l")
+        self.l_slider.disabled = fam not in ("L<l", "LLR>k<l")
+        self.l_slider.layout.visibility = "visible" if "<" in fam else "hidden"
+        self.show_uploads.disabled = not self._uploads[0]
+
+    def _on_in_change(self, _change=None) -> None:
+        others = [n for n in sorted(self._by_set) if n != self.in_select.value]
+        current = self.ood_select.value
+        with self._quiet():
+            self.ood_select.options = [(dataset_label(n), n) for n in others]
+            self.ood_select.value = current if current in others else others[0]
+        self._on_datasets_change()
+
+    def _on_datasets_change(self, _change=None) -> None:
+        if self._busy:
+            return
+        with self._quiet():
+            self._set_sample_options()
+        self.refresh()
+
+    def _on_change(self, _change=None) -> None:
+        if not self._busy:
+            self.refresh()
+
+    @contextmanager
+    def _quiet(self):
+        """Change controls without each change redrawing."""
+        busy, self._busy = self._busy, True
+        try:
+            yield
+        finally:
+            self._busy = busy
+
+    def refresh(self) -> None:
+        """Redraw the figures and the table for the current controls."""
+        self._update_controls()
+        ctx = self._context()
+        score = self.score_name
+        dens, roc = self._density(ctx, score), self._roc(ctx, score)
+        self.density.show(dens)
+        self.roc.show(roc)
+        self.table.value = self._table(ctx, score)
+        self._refresh_info(ctx, score)
+
+    def precompute(self, families: Sequence[str] | None = None) -> None:
+        """Compute densities and ROC curves of every k for the current datasets and S."""
+        ctx = self._context()
+        for fam in families or [self.score_select.value]:
+            for k in range(1, self.n_layers + 1):
+                s = family_score(fam, k, self.l_slider.value, self.n_samples)
+                if s in ctx.s_in:
+                    ctx.roc(s, self.seed)
+                    self._curves(ctx, s)
+
+    def set_uploads(
+        self,
+        names: Sequence[str],
+        scores: Mapping[str, np.ndarray],
+        n_samples: int | None = None,
+    ) -> None:
+        """Show the user's own inputs on the density plot.
+
+        ``scores`` maps score names to one value per input (as ``InputScores.scores``); inputs
+        scored with ``n_samples`` S are shown only while the explorer shows that S.
+        """
+        self._uploads = (list(names), {k: np.asarray(v) for k, v in scores.items()})
+        self._uploads_s = n_samples
+        self._update_controls()
+        self.refresh()
+
+
+def _restyled(box: widgets.Box, old: str, new: str) -> widgets.Box:
+    box.remove_class(old)
+    box.add_class(new)
+    return box
+
+
+def score_snapshot(
+    checkpoint: str = DEFAULT_CHECKPOINT,
+    family: str = "ELBO",
+    k: int = 1,
+    n_samples: int | None = None,
+    ood_name: str | None = None,
+    roc: bool = False,
+) -> widgets.VBox:
+    """One score's density (and optionally its ROC curves) for a narrative page: fig. 5a-c.
+
+    A non-interactive cut of :class:`LikelihoodRatioExplorer` (same computations and figures).
+    """
+    ex = LikelihoodRatioExplorer(
+        checkpoint, family=family, k=k, n_samples=n_samples, ood_name=ood_name
+    )
+    parts = [_restyled(ex.density.box, "hvae-density-fig", "hvae-snapshot-density")]
+    if roc:
+        parts.append(_restyled(ex.roc.box, "hvae-roc-fig", "hvae-snapshot-roc"))
+    return widgets.VBox([ex.info, widgets.HBox(parts, layout=widgets.Layout(width="100%"))])
+
+
+__all__ = ["FAMILIES", "LikelihoodRatioExplorer", "family_score", "parse_key", "score_snapshot"]

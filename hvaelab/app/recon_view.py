@@ -1,0 +1,192 @@
+"""Latent reconstruction explorer (paper figs. 1 and 3, sec. 4.1).
+
+Rows: a few in-distribution and OOD inputs from the shipped samples; columns: the input, then its
+reconstruction with the k lowest latents taken from the conditional prior (k = 0 is the ordinary
+reconstruction), with ``log p(x|z)`` of each cell on hover. Beside it: the per-layer KL terms of
+the ELBO (eq. 4; the lowest layer dominates) and samples drawn from the model.
+
+All reconstructions for every k are computed at once per (inputs, mode) and cached; the k slider
+only chooses how many columns are shown.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+
+from ..data import to_tensor
+from ..latents import LatentReconstructions, latent_reconstructions, layer_kl
+from .latent_figures import kl_figure, reconstruction_grid_figure, samples_figure
+from .resources import DEFAULT_CHECKPOINT, dataset_label, load_checkpoint, load_shipped_samples
+from .widgets import FigureSlot, status_html, with_class
+
+MODES = (("means", "mean"), ("samples", "sample"))
+
+
+def pick_inputs(
+    samples: dict[str, np.ndarray], datasets: list[str], n_per_set: int, rng: np.random.Generator
+) -> tuple[np.ndarray, list[str]]:
+    """``n_per_set`` random images of each dataset (uint8 (N, 28, 28)) and their row labels."""
+    images, labels = [], []
+    for name in datasets:
+        imgs = samples[name]
+        idx = np.sort(rng.choice(len(imgs), min(n_per_set, len(imgs)), replace=False))
+        images.append(imgs[idx])
+        labels += [f"{dataset_label(name)} #{i}" for i in idx]
+    return np.concatenate(images), labels
+
+
+def first_columns(rec: LatentReconstructions, k_max: int) -> LatentReconstructions:
+    """The reconstructions from k = 0..k_max only."""
+    j = [i for i, k in enumerate(rec.ks) if k <= k_max]
+    return LatentReconstructions(
+        ks=[rec.ks[i] for i in j],
+        inputs=rec.inputs,
+        images=rec.images[j],
+        log_px=rec.log_px[j],
+        mode=rec.mode,
+    )
+
+
+class ReconstructionExplorer(widgets.VBox):
+    """Inputs (8 + 8 by default) x k grid of latent reconstructions, KL per layer, model samples.
+
+    ``datasets`` are keys of the checkpoint's shipped samples (default: every set there, the
+    training set first).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str = DEFAULT_CHECKPOINT,
+        datasets: list[str] | None = None,
+        n_per_set: int = 8,
+        n_model_samples: int = 16,
+        seed: int = 0,
+    ) -> None:
+        lm = load_checkpoint(checkpoint)
+        self.model = lm.model
+        self.samples = load_shipped_samples(checkpoint)
+        train_set = (lm.card.get("train_config") or {}).get("dataset")
+        if datasets is None:
+            datasets = sorted(self.samples, key=lambda n: (n != train_set, n))
+        missing = [d for d in datasets if d not in self.samples]
+        if missing:
+            raise ValueError(
+                f"no shipped samples for {missing}; available: {', '.join(self.samples)}"
+            )
+        self.datasets = list(datasets)
+        self.n_per_set = n_per_set
+        self.n_model_samples = n_model_samples
+        self.L = self.model.n_layers
+        self.rng = np.random.default_rng(seed)
+        self._draws = 0
+        self._recs: dict[str, LatentReconstructions] = {}
+
+        self.k_slider = with_class(
+            widgets.IntSlider(
+                value=self.L,
+                min=0,
+                max=self.L,
+                description="columns up to k",
+                style={"description_width": "110px"},
+                layout=widgets.Layout(width="340px"),
+            ),
+            "hvae-recon-k-slider",
+        )
+        self.mode = with_class(
+            widgets.ToggleButtons(
+                options=list(MODES),
+                value="mean",
+                description="prior latents",
+                tooltips=["conditional-prior means", "samples from the conditional priors"],
+                style={"button_width": "80px"},
+            ),
+            "hvae-recon-mode",
+        )
+        self.shuffle = with_class(
+            widgets.Button(description="new random inputs", icon="random"), "hvae-recon-shuffle"
+        )
+        self.resample = with_class(
+            widgets.Button(description="new model samples"), "hvae-samples-new"
+        )
+        self.status = widgets.HTML()
+
+        self.images, self.labels = pick_inputs(self.samples, self.datasets, n_per_set, self.rng)
+        self.grid = FigureSlot(self._grid(), "hvae-recon-grid")
+        self.kl = FigureSlot(self._kl(), "hvae-kl-fig")
+        self.model_samples = FigureSlot(self._model_samples(), "hvae-samples-fig")
+
+        self.k_slider.observe(lambda _c: self.redraw_grid(), "value")
+        self.mode.observe(lambda _c: self.redraw_grid(), "value")
+        self.shuffle.on_click(lambda _b: self.shuffle_inputs())
+        self.resample.on_click(lambda _b: self.redraw_samples())
+
+        controls = widgets.HBox([self.k_slider, self.mode, self.shuffle, self.status])
+        right = widgets.VBox(
+            [
+                self.kl.box,
+                self.model_samples.box,
+                self.resample,
+            ]
+        )
+        body = widgets.HBox([self.grid.box, right])
+        super().__init__([controls, body])
+        self.add_class("hvae-recon-explorer")
+
+    # ------------------------------------------------------------------------- compute
+    def reconstructions(self) -> LatentReconstructions:
+        """Reconstructions of the current inputs for every k in the current mode (cached)."""
+        mode = self.mode.value
+        if mode not in self._recs:
+            x = to_tensor(self.images)
+            self._recs[mode] = latent_reconstructions(self.model, x, mode=mode, seed=self._draws)
+        return self._recs[mode]
+
+    def _grid(self):
+        rec = first_columns(self.reconstructions(), self.k_slider.value)
+        title = (
+            f"Latent reconstructions ({'prior means' if rec.mode == 'mean' else 'prior samples'}"
+            " below k); hover a cell for log p(x|z)"
+        )
+        return reconstruction_grid_figure(rec, labels=self.labels, title=title)
+
+    def _kl(self):
+        kl = {
+            dataset_label(name): layer_kl(self.model, to_tensor(self.samples[name]))
+            for name in self.datasets
+        }
+        n = len(next(iter(self.samples.values())))
+        fig = kl_figure(kl, title=f"KL of each latent layer (eq. 4), {n} shipped images per set")
+        fig.update_layout(width=460, height=330, margin={"l": 60, "r": 10, "t": 50, "b": 40})
+        return fig
+
+    def _model_samples(self):
+        gen = torch.Generator().manual_seed(1000 + self._draws)
+        x = self.model.sample(self.n_model_samples, generator=gen)
+        return samples_figure(x, ncols=8, title="Samples from the model (means of p(x|z))")
+
+    # ------------------------------------------------------------------------ actions
+    def _busy(self, text: str) -> None:
+        self.status.value = status_html(text, "busy")
+
+    def redraw_grid(self) -> None:
+        self._busy("computing…")
+        self.grid.show(self._grid())
+        self.status.value = ""
+
+    def shuffle_inputs(self) -> None:
+        """Draw new random inputs from the shipped samples and recompute the grid."""
+        self._draws += 1
+        self.images, self.labels = pick_inputs(
+            self.samples, self.datasets, self.n_per_set, self.rng
+        )
+        self._recs.clear()
+        self.redraw_grid()
+
+    def redraw_samples(self) -> None:
+        self._draws += 1
+        self.model_samples.show(self._model_samples())
+
+
+__all__ = ["ReconstructionExplorer", "first_columns", "pick_inputs"]

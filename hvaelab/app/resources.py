@@ -1,0 +1,190 @@
+"""What the dashboards show, loaded once per checkpoint NAME and cached.
+
+A page asks for a checkpoint by NAME (default ``"fashionmnist"``), looked up like everywhere
+else in hvaelab (:func:`hvaelab.checkpoint.resolve_checkpoint`: ``$HVAELAB_CHECKPOINTS``, the
+repository's ``checkpoints/``, the user cache). Beside the checkpoint live its score tables
+(``NAME.scores.safetensors``, :func:`hvaelab.scores.tables_path`), the shipped image samples
+(``samples.safetensors``) and the training curve (``NAME.history.csv``). Nothing here touches a
+dataset on disk: the pages work offline.
+
+Loads are cached with :func:`functools.lru_cache`, keyed by the resolved file and its
+modification time, so a re-trained checkpoint is picked up and a repeated page costs nothing.
+Anything missing raises :class:`MissingResourceError` whose message says what to do.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..checkpoint import CheckpointError, LoadedModel, list_checkpoints, load_model
+from ..checkpoint import resolve_checkpoint as _resolve
+from ..data import load_samples
+from ..scores import ScoreTable, load_tables, tables_path
+
+DEFAULT_CHECKPOINT = "fashionmnist"
+SAMPLES_FILE = "samples.safetensors"
+# Display names of the datasets the pages know; others are shown as they are named.
+DATASET_LABELS = {
+    "fashionmnist": "FashionMNIST",
+    "mnist": "MNIST",
+    "mnist-testsplit": "MNIST",
+    "kmnist": "KMNIST",
+    "notmnist": "notMNIST",
+    "omniglot": "Omniglot",
+}
+
+
+class MissingResourceError(FileNotFoundError):
+    """A checkpoint, its score tables, its samples or its training curve cannot be found/read."""
+
+
+def dataset_label(name: str) -> str:
+    """``"fashionmnist"`` -> ``"FashionMNIST"`` (unknown names unchanged)."""
+    return DATASET_LABELS.get(name, name)
+
+
+def _stem(name: str) -> Path:
+    try:
+        return _resolve(name)
+    except CheckpointError as e:
+        raise MissingResourceError(
+            f"The checkpoint {name!r} is not available. {e}\n"
+            "Point the environment variable HVAELAB_CHECKPOINTS at a folder holding "
+            f"{name}.json + {name}.safetensors, or train it with `hvaelab train`."
+        ) from e
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
+def checkpoint_names() -> list[str]:
+    """Names of the checkpoints the pages can use (:func:`hvaelab.checkpoint.list_checkpoints`)."""
+    return [p.name for p in list_checkpoints()]
+
+
+# ------------------------------------------------------------------------------- cached loads
+@lru_cache(maxsize=8)
+def _model_cached(stem: str, mtime: int) -> LoadedModel:
+    return load_model(stem)
+
+
+def load_checkpoint(name: str = DEFAULT_CHECKPOINT) -> LoadedModel:
+    """The model of checkpoint NAME (eval mode, CPU), loaded once."""
+    stem = _stem(name)
+    try:
+        return _model_cached(str(stem), _mtime(stem.with_name(stem.name + ".safetensors")))
+    except CheckpointError as e:
+        raise MissingResourceError(f"The checkpoint {name!r} cannot be loaded: {e}") from e
+
+
+@lru_cache(maxsize=8)
+def _tables_cached(path: str, mtime: int) -> dict[str, ScoreTable]:
+    return load_tables(path)
+
+
+def load_score_tables(name: str = DEFAULT_CHECKPOINT) -> dict[str, ScoreTable]:
+    """Score tables of checkpoint NAME keyed ``"DATASET@S<n>"`` (shared: do not modify)."""
+    path = tables_path(_stem(name))
+    if not path.is_file():
+        raise MissingResourceError(
+            f"The checkpoint {name!r} has no score tables ({path.name} is missing beside it). "
+            f"Compute them with `hvaelab tables --checkpoint {name}` (needs the datasets once)."
+        )
+    try:
+        return _tables_cached(str(path), _mtime(path))
+    except ValueError as e:
+        raise MissingResourceError(f"The score tables of {name!r} cannot be read: {e}") from e
+
+
+@lru_cache(maxsize=8)
+def _samples_cached(path: str, mtime: int) -> dict[str, np.ndarray]:
+    return load_samples(path)
+
+
+def load_shipped_samples(name: str = DEFAULT_CHECKPOINT) -> dict[str, np.ndarray]:
+    """The image samples shipped beside checkpoint NAME: dataset -> uint8 (N, 28, 28)."""
+    path = _stem(name).with_name(SAMPLES_FILE)
+    if not path.is_file():
+        raise MissingResourceError(
+            f"No image samples beside the checkpoint {name!r} ({SAMPLES_FILE} is missing). "
+            f"Write them with `hvaelab tables --checkpoint {name}`."
+        )
+    try:
+        return _samples_cached(str(path), _mtime(path))
+    except ValueError as e:
+        raise MissingResourceError(f"The image samples of {name!r} cannot be read: {e}") from e
+
+
+def sample_images(dataset: str, name: str = DEFAULT_CHECKPOINT) -> np.ndarray:
+    """The shipped samples of one dataset (uint8 (N, 28, 28))."""
+    samples = load_shipped_samples(name)
+    if dataset not in samples:
+        raise MissingResourceError(
+            f"The shipped samples of {name!r} hold no {dataset!r} images "
+            f"(they hold: {', '.join(samples) or 'none'})."
+        )
+    return samples[dataset]
+
+
+def load_history(name: str = DEFAULT_CHECKPOINT) -> dict[str, np.ndarray]:
+    """The training curve ``NAME.history.csv`` as columns (one float per epoch)."""
+    stem = _stem(name)
+    path = stem.with_name(stem.name + ".history.csv")
+    if not path.is_file():
+        raise MissingResourceError(
+            f"The checkpoint {name!r} has no training curve ({path.name} is missing); "
+            "`hvaelab train` writes it after every epoch."
+        )
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise MissingResourceError(f"{path.name} holds no epochs yet.")
+    cols: dict[str, np.ndarray] = {}
+    for key in rows[0]:
+        try:
+            cols[key] = np.array([float(r[key]) if r[key] != "" else np.nan for r in rows])
+        except (TypeError, ValueError):
+            continue
+    return cols
+
+
+def clear_caches() -> None:
+    """Forget every cached model, table and sample set."""
+    for f in (_model_cached, _tables_cached, _samples_cached):
+        f.cache_clear()
+
+
+# --------------------------------------------------------------------------- friendly errors
+def error_html(exc: BaseException, what: str = "This page") -> str:
+    """An HTML box explaining a failure to the reader (used instead of a traceback)."""
+    msg = html.escape(str(exc)).replace("\n", "<br>")
+    return (
+        '<div class="hvae-error" style="border:1px solid #d62728;background:#fff5f5;'
+        'padding:8px 12px;border-radius:4px;color:#600">'
+        f"<b>{html.escape(what)} cannot be shown.</b><br>{msg}</div>"
+    )
+
+
+__all__ = [
+    "DATASET_LABELS",
+    "DEFAULT_CHECKPOINT",
+    "MissingResourceError",
+    "checkpoint_names",
+    "clear_caches",
+    "dataset_label",
+    "error_html",
+    "load_checkpoint",
+    "load_history",
+    "load_score_tables",
+    "load_shipped_samples",
+    "sample_images",
+]

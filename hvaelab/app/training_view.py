@@ -1,0 +1,113 @@
+"""Training curves of a checkpoint (``NAME.history.csv``, written by ``hvaelab train``).
+
+Three panels per epoch: bits/dim of the training ELBO and of each monitored test set; the
+AUROC monitored during training (ELBO vs LLR>1 for each OOD set); and the KL warm-up weight beta
+and the free-bits lambda (table 4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .resources import DEFAULT_CHECKPOINT, checkpoint_names, dataset_label, load_history
+from .score_figures import dataset_color
+from .widgets import FigureSlot, with_class
+
+
+def _label(column: str) -> str:
+    name, _, what = column.partition("/")
+    return f"{dataset_label(name)} {what}".strip()
+
+
+def history_figure(history: Mapping[str, np.ndarray], title: str | None = None) -> go.Figure:
+    """Panels: bits/dim (train and test sets), monitored AUROCs, beta and free bits lambda."""
+    if "epoch" not in history:
+        raise ValueError("a training history needs an 'epoch' column")
+    ep = history["epoch"]
+    fig = make_subplots(
+        rows=1,
+        cols=3,
+        subplot_titles=["bits/dim (−ELBO)", "AUROC monitored", "β and free bits λ"],
+        horizontal_spacing=0.08,
+    )
+    for col in (c for c in history if c.endswith("/bpd")):
+        name = col.split("/")[0]
+        color = "#000000" if name == "train" else dataset_color(name)
+        fig.add_trace(
+            go.Scatter(
+                x=ep, y=history[col], name=_label(col), mode="lines+markers", line={"color": color}
+            ),
+            row=1,
+            col=1,
+        )
+    for col in (c for c in history if "/auroc" in c):
+        name = col.split("/")[0]
+        fig.add_trace(
+            go.Scatter(
+                x=ep,
+                y=history[col],
+                name=f"{dataset_label(name)}: {col.split('_', 1)[-1].upper()}",
+                mode="lines+markers",
+                line={"color": dataset_color(name), "dash": "solid" if "llr" in col else "dot"},
+            ),
+            row=1,
+            col=2,
+        )
+    for col, dash in (("beta", "solid"), ("lambda", "dash")):
+        if col in history:
+            fig.add_trace(
+                go.Scatter(
+                    x=ep,
+                    y=history[col],
+                    name=col,
+                    mode="lines",
+                    line={"color": "#555555", "dash": dash},
+                ),
+                row=1,
+                col=3,
+            )
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_layout(
+        title={"text": title or "Training curves", "x": 0.5},
+        template="plotly_white",
+        height=380,
+        legend={"orientation": "h", "y": -0.25},
+        margin={"t": 70, "b": 40},
+    )
+    return fig
+
+
+class TrainingCurves(widgets.VBox):
+    """A checkpoint dropdown and its training curves."""
+
+    def __init__(self, checkpoint: str = DEFAULT_CHECKPOINT) -> None:
+        names = checkpoint_names()
+        self.select = with_class(
+            widgets.Dropdown(
+                options=sorted(set(names) | {checkpoint}), value=checkpoint, description="model"
+            ),
+            "hvae-history-select",
+        )
+        self.summary = widgets.HTML()
+        self.slot = FigureSlot(self._figure(), "hvae-history-fig")
+        self.select.observe(lambda _c: self.slot.show(self._figure()), "value")
+        super().__init__([self.select, self.summary, self.slot.box])
+
+    def _figure(self) -> go.Figure:
+        name = self.select.value
+        h = load_history(name)
+        n = len(h["epoch"])
+        secs = float(np.nansum(h["seconds"])) if "seconds" in h else float("nan")
+        self.summary.value = (
+            f"<b>{name}</b>: {n} epoch(s) recorded, {secs / 3600:.2f} h of training."
+        )
+        return history_figure(h, title=f"Training curves of {name}")
+
+
+__all__ = ["TrainingCurves", "history_figure"]

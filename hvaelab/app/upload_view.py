@@ -1,0 +1,318 @@
+"""Score your own images: upload PNG/JPEG files and see whether the model calls them OOD.
+
+Each file is decoded to a 28x28 grey image (:func:`hvaelab.data.image_from_bytes`), scored for
+every k against the in-distribution score table (:func:`hvaelab.scores.score_inputs`) and placed
+on the density of the in-distribution (and OOD) test scores with its percentile. The verdict is
+taken over LLR>k for all k with a Bonferroni correction at the in-distribution false-positive
+rate of the FPR slider (sec. 5, "Selection of k"); moving the slider re-decides without
+re-scoring. Files that are not images (or too large) get a message; the others are still scored.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+from PIL import Image
+
+from ..data import InvalidInputError, image_from_bytes
+from ..pvalues import verdict
+from ..scores import InputScores, ScoreTable, ood_scores, score_inputs
+from .explorer import parse_key
+from .resources import DEFAULT_CHECKPOINT, dataset_label, load_checkpoint, load_score_tables
+from .score_figures import (
+    UploadMark,
+    density_figure,
+    percentile_of,
+    pretty_score,
+    to_display,
+)
+from .widgets import FigureSlot, status_html, with_class
+
+ACCEPT = "image/png,image/jpeg,.png,.jpg,.jpeg"
+
+
+def upload_files(value: Any) -> list[tuple[str, bytes]]:
+    """``(name, bytes)`` of each file in a ``FileUpload.value``.
+
+    ipywidgets 8 gives a tuple of dicts with ``name`` and ``content`` (a memoryview);
+    ipywidgets 7 gave ``{name: {"content": bytes, ...}}``. Both are accepted.
+    """
+    if not value:
+        return []
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[str, Any]] = (
+            (str(n), v.get("content", b"") if isinstance(v, Mapping) else v)
+            for n, v in value.items()
+        )
+    else:
+        items = ((str(f.get("name", "upload")), f.get("content", b"")) for f in value)
+    return [(n, bytes(c)) for n, c in items]
+
+
+def thumbnail_html(image: np.ndarray, size: int = 56) -> str:
+    """A uint8 (28, 28) image as an inline <img> (nearest-neighbour upscaled)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8), mode="L").save(buf, format="PNG")
+    src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return (
+        f'<img src="{src}" width="{size}" height="{size}" '
+        'style="image-rendering:pixelated;border:1px solid #ccc">'
+    )
+
+
+@dataclass
+class UploadResult:
+    """Scored uploads: the images, their scores, and the verdict at the current FPR."""
+
+    images: np.ndarray  # uint8 (N, 28, 28)
+    scores: InputScores
+    errors: list[str]
+
+
+class UploadScorer(widgets.VBox):
+    """FileUpload + FPR slider + results table + density plot with the uploads marked.
+
+    ``reference`` is the score table key the uploads are compared with (default: the training
+    set's table with the fewest samples S, the fastest to match). ``on_scored(names, scores,
+    n_samples)`` is called after each upload, e.g. ``explorer.set_uploads``; ``show_density``
+    False leaves out the density plot (when the page shows the explorer's).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str = DEFAULT_CHECKPOINT,
+        reference: str | None = None,
+        fpr: float = 0.05,
+        on_scored: Callable[[list[str], dict[str, np.ndarray], int], None] | None = None,
+        show_density: bool = True,
+    ) -> None:
+        lm = load_checkpoint(checkpoint)
+        self.model = lm.model
+        self.tables = load_score_tables(checkpoint)
+        train_set = (lm.card.get("train_config") or {}).get("dataset") or "fashionmnist"
+        if reference is None:
+            keys = sorted(
+                (k for k in self.tables if parse_key(k)[0] == train_set),
+                key=lambda k: parse_key(k)[1],
+            )
+            if not keys:
+                raise ValueError(
+                    f"no score table of the training set {train_set!r}; available: "
+                    f"{', '.join(self.tables)}"
+                )
+            reference = keys[0]
+        if reference not in self.tables:
+            raise ValueError(f"no score table {reference!r}; available: {', '.join(self.tables)}")
+        self.reference_key = reference
+        self.reference: ScoreTable = self.tables[reference]
+        self.in_name, self.n_samples = parse_key(reference)
+        self.ref_scores = ood_scores(self.reference)
+        self.ood_sets = {
+            parse_key(k)[0]: ood_scores(t)
+            for k, t in self.tables.items()
+            if parse_key(k)[1] == self.n_samples and parse_key(k)[0] != self.in_name
+        }
+        self.on_scored = on_scored
+        self.result: UploadResult | None = None
+        self.n_dims = int(self.reference.meta["n_dims"])
+
+        self.upload = with_class(
+            widgets.FileUpload(
+                accept=ACCEPT, multiple=True, description="Upload images", icon="upload"
+            ),
+            "hvae-upload",
+        )
+        self.fpr = with_class(
+            widgets.FloatSlider(
+                value=fpr,
+                min=0.001,
+                max=0.5,
+                step=0.001,
+                readout_format=".3f",
+                description="FPR",
+                tooltip="in-distribution false-positive rate of the verdict",
+                style={"description_width": "40px"},
+                layout=widgets.Layout(width="320px"),
+            ),
+            "hvae-fpr",
+        )
+        verdict_names = self._verdict_names()
+        options = [(pretty_score(s, html_=False), s) for s in verdict_names]
+        options.append(("ELBO (bits/dim)", "-ELBO_S" if self.n_samples > 1 else "-ELBO"))
+        self.score_select = with_class(
+            widgets.Dropdown(
+                options=options,
+                value=verdict_names[0],
+                description="plot score",
+                style={"description_width": "80px"},
+            ),
+            "hvae-upload-score",
+        )
+        self.status = widgets.HTML()
+        self.error = with_class(widgets.HTML(), "hvae-upload-error")
+        self.results = with_class(
+            widgets.HTML(
+                '<i style="color:#666">Upload PNG or JPEG images (several at once are fine); '
+                "each is turned into a 28x28 grey image and scored.</i>"
+            ),
+            "hvae-upload-result",
+        )
+        self.density = FigureSlot(self._density(), "hvae-upload-density")
+
+        self.upload.observe(self._on_upload, "value")
+        self.fpr.observe(lambda _c: self._redecide(), "value")
+        self.score_select.observe(lambda _c: self.density.show(self._density()), "value")
+
+        intro = widgets.HTML(
+            f"Reference: <b>{dataset_label(self.in_name)}</b> test scores "
+            f"(n = {len(self.reference):,}, S = {self.n_samples}). An image is called OOD when "
+            "any LLR<sup>&gt;k</sup> is unusually large for the reference (Bonferroni over k), "
+            "so about a fraction FPR of in-distribution images would be flagged."
+        )
+        controls = widgets.HBox([self.upload, self.fpr, self.status])
+        parts = [intro, controls, self.error, self.results]
+        if show_density:
+            parts += [self.score_select, self.density.box]
+        super().__init__(parts)
+        self.add_class("hvae-upload-view")
+
+    # ----------------------------------------------------------------------------- core
+    def _verdict_names(self) -> list[str]:
+        L = self.reference.n_layers
+        if self.n_samples > 1:
+            return [f"LLR_S>{k} iw-both" for k in range(1, L + 1)]
+        return [f"LLR>{k}" for k in range(1, L + 1)]
+
+    def score_files(self, files: Sequence[tuple[str, bytes]]) -> UploadResult | None:
+        """Decode, score and show ``(name, bytes)`` files; bad files get a message, not an error."""
+        images, names, errors = [], [], []
+        for name, data in files:
+            try:
+                images.append(image_from_bytes(data, name))
+                names.append(name)
+            except InvalidInputError as e:
+                errors.append(str(e))
+        self.error.value = self._errors_html(errors)
+        if not images:
+            self.result = None
+            self.results.value = (
+                '<i style="color:#666">No image could be scored from this upload.</i>'
+            )
+            return None
+        self.status.value = status_html(f"scoring {len(images)} image(s)…", "busy")
+        try:
+            arr = np.stack(images)
+            scores = score_inputs(self.model, arr, self.reference, fpr=self.fpr.value, names=names)
+        except (ValueError, RuntimeError) as e:  # model or reference trouble: say so
+            self.status.value = ""
+            self.error.value = self._errors_html([*errors, f"scoring failed: {e}"])
+            return None
+        self.status.value = ""
+        self.result = UploadResult(arr, scores, errors)
+        self._redecide()
+        self.density.show(self._density())
+        if self.on_scored is not None:
+            self.on_scored(list(names), dict(scores.scores), self.n_samples)
+        return self.result
+
+    def _on_upload(self, change) -> None:
+        files = upload_files(change["new"])
+        if files:
+            self.score_files(files)
+
+    def _redecide(self) -> None:
+        """Verdicts at the current FPR from the stored p-values (no re-scoring)."""
+        if self.result is None:
+            return
+        s = self.result.scores
+        names = s.verdict_scores
+        v = verdict(
+            np.stack([self.ref_scores[n] for n in names], 1),
+            np.stack([s.scores[n] for n in names], 1),
+            tails="upper",
+            fpr=float(self.fpr.value),
+        )
+        s.is_ood, s.min_p, s.fpr = np.asarray(v.is_ood), np.asarray(v.min_p), float(self.fpr.value)
+        s.decisive = [names[j] for j in v.decisive]
+        self.results.value = self._table_html()
+
+    # --------------------------------------------------------------------------- views
+    @staticmethod
+    def _errors_html(errors: list[str]) -> str:
+        if not errors:
+            return ""
+        items = "".join(f"<li>{html.escape(e)}</li>" for e in errors)
+        return (
+            '<div style="border:1px solid #d62728;background:#fff5f5;padding:6px 10px;'
+            f'border-radius:4px;color:#600"><b>Some files were skipped:</b><ul>{items}</ul></div>'
+        )
+
+    def _table_html(self) -> str:
+        assert self.result is not None
+        s, imgs = self.result.scores, self.result.images
+        vnames = s.verdict_scores
+        head = "".join(
+            f'<th style="padding:2px 8px">{pretty_score(n)}<br><small>nats (p)</small></th>'
+            for n in vnames
+        )
+        rows = []
+        for i, name in enumerate(s.names):
+            ood = bool(s.is_ood[i])
+            verdict_txt = "OOD" if ood else "in-distribution"
+            color = "#b00" if ood else "#2a7a2a"
+            cells = "".join(
+                f'<td style="padding:2px 8px;text-align:right">{s.scores[n][i]:.1f} '
+                f"<small>({s.p_values[n][i]:.3f})</small></td>"
+                for n in vnames
+            )
+            rows.append(
+                f'<tr data-verdict="{verdict_txt}">'
+                f"<td>{thumbnail_html(imgs[i])}</td>"
+                f'<td style="padding:2px 8px">{html.escape(name)}</td>'
+                f'<td style="padding:2px 8px;text-align:right">{s.bits_per_dim[i]:.3f}</td>'
+                f"{cells}"
+                f'<td style="padding:2px 8px;color:{color}"><b>{verdict_txt}</b></td>'
+                f'<td style="padding:2px 8px">{pretty_score(s.decisive[i])} '
+                f"(p = {s.min_p[i]:.3g})</td></tr>"
+            )
+        K = len(vnames)
+        return (
+            '<table style="border-collapse:collapse;font-size:13px">'
+            f'<caption style="caption-side:top;text-align:left">Verdict at FPR = {s.fpr:.3f}: '
+            f"OOD when the smallest p-value is below FPR / {K} = {s.fpr / K:.4f}.</caption>"
+            '<thead><tr style="border-bottom:1px solid #444"><th>image</th><th>file</th>'
+            "<th>−ELBO<br><small>bits/dim</small></th>"
+            f"{head}<th>verdict</th><th>decided by</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
+        )
+
+    def _density(self):
+        score = self.score_select.value
+        values = {self.in_name: self.ref_scores[score]}
+        for name, sc in self.ood_sets.items():
+            if score in sc:
+                values[name] = sc[score]
+        marks = []
+        if self.result is not None and score in self.result.scores.scores:
+            for n, v in zip(
+                self.result.scores.names, self.result.scores.scores[score], strict=True
+            ):
+                marks.append(
+                    UploadMark(
+                        n,
+                        float(to_display(score, v, self.n_dims)),
+                        percentile_of(self.ref_scores[score], v),
+                    )
+                )
+        title = f"Your images on the {pretty_score(score)} density (S = {self.n_samples})"
+        return density_figure(values, score, self.n_dims, uploads=marks, title=title)
+
+
+__all__ = ["UploadResult", "UploadScorer", "thumbnail_html", "upload_files"]
