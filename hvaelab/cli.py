@@ -80,12 +80,13 @@ def _compute_tables(a, lm, priors, samples):
         for S in samples:
             for name in [a.in_name, *a.ood]:
                 print(f"scoring {name} (test, S={S}, prior={prior})", file=sys.stderr)
+                limit = a.limit if S == 1 or not a.iw_limit else a.iw_limit
                 t = score_dataset(
                     lm.model,
                     name,
                     "test",
                     data_dir=a.data_dir,
-                    limit=a.limit,
+                    limit=limit,
                     n_samples=S,
                     prior=prior,
                     batch_size=a.batch_size,
@@ -222,6 +223,12 @@ def _add_scoring(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ood", nargs="+", default=["mnist"], help="OOD datasets (test splits)")
     p.add_argument("--samples", nargs="+", type=int, default=[1], help="importance samples S")
     p.add_argument("--limit", type=int, default=None, help="seeded subset of N examples per set")
+    p.add_argument(
+        "--iw-limit",
+        type=int,
+        default=None,
+        help="for S > 1 only: a seeded subset of N examples per set (cost grows with S)",
+    )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
 
