@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,67 @@ def _hvaelab_env():
 def data_dir(_hvaelab_env) -> Path:
     """The folder holding the real datasets (fashion-mnist/, mnist/)."""
     return Path(os.environ["HVAELAB_DATA"])
+
+
+# ---------------------------------------------------------------- dashboards (tests/test_app.py)
+_REPO_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+APP_CHECKPOINTS = ("fashionmnist", "fashionmnist-seed1", "mnist-testsplit")
+
+
+def _app_set_complete(folder: Path) -> bool:
+    """The checkpoints, score tables, samples and training curve the dashboards read."""
+    need = [folder / f"{n}{s}" for n in APP_CHECKPOINTS for s in (".json", ".safetensors")]
+    need += [
+        folder / "fashionmnist.scores.safetensors",
+        folder / "fashionmnist.history.csv",
+        folder / "samples.safetensors",
+    ]
+    return all(p.is_file() for p in need)
+
+
+def _build_app_checkpoints(folder: Path) -> None:
+    """Tiny but real: three hvae-tiny models trained for one short epoch, tables on 200 test
+    images per set at S = 1 and 2, 32 shipped samples per set (about 15 s on a busy CPU)."""
+    import torch
+
+    from hvaelab.cli import main as cli_main
+    from hvaelab.train import TrainConfig, Trainer
+
+    torch.set_num_threads(1)
+    for name, dataset, seed in (
+        ("fashionmnist", "fashionmnist", 0),
+        ("fashionmnist-seed1", "fashionmnist", 1),
+        ("mnist-testsplit", "mnist-testsplit", 0),
+    ):
+        cfg = TrainConfig(
+            dataset=dataset,
+            preset="hvae-tiny",
+            train_examples=512,
+            val_examples=128,
+            epochs=1,
+            seed=seed,
+        )
+        Trainer(cfg, log=lambda _s: None).run(folder / name)
+    args = ["tables", "--checkpoint", str(folder / "fashionmnist"), "--ood", "mnist"]
+    args += ["--samples", "1", "2", "--limit", "200", "--samples-per-set", "32"]
+    if cli_main(args) != 0:
+        raise RuntimeError("`hvaelab tables` failed while building the test checkpoints")
+
+
+@pytest.fixture(scope="session")
+def app_checkpoints(_hvaelab_env, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder with what the dashboards read, exported as ``HVAELAB_CHECKPOINTS``.
+
+    The shipped ``checkpoints/`` when it is complete; otherwise a tiny set trained here.
+    """
+    folder = _REPO_CHECKPOINTS
+    if not _app_set_complete(folder):
+        folder = tmp_path_factory.mktemp("app-checkpoints")
+        _build_app_checkpoints(folder)
+    from hvaelab.app import resources
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HVAELAB_CHECKPOINTS", str(folder))
+        resources.clear_caches()
+        yield folder
+    resources.clear_caches()

@@ -1,0 +1,419 @@
+"""Dashboard pieces without a browser: figure builders, widgets, uploads, resources.
+
+Checkpoints come from the ``app_checkpoints`` fixture (tests/conftest.py): the shipped ones when
+complete, otherwise tiny models trained for the session.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import math
+import shutil
+import time
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+from PIL import Image
+from scipy.stats import gaussian_kde
+
+from hvaelab.app import resources
+from hvaelab.app.correlation_view import CorrelationView
+from hvaelab.app.explorer import LikelihoodRatioExplorer, family_score, parse_key
+from hvaelab.app.recon_view import ReconstructionExplorer
+from hvaelab.app.resources import MissingResourceError
+from hvaelab.app.score_figures import (
+    UploadMark,
+    density_curves,
+    density_figure,
+    metrics_table_html,
+    percentile_of,
+    pretty_score,
+    roc_data,
+    roc_figure,
+    to_display,
+)
+from hvaelab.app.training_view import TrainingCurves, history_figure
+from hvaelab.app.upload_view import UploadScorer, upload_files
+from hvaelab.app.widgets import FigureSlot, page
+from hvaelab.metrics import ood_metrics
+
+torch.set_num_threads(1)  # the CPU is shared: one thread is much faster for small batches
+
+
+def _png(image: np.ndarray, size: int | None = None) -> bytes:
+    im = Image.fromarray(np.asarray(image, dtype=np.uint8), mode="L")
+    if size:
+        im = im.resize((size, size))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _file(name: str, data: bytes, kind: str = "image/png") -> dict:
+    """One entry of an ipywidgets 8 FileUpload value."""
+    return {
+        "name": name,
+        "type": kind,
+        "size": len(data),
+        "content": memoryview(data),
+        "last_modified": datetime.datetime.now(datetime.UTC),
+    }
+
+
+def _displayed(*slots: FigureSlot) -> None:
+    """Pretend the figures are on screen (what the browser reports), so updates go in place."""
+    for s in slots:
+        s.figure._view_count = 1
+
+
+# ------------------------------------------------------------------------------ score figures
+def test_pretty_score_names():
+    assert pretty_score("-ELBO", html_=False) == "L>0"
+    assert pretty_score("-L>2_S", html_=False) == "L_S>2"
+    assert pretty_score("LLR_S>1 iw-both", html_=False) == "LLR_S>1 (iw-both)"
+    assert pretty_score("LLR>1<2") == "LLR<sup>&gt;1&lt;2</sup>"
+    assert pretty_score("LLR select-k") == "LLR select-k"
+
+
+def test_bounds_are_shown_in_bits_per_dim_and_ratios_in_nats():
+    scores = np.array([-100.0, 543.0])  # -L in nats
+    np.testing.assert_allclose(to_display("-ELBO", scores, 784), scores / (784 * math.log(2)))
+    np.testing.assert_array_equal(to_display("LLR>1", scores, 784), scores)
+
+
+def test_density_curves_integrate_to_one():
+    rng = np.random.default_rng(0)
+    values = {"fashionmnist": rng.normal(0, 1, 2000), "mnist": rng.normal(3, 0.5, 1000)}
+    for kind in ("kde", "hist"):
+        c = density_curves(values, kind, x_range=(-6, 7))
+        dx = c.x[1] - c.x[0]
+        for name, y in c.y.items():
+            assert y.shape == c.x.shape
+            assert abs(y.sum() * dx - 1) < 0.03, (kind, name, y.sum() * dx)
+    kde = density_curves(values, "kde", x_range=(-6, 7))
+    for name, v in values.items():  # the binned estimate matches an exact Gaussian KDE
+        iqr = np.subtract(*np.percentile(v, [75, 25]))
+        h = 0.9 * min(v.std(), iqr / 1.349) * v.size**-0.2
+        exact = gaussian_kde(v, bw_method=h / v.std(ddof=1))(kde.x)
+        assert np.abs(exact - kde.y[name]).max() < 0.02 * exact.max()
+    with pytest.raises(ValueError, match="kind"):
+        density_curves(values, "violin")
+    with pytest.raises(ValueError, match="finite"):
+        density_curves({"a": np.array([1.0, np.nan])})
+
+
+def test_density_figure_has_one_trace_per_dataset_and_marks_uploads():
+    rng = np.random.default_rng(1)
+    scores = {"fashionmnist": rng.normal(0, 1, 500), "mnist": rng.normal(4, 1, 500)}
+    marks = [UploadMark("shoe.png", 0.1, percentile_of(scores["fashionmnist"], 0.1))]
+    fig = density_figure(scores, "LLR>1", 784, uploads=marks)
+    assert [t.name.split(" (")[0] for t in fig.data] == ["FashionMNIST", "MNIST", "your images"]
+    assert fig.data[0].line.color != fig.data[1].line.color
+    up = fig.data[2]
+    assert list(up.x[:2]) == [0.1, 0.1] and up.showlegend
+    assert "shoe.png" in up.text[1] and f"{marks[0].percentile:.1f}" in up.text[1]
+    assert 40 < marks[0].percentile < 60
+    assert "nats" in fig.layout.xaxis.title.text
+    empty = density_figure(scores, "-ELBO", 784)
+    assert len(empty.data) == 3 and not empty.data[2].showlegend
+    assert "bits/dim" in empty.layout.xaxis.title.text
+
+
+def test_roc_figure_legend_carries_the_metrics():
+    rng = np.random.default_rng(2)
+    s_in, s_ood = rng.normal(0, 1, 300), rng.normal(1.5, 1, 400)
+    curves = {"-ELBO": roc_data(-s_in, -s_ood), "LLR>1": roc_data(s_in, s_ood)}
+    m = ood_metrics(s_in, s_ood)
+    assert curves["LLR>1"].metrics["auroc"] == pytest.approx(m.auroc)
+    assert curves["LLR>1"].metrics["fpr80"] == pytest.approx(m.fpr80)
+    fig = roc_figure(curves, highlight="LLR>1")
+    assert len(fig.data) == 3 and fig.data[-1].name == "chance"
+    assert f"AUROC {m.auroc:.3f}" in fig.data[1].name and "FPR80" in fig.data[1].name
+    assert fig.data[1].line.width > fig.data[0].line.width
+    c = curves["LLR>1"]
+    assert c.fpr[0] == 0 and c.fpr[-1] == 1 and np.all(np.diff(c.tpr) >= 0)
+    with pytest.raises(ValueError):
+        roc_figure({})
+
+
+def test_metrics_table_html_bolds_the_best_and_highlights_a_row():
+    rows = [
+        {"score": "-ELBO", "auroc": 0.268, "auprc": 0.363, "fpr80": 0.882},
+        {"score": "LLR>1", "auroc": 0.964, "auprc": 0.961, "fpr80": 0.036},
+    ]
+    out = metrics_table_html(rows, highlight="LLR>1", caption="FashionMNIST / MNIST")
+    for text in ("AUROC ↑", "AUPRC ↑", "FPR80 ↓", "<b>0.964</b>", "<b>0.036</b>", "FashionMNIST"):
+        assert text in out
+    assert "<b>0.268</b>" not in out
+    assert '<tr style="background:#fff3bf" data-score="LLR&gt;1">' in out
+    assert out.count("background") == 1
+    with pytest.raises(ValueError):
+        metrics_table_html([])
+
+
+# ---------------------------------------------------------------------------------- resources
+def test_missing_checkpoint_gives_a_clear_error(app_checkpoints):
+    with pytest.raises(MissingResourceError, match="HVAELAB_CHECKPOINTS"):
+        resources.load_checkpoint("no-such-model")
+    with pytest.raises(MissingResourceError, match="hvaelab tables"):
+        resources.load_score_tables("fashionmnist-seed1")  # a model without score tables
+
+
+def test_missing_tables_and_samples_give_clear_errors(app_checkpoints, tmp_path, monkeypatch):
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(app_checkpoints / f"fashionmnist{suffix}", tmp_path)
+    monkeypatch.setenv("HVAELAB_CHECKPOINTS", str(tmp_path))
+    resources.clear_caches()
+    try:
+        with pytest.raises(MissingResourceError, match="no score tables"):
+            resources.load_score_tables("fashionmnist")
+        with pytest.raises(MissingResourceError, match="samples"):
+            resources.load_shipped_samples("fashionmnist")
+        with pytest.raises(MissingResourceError, match="training curve"):
+            resources.load_history("fashionmnist")
+        out = page(lambda: LikelihoodRatioExplorer("fashionmnist"), "The explorer")
+        err, ready = out.children
+        assert "hvae-page-error" in err._dom_classes and "hvae-ready" in ready._dom_classes
+        assert "no score tables" in err.value and "The explorer cannot be shown" in err.value
+    finally:
+        monkeypatch.undo()
+        resources.clear_caches()
+
+
+def test_resources_are_cached(app_checkpoints):
+    assert resources.load_score_tables() is resources.load_score_tables("fashionmnist")
+    assert resources.load_checkpoint().model is resources.load_checkpoint().model
+    samples = resources.load_shipped_samples()
+    assert {"fashionmnist", "mnist"} <= set(samples)
+    assert samples["mnist"].dtype == np.uint8 and samples["mnist"].shape[1:] == (28, 28)
+    with pytest.raises(MissingResourceError, match="no 'omniglot' images"):
+        resources.sample_images("omniglot")
+
+
+# ----------------------------------------------------------------------------------- explorer
+def test_family_score_names():
+    assert family_score("ELBO", 2, 1, 1) == "-ELBO"
+    assert family_score("L>k", 0, 1, 4) == "-ELBO_S"
+    assert family_score("L>k", 2, 1, 4) == "-L>2_S"
+    assert family_score("LLR>k", 1, 1, 1) == "LLR>1"
+    assert family_score("LLR>k", 3, 1, 250) == "LLR_S>3 iw-both"
+    assert family_score("LLR>k<l", 1, 2, 1) == "LLR>1<2"
+    assert parse_key("fashionmnist@S250") == ("fashionmnist", 250)
+    with pytest.raises(ValueError):
+        family_score("WAIC", 1, 1, 1)
+    with pytest.raises(ValueError):
+        parse_key("fashionmnist")
+
+
+def test_explorer_builds_figures_and_table(app_checkpoints):
+    ex = LikelihoodRatioExplorer("fashionmnist")
+    L = ex.n_layers
+    assert ex.score_name == "LLR>1"
+    assert len(ex.density_fig.data) == 3  # in-distribution, OOD, uploads
+    names = [t.name for t in ex.roc_fig.data]
+    assert len(names) == L + 3 and names[-1] == "chance"  # ELBO, L>1..L>L, LLR>1, chance
+    assert "AUROC" in names[L + 1] and "LLR" in names[L + 1]
+    assert ex.roc_fig.data[L + 1].line.width == 4
+    table = ex.table.value
+    assert "AUROC ↑" in table and "select-k" in table and "background" in table
+    for cls, w in (
+        ("hvae-k-slider", ex.k_slider),
+        ("hvae-score-select", ex.score_select),
+        ("hvae-density-fig", ex.density.box),
+        ("hvae-roc-fig", ex.roc.box),
+        ("hvae-metrics-table", ex.table),
+    ):
+        assert cls in w._dom_classes
+    assert sorted(ex.samples_select.options, key=lambda o: o[1])[0][1] == 1
+
+
+def test_explorer_k_slider_updates_figures_in_place_and_fast(app_checkpoints):
+    ex = LikelihoodRatioExplorer("fashionmnist")
+    _displayed(ex.density, ex.roc)
+    dens, roc = ex.density_fig, ex.roc_fig
+    y1 = np.array(dens.data[0].y)
+    times = []
+    for k in (2, 3, 1, 2):
+        if k > ex.n_layers:
+            continue
+        t0 = time.perf_counter()
+        ex.k_slider.value = k
+        times.append(time.perf_counter() - t0)
+        assert ex.score_name == f"LLR>{k}"
+        assert f"LLR<sup>&gt;{k}</sup>" in roc.data[ex.n_layers + 1].name
+    assert ex.density_fig is dens and ex.roc_fig is roc  # updated, not replaced
+    assert not np.allclose(np.array(dens.data[0].y), y1)
+    assert "LLR<sup>&gt;2</sup>" in dens.layout.title.text
+    assert np.median(times) < 0.3, f"k slider updates took {times} s"
+    # ELBO draws one ROC curve less: the spare trace is hidden, not removed.
+    ex.score_select.value = "ELBO"
+    assert ex.score_name == "-ELBO" and ex.k_slider.disabled
+    assert ex.roc_fig is roc and len(roc.data) == ex.n_layers + 3
+    assert roc.data[-1].visible is False and roc.data[-2].name == "chance"
+    assert "bits/dim" in dens.layout.xaxis.title.text
+
+
+def test_explorer_samples_families_and_uploads(app_checkpoints):
+    ex = LikelihoodRatioExplorer("fashionmnist")
+    s_max = max(s for _, s in ex.samples_select.options)
+    assert s_max > 1, "the score tables should hold a larger S too"
+    ex.samples_select.value = s_max
+    assert ex.score_name == "LLR_S>1 iw-both"
+    assert f"S = {s_max}" in ex.table.value
+    ex.score_select.value = "LLR>k<l"
+    assert not ex.l_slider.disabled
+    ex.l_slider.value = 2
+    assert ex.score_name == f"LLR>{ex.k_slider.value}<2"
+    assert 'data-score="LLR&gt;1&lt;2"' in ex.table.value
+    ex.samples_select.value = 1
+    ex.score_select.value = "LLR>k"
+    ex.set_uploads(["mine.png"], {"LLR>1": np.array([12.5])}, n_samples=1)
+    up = ex.density_fig.data[-1]
+    assert up.x[0] == 12.5 and "mine.png" in up.text[1]
+    ex.show_uploads.value = False
+    assert len(ex.density_fig.data[-1].x or ()) == 0
+
+
+# ------------------------------------------------------------------------------------ uploads
+def test_upload_files_accepts_both_ipywidgets_formats():
+    v8 = (_file("a.png", b"abc"),)
+    assert upload_files(v8) == [("a.png", b"abc")]
+    v7 = {"b.png": {"metadata": {}, "content": b"xyz"}}
+    assert upload_files(v7) == [("b.png", b"xyz")]
+    assert upload_files(()) == []
+
+
+def test_upload_png_gives_a_verdict_row(app_checkpoints):
+    calls = []
+    up = UploadScorer("fashionmnist", on_scored=lambda *a: calls.append(a))
+    samples = resources.load_shipped_samples()
+    up.upload.value = (
+        _file("shoe.png", _png(samples["fashionmnist"][0], size=64)),
+        _file("digit.png", _png(samples["mnist"][0])),
+    )
+    rows = up.result.scores.rows()
+    assert [r["input"] for r in rows] == ["shoe.png", "digit.png"]
+    assert all(r["verdict"] in ("OOD", "in-distribution") for r in rows)
+    html = up.results.value
+    assert html.count('data-verdict="') == 2 and "shoe.png" in html and "<img" in html
+    assert up.error.value == ""
+    assert calls and calls[0][0] == ["shoe.png", "digit.png"] and "LLR>1" in calls[0][1]
+    marks = up.density.figure.data[-1]
+    assert "shoe.png" in marks.text[1] and "percentile" in marks.text[1]
+    # a laxer false-positive rate flags at least as many inputs, without re-scoring
+    strict = up.result.scores.is_ood.copy()
+    up.fpr.value = 0.5
+    assert np.all(up.result.scores.is_ood >= strict) and "FPR = 0.500" in up.results.value
+    for cls, w in (
+        ("hvae-upload", up.upload),
+        ("hvae-upload-result", up.results),
+        ("hvae-upload-error", up.error),
+        ("hvae-fpr", up.fpr),
+    ):
+        assert cls in w._dom_classes
+
+
+def test_upload_of_non_image_shows_an_error_and_keeps_scoring(app_checkpoints):
+    up = UploadScorer("fashionmnist")
+    good = _png(resources.load_shipped_samples()["mnist"][1])
+    up.upload.value = (
+        _file("notes.png", b"these are notes, not pixels\n"),
+        _file("digit.png", good),
+    )
+    assert "not an image" in up.error.value and "notes.png" in up.error.value
+    assert [r["input"] for r in up.result.scores.rows()] == ["digit.png"]
+    assert "data-verdict" in up.results.value
+    # only bad files: a message, no exception, the widget keeps working
+    up.upload.value = (_file("empty.png", b""),)
+    assert "empty.png" in up.error.value and up.result is None
+    assert "No image could be scored" in up.results.value
+    up.upload.value = (_file("again.png", good),)
+    assert up.error.value == "" and "again.png" in up.results.value
+
+
+# ------------------------------------------------------------------------------ reconstruction
+def test_reconstruction_explorer_grid_kl_and_samples(app_checkpoints):
+    t0 = time.perf_counter()
+    rec = ReconstructionExplorer("fashionmnist", n_per_set=8)
+    L = rec.L
+    n = len(rec.images)
+    assert n == 16 and sum(lab.startswith("MNIST") for lab in rec.labels) == 8
+    grid = rec.grid.figure
+    assert [t.type for t in grid.data] == ["image", "scatter"]
+    assert len(grid.data[1].x) == n * (L + 2)  # rows x (input + k = 0..L)
+    assert "log p(x|z)" in grid.data[1].hovertext[1]
+    assert len(rec.kl.figure.data) == 2 and rec.model_samples.figure.data[0].type == "image"
+    for cls, w in (
+        ("hvae-recon-k-slider", rec.k_slider),
+        ("hvae-recon-mode", rec.mode),
+        ("hvae-recon-shuffle", rec.shuffle),
+        ("hvae-recon-grid", rec.grid.box),
+        ("hvae-kl-fig", rec.kl.box),
+        ("hvae-samples-fig", rec.model_samples.box),
+    ):
+        assert cls in w._dom_classes
+    _displayed(rec.grid)
+    rec.k_slider.value = 0
+    assert rec.grid.figure is grid and len(grid.data[1].x) == n * 2
+    src = grid.data[0].source
+    rec.mode.value = "sample"
+    assert rec.reconstructions().mode == "sample"
+    rec.k_slider.value = L
+    t1 = time.perf_counter()
+    rec.shuffle_inputs()
+    assert time.perf_counter() - t1 < 1.0, "a grid of 16 inputs x all k should take < 1 s"
+    assert grid.data[0].source != src and len(grid.data[1].x) == n * (L + 2)
+    before = rec.model_samples.figure.data[0].source
+    rec.redraw_samples()
+    assert rec.model_samples.figure.data[0].source != before
+    assert time.perf_counter() - t0 < 30
+
+
+# --------------------------------------------------------------------------------- correlation
+def test_correlation_view_computes_the_layer_figure(app_checkpoints):
+    view = CorrelationView("fashionmnist", "mnist-testsplit", n_images=16)
+    assert set(view.results) == {"FashionMNIST", "MNIST"}
+    assert view.progress.value == view.progress.max == 2
+    fig = view.slot.figure
+    assert len(fig.data) == 4  # 2 datasets x 2 measures
+    layers = list(fig.data[0].x)
+    assert layers[0].startswith("stage1") and layers[-1].startswith("z")
+    assert all(0 <= v <= 1.0 + 1e-9 for t in fig.data for v in t.y)
+    assert "hvae-corr-fig" in view.slot.box._dom_classes
+    assert "hvae-corr-a" in view.a_select._dom_classes
+    assert "fashionmnist-seed1" in view.b_select.options
+    view.b_select.value = "fashionmnist-seed1"
+    view.n_slider.value = 8
+    assert view.compute() and "done" in view.status.value
+    lazy = CorrelationView("fashionmnist", compute_on_load=False)
+    assert lazy.results == {} and len(lazy.slot.figure.data) == 0
+    assert lazy.b_select.value == "mnist-testsplit"
+
+
+# ------------------------------------------------------------------------------------ training
+def test_training_curves(app_checkpoints):
+    h = resources.load_history("fashionmnist")
+    fig = history_figure(h)
+    names = [t.name for t in fig.data]
+    assert any("train" in n for n in names) and "beta" in names
+    with pytest.raises(ValueError, match="epoch"):
+        history_figure({"loss": np.ones(3)})
+    tc = TrainingCurves("fashionmnist")
+    assert "epoch" in tc.summary.value and len(tc.slot.figure.data) == len(fig.data)
+
+
+def test_figure_slot_replaces_a_figure_it_cannot_update():
+    slot = FigureSlot(go.Figure([go.Scatter(y=[1, 2])]), "x-fig")
+    first = slot.figure
+    slot.show(go.Figure([go.Scatter(y=[3, 4])]))  # not displayed: a new widget
+    assert slot.figure is not first and list(slot.figure.data[0].y) == [3, 4]
+    assert slot.box.children == (slot.figure,) and "x-fig" in slot.box._dom_classes
+    shown = slot.figure
+    shown._view_count = 1
+    slot.show(go.Figure([go.Scatter(y=[5, 6])]))
+    assert slot.figure is shown and list(shown.data[0].y) == [5, 6]
+    slot.show(go.Figure([go.Scatter(y=[1]), go.Bar(y=[2])]))  # more traces: replaced
+    assert slot.figure is not shown and len(slot.figure.data) == 2

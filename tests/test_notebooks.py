@@ -1,0 +1,138 @@
+"""Every dashboard notebook runs top to bottom in a fresh kernel, headless, without an error.
+
+The kernel (``python3``, this environment's) inherits ``HVAELAB_CHECKPOINTS`` from the
+``app_checkpoints`` fixture. Widget state is kept so that the test can check what each page
+shows: its ``hvae-ready`` marker and no error box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import traceback
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+EXPECTED = [
+    "01_likelihood_ratio_explorer.ipynb",
+    "02_latent_reconstructions.ipynb",
+    "03_layer_correlations.ipynb",
+    "04_score_your_images.ipynb",
+    "05_teaching_the_likelihood_ratio.ipynb",
+    "06_training_curves.ipynb",
+]
+# Classes each page must show (the DOM contract of the browser tests).
+CLASSES = {
+    "01_likelihood_ratio_explorer.ipynb": {
+        "hvae-k-slider",
+        "hvae-score-select",
+        "hvae-density-fig",
+        "hvae-roc-fig",
+        "hvae-metrics-table",
+        "hvae-upload",
+    },
+    "02_latent_reconstructions.ipynb": {
+        "hvae-recon-k-slider",
+        "hvae-recon-mode",
+        "hvae-recon-grid",
+        "hvae-recon-shuffle",
+        "hvae-kl-fig",
+        "hvae-samples-fig",
+    },
+    "03_layer_correlations.ipynb": {"hvae-corr-fig", "hvae-corr-a", "hvae-corr-b"},
+    "04_score_your_images.ipynb": {
+        "hvae-upload",
+        "hvae-upload-result",
+        "hvae-upload-error",
+        "hvae-fpr",
+    },
+    "05_teaching_the_likelihood_ratio.ipynb": {
+        "hvae-k-slider",
+        "hvae-density-fig",
+        "hvae-recon-grid",
+        "hvae-corr-fig",
+        "hvae-upload",
+    },
+    "06_training_curves.ipynb": {"hvae-history-fig"},
+}
+CELL_TIMEOUT_S = 180
+
+
+def test_all_notebooks_are_there_and_stored_without_outputs():
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == EXPECTED
+    for name in EXPECTED:
+        nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+        nbformat.validate(nb)
+        assert nb.metadata.kernelspec.name == "python3", name
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code and all(not c.outputs and c.execution_count is None for c in code), (
+            f"{name}: clear the outputs before committing (jupyter nbconvert --clear-output)"
+        )
+        assert nb.cells[0].cell_type == "markdown", f"{name}: start with an explanation"
+        assert "widgets" not in nb.metadata, f"{name}: stored widget state"
+
+
+def _widget_states(nb) -> dict[str, dict]:
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    return {k: v["state"] for k, v in state.get("state", {}).items()}
+
+
+async def _execute(name: str, limit: asyncio.Semaphore):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        store_widget_state=True,
+    )
+    async with limit:
+        try:
+            await client.async_execute()
+        except Exception:  # noqa: BLE001 - reported by the notebook's own test
+            return nb, traceback.format_exc()
+    return nb, None
+
+
+@pytest.fixture(scope="module")
+def executed(app_checkpoints) -> dict[str, tuple]:
+    """Every notebook executed, a few at a time (kernel start-up dominates: overlap it)."""
+
+    async def run_all():
+        limit = asyncio.Semaphore(3)
+        results = await asyncio.gather(*(_execute(n, limit) for n in EXPECTED))
+        return dict(zip(EXPECTED, results, strict=True))
+
+    return asyncio.run(run_all())
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_runs_headless(name, executed, app_checkpoints):
+    assert os.environ["HVAELAB_CHECKPOINTS"] == str(app_checkpoints)
+    nb, error = executed[name]
+    assert error is None, f"{name} failed:\n{error[-4000:]}"
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            assert out.output_type != "error", f"{name}: {out.ename}: {out.evalue}"
+            if out.output_type == "stream" and out.name == "stderr":
+                assert "Traceback" not in out.text, f"{name}: {out.text[-2000:]}"
+    states = _widget_states(nb)
+    classes = {c for s in states.values() for c in s.get("_dom_classes", [])}
+    missing = CLASSES[name] - classes
+    assert not missing, f"{name} does not show {sorted(missing)}"
+    assert "hvae-ready" in classes, f"{name} has no hvae-ready marker"
+    errors = [
+        s.get("value", "")
+        for s in states.values()
+        if "hvae-page-error" in s.get("_dom_classes", [])
+    ]
+    assert not errors, f"{name} shows an error: {json.dumps(errors)[:2000]}"
+    last = [o for o in nb.cells[-1].get("outputs", []) if o.output_type == "execute_result"]
+    assert last and "application/vnd.jupyter.widget-view+json" in last[0].data, (
+        f"{name}: the last cell should display the page's widgets"
+    )
