@@ -561,12 +561,24 @@ def load_state(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
 def update_card(path_or_name: str | os.PathLike[str], updates: Mapping[str, Any]) -> Path:
     """Merge ``updates`` (e.g. measured numbers) into a checkpoint's card, atomically.
 
-    The weights are validated and written back unchanged (same sha256).
+    The checkpoint is validated first; the weights file is left untouched (same sha256), and
+    the reserved fields (format, weights_sha256, ...) cannot be overwritten.
     """
     stem = resolve_checkpoint(path_or_name)
-    tensors, card = _load_pair(stem, CHECKPOINT_FORMAT)
+    _, card = _load_pair(stem, CHECKPOINT_FORMAT)
+    clash = set(updates) & (set(_RESERVED) | {"created"})
+    if clash:
+        raise CheckpointError(f"cannot update reserved card fields {sorted(clash)}")
     card.update(updates)
-    return save_checkpoint(stem, tensors, card)
+    card_path = _pair(stem)[1]
+    tmp = _temp_path(card_path)
+    try:
+        _write_synced(tmp, _encode_card(card, card_path))
+        os.replace(tmp, card_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(card_path.parent)
+    return stem
 
 
 @dataclass

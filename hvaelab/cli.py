@@ -132,17 +132,31 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 def _cmd_tables(a: argparse.Namespace) -> int:
     from .data import load_dataset, save_samples
-    from .scores import save_tables, tables_path
+    from .scores import load_tables, save_tables, tables_path
 
     lm = _load(a)
-    tables = _compute_tables(a, lm, [a.prior], a.samples)
+    sha = lm.card.get("weights_sha256")
+    new = {key: t for (_, key), t in _compute_tables(a, lm, [a.prior], a.samples).items()}
+    for t in new.values():
+        t.meta["weights_sha256"] = sha
+    path = tables_path(lm.path)
+    tables = {}
+    if path.exists():  # keep other S / datasets computed earlier for these very weights
+        try:
+            old = load_tables(path)
+        except ValueError:
+            old = {}
+        tables = {k: t for k, t in old.items() if t.meta.get("weights_sha256") == sha}
+        for k in set(old) - set(tables):
+            print(f"dropping stale table {k} (computed for other weights)", file=sys.stderr)
+    tables.update(new)
     path = save_tables(
-        tables_path(lm.path),
+        path,
         tables.values(),
         info={"checkpoint": lm.name, "in": a.in_name, "ood": a.ood},
     )
-    print(f"wrote {path}")
-    _record_evaluation(lm, {key: t for (_, key), t in tables.items()}, a.in_name, path)
+    print(f"wrote {path} ({', '.join(tables)})")
+    _record_evaluation(lm, tables, a.in_name, path)
     if a.samples_per_set:
         rng = np.random.default_rng(0)
         sets = {}
