@@ -369,6 +369,11 @@ def test_reconstruction_explorer_grid_kl_and_samples(app_checkpoints):
     before = rec.model_samples.figure.data[0].source
     rec.redraw_samples()
     assert rec.model_samples.figure.data[0].source != before
+    rec.set_inputs({"mnist": [3, 0], "fashionmnist": [5]})
+    assert rec.labels == ["MNIST #3", "MNIST #0", "FashionMNIST #5"]
+    assert len(grid.data[1].x) == 3 * (L + 2)
+    with pytest.raises(ValueError, match="indices for 'mnist'"):
+        rec.set_inputs({"mnist": [10_000]})
     assert time.perf_counter() - t0 < 30
 
 

@@ -11,6 +11,8 @@ only chooses how many columns are shown.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import ipywidgets as widgets
 import numpy as np
 import torch
@@ -37,6 +39,23 @@ def pick_inputs(
     return np.concatenate(images), labels
 
 
+def chosen_inputs(
+    samples: dict[str, np.ndarray], indices: Mapping[str, Sequence[int]]
+) -> tuple[np.ndarray, list[str]]:
+    """The shipped images at ``indices`` per dataset and their row labels."""
+    images, labels = [], []
+    for name, idx in indices.items():
+        if name not in samples:
+            raise ValueError(f"no shipped samples for {name!r}; available: {', '.join(samples)}")
+        n = len(samples[name])
+        bad = [i for i in idx if not 0 <= int(i) < n]
+        if bad or not len(idx):
+            raise ValueError(f"indices for {name!r} must be 0..{n - 1} (at least one), got {bad}")
+        images.append(samples[name][np.asarray(idx, dtype=np.int64)])
+        labels += [f"{dataset_label(name)} #{int(i)}" for i in idx]
+    return np.concatenate(images), labels
+
+
 def first_columns(rec: LatentReconstructions, k_max: int) -> LatentReconstructions:
     """The reconstructions from k = 0..k_max only."""
     j = [i for i, k in enumerate(rec.ks) if k <= k_max]
@@ -53,7 +72,8 @@ class ReconstructionExplorer(widgets.VBox):
     """Inputs (8 + 8 by default) x k grid of latent reconstructions, KL per layer, model samples.
 
     ``datasets`` are keys of the checkpoint's shipped samples (default: every set there, the
-    training set first).
+    training set first); ``indices`` picks the inputs (``{dataset: [i, ...]}``) instead of
+    drawing ``n_per_set`` at random (:meth:`set_inputs` does the same later).
     """
 
     def __init__(
@@ -63,6 +83,7 @@ class ReconstructionExplorer(widgets.VBox):
         n_per_set: int = 8,
         n_model_samples: int = 16,
         seed: int = 0,
+        indices: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
         lm = load_checkpoint(checkpoint)
         self.model = lm.model
@@ -112,7 +133,10 @@ class ReconstructionExplorer(widgets.VBox):
         )
         self.status = widgets.HTML()
 
-        self.images, self.labels = pick_inputs(self.samples, self.datasets, n_per_set, self.rng)
+        if indices is not None:
+            self.images, self.labels = chosen_inputs(self.samples, indices)
+        else:
+            self.images, self.labels = pick_inputs(self.samples, self.datasets, n_per_set, self.rng)
         self.grid = FigureSlot(self._grid(), "hvae-recon-grid")
         self.kl = FigureSlot(self._kl(), "hvae-kl-fig")
         self.model_samples = FigureSlot(self._model_samples(), "hvae-samples-fig")
@@ -184,9 +208,15 @@ class ReconstructionExplorer(widgets.VBox):
         self._recs.clear()
         self.redraw_grid()
 
+    def set_inputs(self, indices: Mapping[str, Sequence[int]]) -> None:
+        """Show the shipped images ``{dataset: [i, ...]}`` and recompute the grid."""
+        self.images, self.labels = chosen_inputs(self.samples, indices)
+        self._recs.clear()
+        self.redraw_grid()
+
     def redraw_samples(self) -> None:
         self._draws += 1
         self.model_samples.show(self._model_samples())
 
 
-__all__ = ["ReconstructionExplorer", "first_columns", "pick_inputs"]
+__all__ = ["ReconstructionExplorer", "chosen_inputs", "first_columns", "pick_inputs"]

@@ -7,6 +7,7 @@ and the free-bits lambda (table 4).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import ipywidgets as widgets
@@ -21,7 +22,18 @@ from .widgets import FigureSlot, with_class
 
 def _label(column: str) -> str:
     name, _, what = column.partition("/")
-    return f"{dataset_label(name)} {what}".strip()
+    if name == "train":
+        return "training set"
+    return dataset_label(name) + ("" if what == "bpd" else f" {what}")
+
+
+def _score_label(column: str) -> str:
+    """``"mnist/auroc_llr1"`` -> ``"MNIST, LLR>1"``."""
+    name, _, what = column.partition("/")
+    score = what.split("_", 1)[-1]
+    m = re.fullmatch(r"llr(\d+)", score)
+    score = f"LLR>{m.group(1)}" if m else score.upper()
+    return f"{dataset_label(name)}, {score}"
 
 
 def history_figure(history: Mapping[str, np.ndarray], title: str | None = None) -> go.Figure:
@@ -51,7 +63,7 @@ def history_figure(history: Mapping[str, np.ndarray], title: str | None = None) 
             go.Scatter(
                 x=ep,
                 y=history[col],
-                name=f"{dataset_label(name)}: {col.split('_', 1)[-1].upper()}",
+                name=_score_label(col),
                 mode="lines+markers",
                 line={"color": dataset_color(name), "dash": "solid" if "llr" in col else "dot"},
             ),
@@ -71,12 +83,13 @@ def history_figure(history: Mapping[str, np.ndarray], title: str | None = None) 
                 row=1,
                 col=3,
             )
-    fig.update_xaxes(title_text="epoch")
+    fig.update_xaxes(title_text="epoch", tickformat="d")
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_layout(
         title={"text": title or "Training curves", "x": 0.5},
         template="plotly_white",
-        height=380,
+        height=400,
+        width=1100,
         legend={"orientation": "h", "y": -0.25},
         margin={"t": 70, "b": 40},
     )

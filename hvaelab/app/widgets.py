@@ -21,10 +21,16 @@ import plotly.graph_objects as go
 
 from .resources import error_html
 
+# plotly.js config of every figure: the modebar's camera button saves a PNG at twice the
+# screen resolution (for slides); no plotly logo.
+PLOT_CONFIG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
+
 
 def figure_widget(fig: go.Figure) -> go.FigureWidget:
     """A ``FigureWidget`` holding ``fig`` (the plotly.js div in the page exposes ``.data``)."""
-    return go.FigureWidget(fig)
+    fw = go.FigureWidget(fig)
+    fw._config = dict(PLOT_CONFIG)
+    return fw
 
 
 def _displayed(fw: go.FigureWidget) -> bool:
