@@ -222,6 +222,64 @@ def _cmd_score(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_correlate(a: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from .correlation import layer_correlations
+    from .data import load_dataset, to_tensor
+    from .train import resolve_device
+
+    device = resolve_device(a.device)
+    ma = _load_named(a.a, device).model
+    mb = _load_named(a.b, device).model if a.b != "random" else _random_like(ma, a.seed)
+    results = {}
+    for spec in a.datasets:
+        name, _, split = spec.partition(":")
+        imgs = load_dataset(name, split or "test", data_dir=a.data_dir).images
+        idx = np.sort(
+            np.random.default_rng(a.seed).choice(len(imgs), min(a.n, len(imgs)), replace=False)
+        )
+        x01 = to_tensor(imgs[idx]).to(device)
+        with torch.no_grad():
+            results[spec] = layer_correlations(ma, mb, x01, seed=a.seed)
+    layers = list(next(iter(results.values()))["abs_corr"])
+    print(f"layer similarity of {a.a} vs {a.b} (n = {a.n} per set)")
+    header = "".join(f"{spec + ' ' + m:>28}" for spec in results for m in ("abs_corr", "cka"))
+    print(f"{'layer':<16}{header}")
+    for layer in layers:
+        vals = "".join(
+            f"{results[spec][m][layer]:28.3f}" for spec in results for m in ("abs_corr", "cka")
+        )
+        print(f"{layer:<16}{vals}")
+    if a.out:
+        Path(a.out).write_text(
+            json.dumps({"a": a.a, "b": a.b, "n": a.n, "results": results}, indent=2)
+        )
+        print(f"wrote {a.out}")
+    return 0
+
+
+def _load_named(name: str, device):
+    from .checkpoint import load_model
+
+    return load_model(name, device=device)
+
+
+def _random_like(model, seed: int):
+    """An untrained model of the same architecture, data-dependently initialised."""
+    import torch
+
+    from .model import HVAE
+
+    torch.manual_seed(seed)
+    rnd = HVAE(model.config).to(next(model.parameters()).device)
+    x = torch.rand(256, *model.config.in_shape, device=next(model.parameters()).device) > 0.5
+    rnd.initialize(rnd.prepare(x.float()))
+    return rnd.eval()
+
+
 def _cmd_info(a: argparse.Namespace) -> int:
     import json
 
@@ -306,6 +364,21 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", default=None, help="write one CSV row per input")
     _add_common(sc)
     sc.set_defaults(func=_cmd_score)
+
+    co = sub.add_parser("correlate", help="per-layer similarity of two models (paper fig. 2)")
+    co.add_argument("--a", default="fashionmnist", help="first checkpoint")
+    co.add_argument("--b", default="mnist-testsplit", help="second checkpoint, or 'random'")
+    co.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["fashionmnist", "mnist-testsplit:test"],
+        help="NAME[:SPLIT] of the inputs (default split: test)",
+    )
+    co.add_argument("--n", type=int, default=1000, help="seeded subset of N inputs per set")
+    co.add_argument("--seed", type=int, default=0)
+    co.add_argument("--out", default=None, help="write the results as JSON")
+    _add_common(co)
+    co.set_defaults(func=_cmd_correlate)
 
     i = sub.add_parser("info", help="print a checkpoint's card")
     i.add_argument("--checkpoint", default="fashionmnist")
