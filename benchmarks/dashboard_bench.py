@@ -4,7 +4,7 @@ Starts the dashboards exactly like ``make dashboard`` (see ``tests/e2e/harness.p
 loopback port and times, inside the page (``performance.now()``, so the driver's round trips are
 not counted):
 
-- page to interactive: navigation start -> ``.hvae-ready`` visible, for each page;
+- page to interactive: navigation start -> ``.hvae-ready`` rendered, for each page;
 - likelihood-ratio explorer: k-slider key press -> new density AND ROC trace data;
 - reconstructions: k-slider key press, and the shuffle button (16 new inputs x all k) -> new grid;
 - upload: file chosen -> a verdict ("OOD" / "in-distribution") shown.
@@ -53,8 +53,7 @@ VERDICTS = ["OOD", "in-distribution"]
 
 READY_JS = """
 () => {
-  const el = document.querySelector('.hvae-ready');
-  if (!el || el.getClientRects().length === 0) return false;
+  if (!document.querySelector('.hvae-ready')) return false;
   window.__hvaeReadyAt = performance.now();
   return true;
 }

@@ -174,7 +174,7 @@ class PageGuard:
 
     def attach(self, page: Any) -> PageGuard:
         page.on("console", self._on_console)
-        page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
+        page.on("pageerror", lambda exc: self.page_errors.append(exc.stack or str(exc)))
         page.on("request", self._on_request)
         # WebSockets are not "requests" for Playwright; check their addresses too.
         page.on("websocket", lambda ws: self._on_url(ws.url))
@@ -249,9 +249,20 @@ def wait_figures_changed(
     page: Any, containers: list[str], before: list[str], timeout_ms: float
 ) -> None:
     """Block until every container's figure data differs from ``before``."""
-    page.wait_for_function(
-        WAIT_CHANGED_JS, arg=[containers, before], polling="raf", timeout=timeout_ms
-    )
+    try:
+        page.wait_for_function(
+            WAIT_CHANGED_JS, arg=[containers, before], polling="raf", timeout=timeout_ms
+        )
+    except Exception as exc:
+        unchanged = [
+            c
+            for c, b in zip(containers, before, strict=True)
+            if figure_signature(page, c) in (b, "null")
+        ]
+        raise AssertionError(
+            f"after {timeout_ms / 1000:.0f} s these figures still show their old data (or "
+            f"none): {unchanged} ({exc.__class__.__name__})"
+        ) from exc
 
 
 def slider_handle(page: Any, slider_class: str) -> Any:
@@ -279,3 +290,28 @@ def nudge_slider(page: Any, slider_class: str) -> tuple[int, int]:
 def elapsed_ms(page: Any, start: str = "__hvaeMovedAt", end: str = "__hvaeChangedAt") -> float:
     """Milliseconds between two performance.now() stamps set on ``window`` by the helpers."""
     return float(page.evaluate(f"() => window.{end} - window.{start}"))
+
+
+# The tallest scrolling box: Voila's page scrolls inside a panel, not the document, so a
+# "full page" screenshot alone would cut at the window's height.
+CONTENT_HEIGHT_JS = """
+() => {
+  const scrolls = (el) => ['auto', 'scroll'].includes(getComputedStyle(el).overflowY);
+  const scrollers = Array.from(document.querySelectorAll('*')).filter(
+    (el) => el.scrollHeight > el.clientHeight && scrolls(el));
+  const extra = scrollers.map((el) => el.scrollHeight - el.clientHeight);
+  return document.documentElement.clientHeight + Math.max(0, ...extra);
+}
+"""
+
+
+def screenshot(page: Any, path: Path, max_height: int = 8000) -> Path:
+    """Save the whole page (up to ``max_height`` px) by growing the window to its content."""
+    size = page.viewport_size or {"width": 1400, "height": 1000}
+    height = min(max_height, max(size["height"], int(page.evaluate(CONTENT_HEIGHT_JS)) + 40))
+    page.set_viewport_size({"width": size["width"], "height": height})
+    try:
+        page.screenshot(path=path, full_page=True)
+    finally:
+        page.set_viewport_size(size)
+    return path

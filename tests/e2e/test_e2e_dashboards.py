@@ -20,6 +20,7 @@ from harness import (
     figure_signature,
     is_local,
     nudge_slider,
+    screenshot,
     wait_figures_changed,
 )
 from PIL import Image
@@ -52,7 +53,7 @@ def test_tree_lists_every_dashboard(browser, dashboard_server, screenshots):
         text = page.inner_text("body")
         missing = [nb for nb in PAGES.values() if nb not in text]
         assert not missing, f"the tree page does not list {missing}; it shows:\n{text}"
-        page.screenshot(path=screenshots / "00_tree.png", full_page=True)
+        screenshot(page, screenshots / "00_tree.png")
         guard.assert_clean()
     finally:
         page.close()
@@ -68,7 +69,7 @@ def test_explorer_k_slider_updates_density_and_roc(open_dashboard, screenshots):
     assert density, f"no plotly figure with trace data inside {DENSITY}"
     assert roc, f"no plotly figure with trace data inside {ROC}"
     assert any(t["x"] is not None or t["y"] is not None for t in density + roc)
-    page.screenshot(path=screenshots / "01_explorer.png", full_page=True)
+    screenshot(page, screenshots / "01_explorer.png")
 
     before = [figure_signature(page, DENSITY), figure_signature(page, ROC)]
     k0, k1 = nudge_slider(page, "hvae-k-slider")
@@ -78,7 +79,7 @@ def test_explorer_k_slider_updates_density_and_roc(open_dashboard, screenshots):
     assert after[0] != density and after[1] != roc, (
         f"k {k0} -> {k1} left the figures unchanged: {_traces_summary(after[0])}"
     )
-    page.screenshot(path=screenshots / "01_explorer_k_moved.png", full_page=True)
+    screenshot(page, screenshots / "01_explorer_k_moved.png")
     table = page.locator(".hvae-metrics-table")
     assert "AUROC" in table.inner_text(), "the metrics table has no AUROC column"
     guard.assert_clean()
@@ -89,11 +90,11 @@ def test_reconstruction_k_slider_changes_grid(open_dashboard, screenshots):
     grid = ".hvae-recon-grid"
     before = figure_signature(page, grid)
     assert before != "null", f"no plotly figure with trace data inside {grid}"
-    page.screenshot(path=screenshots / "02_reconstructions.png", full_page=True)
+    screenshot(page, screenshots / "02_reconstructions.png")
     k0, k1 = nudge_slider(page, "hvae-recon-k-slider")
     assert k0 != k1, "the reconstruction k slider did not move with the keyboard"
     wait_figures_changed(page, [grid], [before], UPDATE_TIMEOUT_MS)
-    page.screenshot(path=screenshots / "02_reconstructions_k_moved.png", full_page=True)
+    screenshot(page, screenshots / "02_reconstructions_k_moved.png")
     guard.assert_clean()
 
 
@@ -129,14 +130,14 @@ def test_upload_scores_images_and_rejects_non_images(open_dashboard, screenshots
     )
     first = result.inner_text()
     assert any(v in first for v in VERDICTS), first
-    page.screenshot(path=screenshots / "04_upload_png.png", full_page=True)
+    screenshot(page, screenshots / "04_upload_png.png")
 
     fake = tmp_path / "notes.png"
     fake.write_text("these are notes, not pixels\n")
     _upload(page, [fake])
     error.filter(has_text="not an image").wait_for(state="visible", timeout=UPDATE_TIMEOUT_MS)
     assert "notes.png" in error.inner_text(), "the error does not name the bad file"
-    page.screenshot(path=screenshots / "04_upload_not_an_image.png", full_page=True)
+    screenshot(page, screenshots / "04_upload_not_an_image.png")
 
     # The page still works after the bad file: a new image gets its own verdict.
     shown = result.inner_text()
@@ -147,5 +148,5 @@ def test_upload_scores_images_and_rejects_non_images(open_dashboard, screenshots
         arg=[shown, list(VERDICTS)],
         timeout=UPDATE_TIMEOUT_MS,
     )
-    page.screenshot(path=screenshots / "04_upload_after_error.png", full_page=True)
+    screenshot(page, screenshots / "04_upload_after_error.png")
     guard.assert_clean()
