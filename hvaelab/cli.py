@@ -246,13 +246,11 @@ def _cmd_correlate(a: argparse.Namespace) -> int:
             results[spec] = layer_correlations(ma, mb, x01, seed=a.seed)
     layers = list(next(iter(results.values()))["abs_corr"])
     print(f"layer similarity of {a.a} vs {a.b} (n = {a.n} per set)")
-    header = "".join(f"{spec + ' ' + m:>28}" for spec in results for m in ("abs_corr", "cka"))
-    print(f"{'layer':<16}{header}")
+    cols = [(spec, m) for spec in results for m in ("abs_corr", "cka")]
+    w = max(len(f"{spec} {m}") for spec, m in cols) + 2
+    print(f"{'layer':<16}" + "".join(f"{spec + ' ' + m:>{w}}" for spec, m in cols))
     for layer in layers:
-        vals = "".join(
-            f"{results[spec][m][layer]:28.3f}" for spec in results for m in ("abs_corr", "cka")
-        )
-        print(f"{layer:<16}{vals}")
+        print(f"{layer:<16}" + "".join(f"{results[spec][m][layer]:{w}.3f}" for spec, m in cols))
     if a.out:
         Path(a.out).write_text(
             json.dumps({"a": a.a, "b": a.b, "n": a.n, "results": results}, indent=2)
