@@ -150,3 +150,15 @@ def test_upload_scores_images_and_rejects_non_images(open_dashboard, screenshots
     )
     screenshot(page, screenshots / "04_upload_after_error.png")
     guard.assert_clean()
+
+
+@pytest.mark.parametrize(
+    ("name", "container"),
+    [("correlations", ".hvae-corr-fig"), ("teaching", ".hvae-density-fig"), ("training", "body")],
+)
+def test_other_pages_render_offline_and_clean(open_dashboard, screenshots, name, container):
+    page, guard = open_dashboard(PAGES[name])
+    page.wait_for_selector(f"{container} .js-plotly-plot", state="attached")
+    assert figure_data(page, container), f"{name}: no plotly trace data in {container}"
+    screenshot(page, screenshots / f"0{list(PAGES).index(name) + 1}_{name}.png")
+    guard.assert_clean()
