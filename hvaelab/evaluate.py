@@ -102,10 +102,13 @@ def format_table2(rows: list[dict[str, Any]], columns=("auroc", "auprc", "fpr80"
 
 
 def format_table1(rows: list[dict[str, Any]]) -> str:
+    """Plain-text Table 1: average bits/dim per dataset (and S) of log p(x) and each L>k."""
     keys = [k for k in rows[0] if k not in ("dataset", "S")]
-    lines = ["bits/dim  " + "  ".join(f"{k:>9}" for k in keys)]
-    for r in rows:
-        lines.append(f"{r['dataset']}@S{r['S']}: " + "  ".join(f"{r[k]:9.3f}" for k in keys))
+    labels = [f"{r['dataset']} (S={r['S']})" for r in rows]
+    w = max(len("bits/dim"), *map(len, labels))
+    lines = [f"{'bits/dim':<{w}}  " + "  ".join(f"{k:>9}" for k in keys)]
+    for label, r in zip(labels, rows, strict=True):
+        lines.append(f"{label:<{w}}  " + "  ".join(f"{r[k]:9.3f}" for k in keys))
     return "\n".join(lines)
 
 
