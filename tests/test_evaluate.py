@@ -157,7 +157,7 @@ def test_evaluate_tables_groups_by_s():
     assert "auroc" in text and "LLR_S select-k" in text
     t1 = format_table1(res["table1"])
     assert t1.splitlines()[0].split() == ["bits/dim", "log", "p(x)", "L>1", "L>2", "L>3"]
-    assert len(t1.splitlines()) == 5 and "mnist@S4:" in t1
+    assert len(t1.splitlines()) == 5 and "mnist (S=4)" in t1
 
 
 def test_evaluate_tables_without_the_in_distribution_table_is_an_error():
