@@ -22,6 +22,18 @@ def _hvaelab_env():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tests use small models: on a shared 2-core machine one intra-op thread is much faster
+    (torch's default 2 threads spin against each other) and results stay deterministic."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def data_dir(_hvaelab_env) -> Path:
     """The folder holding the real datasets (fashion-mnist/, mnist/)."""
@@ -47,12 +59,10 @@ def _app_set_complete(folder: Path) -> bool:
 def _build_app_checkpoints(folder: Path) -> None:
     """Tiny but real: three hvae-tiny models trained for one short epoch, tables on 200 test
     images per set at S = 1 and 2, 32 shipped samples per set (about 15 s on a busy CPU)."""
-    import torch
 
     from hvaelab.cli import main as cli_main
     from hvaelab.train import TrainConfig, Trainer
 
-    torch.set_num_threads(1)
     for name, dataset, seed in (
         ("fashionmnist", "fashionmnist", 0),
         ("fashionmnist-seed1", "fashionmnist", 1),

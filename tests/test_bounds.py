@@ -23,15 +23,6 @@ N_SAMPLES = 4000  # Monte Carlo samples per example for the averages below
 Z_MAX = 4.0  # tolerance in Monte Carlo standard errors
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors on a shared 2-core machine: intra-op threads only spin (10-30x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _data(model: LinearGaussianHVAE, n: int = 3, seed: int = 1) -> torch.Tensor:
     """Examples drawn from the model itself."""
     x = model.sample(n, generator=torch.Generator().manual_seed(seed), mode="sample")

@@ -17,15 +17,6 @@ from hvaelab.data import binarize, binarize_fixed, load_dataset, to_tensor
 from hvaelab.model import HVAE
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models on a shared CPU: one thread is fastest (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _g(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

@@ -32,15 +32,6 @@ from hvaelab.model import HVAE
 N = 6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models on a shared CPU: one thread is fastest (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model(_one_thread) -> HVAE:
     torch.manual_seed(0)

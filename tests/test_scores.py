@@ -26,18 +26,9 @@ from hvaelab.train import TrainConfig, Trainer
 N_REF = 64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory, data_dir):
     """hvae-tiny trained briefly on 512 real FashionMNIST images (tells white from clothes)."""
-    torch.set_num_threads(1)
     cfg = TrainConfig(
         preset="hvae-tiny",
         epochs=3,

@@ -16,14 +16,6 @@ REPO_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 SHIPPED = ["fashionmnist", "fashionmnist-seed1", "mnist-testsplit"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_checkpoint_loads_with_an_honest_card(name):
     lm = load_model(REPO_CHECKPOINTS / name)

@@ -15,15 +15,6 @@ from hvaelab.data import load_dataset
 from hvaelab.train import TrainConfig, Trainer, beta_at, free_bits_at, monitor, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CPU is shared: one intra-op thread keeps timings stable (and results deterministic)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _quiet(_: str) -> None:
     pass
 
@@ -89,7 +80,6 @@ def test_config_dict_round_trip():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):
     """3 epochs of hvae-tiny on 512 real FashionMNIST images, monitored on MNIST."""
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("train") / "run"
     cfg = _tiny(
         epochs=3,
