@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", nargs="+", type=int, default=[1, 16])
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions (best kept)")
     ap.add_argument("--prior", default="mean", choices=["mean", "sample"])
     ap.add_argument(
         "--preset",
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         f"model: {a.preset or a.checkpoint}, {a.n} images, batch {a.batch_size}, "
         f"{a.threads} threads, prior below k: {a.prior}"
     )
-    rows = []
+    plan = []
     for S in a.samples:
         n = a.n if S == 1 else max(a.batch_size, a.n // S)
         for label, ks, method in [
@@ -139,14 +140,28 @@ def main(argv: list[str] | None = None) -> int:
             (f"all k (0..{L}), naive", all_k, "naive"),
             (f"all k (0..{L}), shared", all_k, "shared"),
         ]:
-            r = measure({**base, "n": n, "samples": S, "ks": ks, "method": method})
-            r["label"] = label
-            rows.append(r)
+            plan.append((label, {**base, "n": n, "samples": S, "ks": ks, "method": method}))
+    # Repetitions are interleaved (round robin) and the best is kept, as timeit does: on a
+    # shared machine other load only ever slows a run down.
+    best: dict[int, dict] = {}
+    for rep in range(a.reps):
+        for j, (label, conf) in enumerate(plan):
+            r = measure(conf)
+            if j not in best or r["img_s"] > best[j]["img_s"]:
+                best[j] = {**r, "label": label}
             print(
-                f"S={S:<4} {label:<26} {r['img_s']:8.1f} img/s   "
-                f"peak RSS {r['peak_rss_mb']:7.0f} MB",
+                f"rep {rep + 1}/{a.reps} S={conf['samples']:<4} {label:<26} "
+                f"{r['img_s']:8.1f} img/s",
+                file=sys.stderr,
                 flush=True,
             )
+    rows = [best[j] for j in range(len(plan))]
+    print(f"best of {a.reps} interleaved repetitions:")
+    for r in rows:
+        print(
+            f"S={r['samples']:<4} {r['label']:<26} {r['img_s']:8.1f} img/s   "
+            f"peak RSS {r['peak_rss_mb']:7.0f} MB"
+        )
     print()
     print("Speed-ups measured in this run (same inputs, same machine):")
     for S in a.samples:
