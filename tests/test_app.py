@@ -12,6 +12,7 @@ import math
 import shutil
 import time
 
+import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -20,6 +21,7 @@ from PIL import Image
 from scipy.stats import gaussian_kde
 
 from hvaelab.app import resources
+from hvaelab.app import widgets as app_widgets
 from hvaelab.app.correlation_view import CorrelationView
 from hvaelab.app.explorer import LikelihoodRatioExplorer, family_score, parse_key
 from hvaelab.app.recon_view import ReconstructionExplorer
@@ -37,7 +39,15 @@ from hvaelab.app.score_figures import (
 )
 from hvaelab.app.training_view import TrainingCurves, history_figure
 from hvaelab.app.upload_view import UploadScorer, upload_files
-from hvaelab.app.widgets import FigureSlot, page
+from hvaelab.app.widgets import (
+    PLOT_CONFIG,
+    PLOTLY_MIME,
+    FigureSlot,
+    FrontEndGate,
+    page,
+    ready_marker,
+    served_by_voila,
+)
 from hvaelab.metrics import ood_metrics
 
 torch.set_num_threads(1)  # the CPU is shared: one thread is much faster for small batches
@@ -63,10 +73,19 @@ def _file(name: str, data: bytes, kind: str = "image/png") -> dict:
     }
 
 
-def _displayed(*slots: FigureSlot) -> None:
-    """Pretend the figures are on screen (what the browser reports), so updates go in place."""
-    for s in slots:
-        s.figure._view_count = 1
+def _sent(slot: FigureSlot) -> dict:
+    """The figure spec a slot's Output widget holds for plotly's mime renderer (what the browser
+    draws): ``{"data": [...], "layout": {...}, "config": {...}}``."""
+    (out,) = slot.box.outputs
+    assert out["output_type"] == "display_data"
+    return out["data"][PLOTLY_MIME]
+
+
+def _count_updates(slot: FigureSlot) -> list:
+    """A list that grows by one each time the slot's Output gets new outputs."""
+    changes: list = []
+    slot.box.observe(changes.append, "outputs")
+    return changes
 
 
 # ------------------------------------------------------------------------------ score figures
@@ -232,9 +251,9 @@ def test_explorer_builds_figures_and_table(app_checkpoints):
 
 def test_explorer_k_slider_updates_figures_in_place_and_fast(app_checkpoints):
     ex = LikelihoodRatioExplorer("fashionmnist")
-    _displayed(ex.density, ex.roc)
-    dens, roc = ex.density_fig, ex.roc_fig
-    y1 = np.array(dens.data[0].y)
+    dens_box, roc_box = ex.density.box, ex.roc.box
+    sent_y = _sent(ex.density)["data"][0]["y"]
+    updates = _count_updates(ex.density), _count_updates(ex.roc)
     times = []
     for k in (2, 3, 1, 2):
         if k > ex.n_layers:
@@ -243,17 +262,22 @@ def test_explorer_k_slider_updates_figures_in_place_and_fast(app_checkpoints):
         ex.k_slider.value = k
         times.append(time.perf_counter() - t0)
         assert ex.score_name == f"LLR>{k}"
-        assert f"LLR<sup>&gt;{k}</sup>" in roc.data[ex.n_layers + 1].name
-    assert ex.density_fig is dens and ex.roc_fig is roc  # updated, not replaced
-    assert not np.allclose(np.array(dens.data[0].y), y1)
-    assert "LLR<sup>&gt;2</sup>" in dens.layout.title.text
+        assert f"LLR<sup>&gt;{k}</sup>" in ex.roc_fig.data[ex.n_layers + 1].name
+        assert f"LLR<sup>&gt;{k}</sup>" in _sent(ex.roc)["data"][ex.n_layers + 1]["name"]
+    moves = len(times)
+    assert [len(u) for u in updates] == [moves, moves], "one Output update per figure and move"
+    assert ex.density.box is dens_box and ex.roc.box is roc_box  # same widgets on the page
+    assert _sent(ex.density)["data"][0]["y"] != sent_y
+    assert "LLR<sup>&gt;2</sup>" in _sent(ex.density)["layout"]["title"]["text"]
     assert np.median(times) < 0.3, f"k slider updates took {times} s"
-    # ELBO draws one ROC curve less: the spare trace is hidden, not removed.
+    # The same k again sends nothing; ELBO draws one ROC curve less (no hidden leftovers).
+    ex.refresh()
+    assert [len(u) for u in updates] == [moves, moves]
     ex.score_select.value = "ELBO"
     assert ex.score_name == "-ELBO" and ex.k_slider.disabled
-    assert ex.roc_fig is roc and len(roc.data) == ex.n_layers + 3
-    assert roc.data[-1].visible is False and roc.data[-2].name == "chance"
-    assert "bits/dim" in dens.layout.xaxis.title.text
+    assert len(_sent(ex.roc)["data"]) == ex.n_layers + 2 == len(ex.roc_fig.data)
+    assert _sent(ex.roc)["data"][-1]["name"] == "chance"
+    assert "bits/dim" in _sent(ex.density)["layout"]["xaxis"]["title"]["text"]
 
 
 def test_explorer_samples_families_and_uploads(app_checkpoints):
@@ -355,23 +379,28 @@ def test_reconstruction_explorer_grid_kl_and_samples(app_checkpoints):
         ("hvae-samples-fig", rec.model_samples.box),
     ):
         assert cls in w._dom_classes
-    _displayed(rec.grid)
+    box = rec.grid.box
     rec.k_slider.value = 0
-    assert rec.grid.figure is grid and len(grid.data[1].x) == n * 2
-    src = grid.data[0].source
+    assert rec.grid.box is box and len(rec.grid.figure.data[1].x) == n * 2
+    assert len(_sent(rec.grid)["data"][1]["hovertext"]) == n * 2
+    title = rec.grid.figure.layout.title
+    assert title.text.startswith("Latent reconstructions<br>") and title.xanchor == "left"
+    src = rec.grid.figure.data[0].source
     rec.mode.value = "sample"
     assert rec.reconstructions().mode == "sample"
     rec.k_slider.value = L
     t1 = time.perf_counter()
     rec.shuffle_inputs()
     assert time.perf_counter() - t1 < 1.0, "a grid of 16 inputs x all k should take < 1 s"
+    grid = rec.grid.figure
     assert grid.data[0].source != src and len(grid.data[1].x) == n * (L + 2)
+    assert _sent(rec.grid)["data"][0]["source"] == grid.data[0].source
     before = rec.model_samples.figure.data[0].source
     rec.redraw_samples()
     assert rec.model_samples.figure.data[0].source != before
     rec.set_inputs({"mnist": [3, 0], "fashionmnist": [5]})
     assert rec.labels == ["MNIST #3", "MNIST #0", "FashionMNIST #5"]
-    assert len(grid.data[1].x) == 3 * (L + 2)
+    assert len(rec.grid.figure.data[1].x) == 3 * (L + 2)
     with pytest.raises(ValueError, match="indices for 'mnist'"):
         rec.set_inputs({"mnist": [10_000]})
     assert time.perf_counter() - t0 < 30
@@ -410,15 +439,43 @@ def test_training_curves(app_checkpoints):
     assert "epoch" in tc.summary.value and len(tc.slot.figure.data) == len(fig.data)
 
 
-def test_figure_slot_replaces_a_figure_it_cannot_update():
-    slot = FigureSlot(go.Figure([go.Scatter(y=[1, 2])]), "x-fig")
-    first = slot.figure
-    slot.show(go.Figure([go.Scatter(y=[3, 4])]))  # not displayed: a new widget
-    assert slot.figure is not first and list(slot.figure.data[0].y) == [3, 4]
-    assert slot.box.children == (slot.figure,) and "x-fig" in slot.box._dom_classes
-    shown = slot.figure
-    shown._view_count = 1
-    slot.show(go.Figure([go.Scatter(y=[5, 6])]))
-    assert slot.figure is shown and list(shown.data[0].y) == [5, 6]
-    slot.show(go.Figure([go.Scatter(y=[1]), go.Bar(y=[2])]))  # more traces: replaced
-    assert slot.figure is not shown and len(slot.figure.data) == 2
+def test_figure_slot_renders_through_plotlys_mime_renderer():
+    slot = FigureSlot(go.Figure([go.Scatter(y=[1, 2])]), "x-fig", width="50%")
+    box = slot.box
+    assert isinstance(box, widgets.Output) and not isinstance(slot.figure, go.FigureWidget)
+    assert "x-fig" in box._dom_classes and box.layout.width == "50%"
+    spec = _sent(slot)
+    assert spec["data"][0]["type"] == "scatter" and spec["config"] == PLOT_CONFIG
+    assert box.layout.min_height == "360px"  # the renderer's default height, reserved
+    updates = _count_updates(slot)
+    slot.show(go.Figure([go.Scatter(y=[3, 4])], layout={"height": 500, "title": "t"}))
+    assert slot.box is box and len(updates) == 1 and len(box.outputs) == 1
+    assert list(slot.figure.data[0].y) == [3, 4] and box.layout.min_height == "500px"
+    assert _sent(slot)["layout"]["title"]["text"] == "t"
+    assert "t" in box.outputs[0]["data"]["text/plain"]
+    slot.show(go.Figure([go.Scatter(y=[3, 4])], layout={"height": 500, "title": "t"}))
+    assert len(updates) == 1, "an unchanged figure must not be sent again"
+    slot.show(go.Figure([go.Scatter(y=[1]), go.Bar(y=[2])]))  # other traces: just shown
+    assert len(updates) == 2 and [t["type"] for t in _sent(slot)["data"]] == ["scatter", "bar"]
+
+
+def test_under_voila_figures_and_ready_markers_wait_for_the_browser(monkeypatch):
+    for var in ("VOILA_KERNEL_ID", "SERVER_SOFTWARE"):
+        monkeypatch.delenv(var, raising=False)
+    assert not served_by_voila() and app_widgets.GATE.is_open  # tests, nbclient, JupyterLab
+    monkeypatch.setenv("SERVER_SOFTWARE", "voila/0.5.13")
+    assert served_by_voila()
+    gate = FrontEndGate(is_open=False)
+    monkeypatch.setattr(app_widgets, "GATE", gate)
+    slot = FigureSlot(go.Figure([go.Scatter(y=[1, 2])], layout={"height": 300}), "x-fig")
+    marker = ready_marker()
+    assert slot.box.outputs == () and slot.box.layout.min_height == "300px"
+    assert "hvae-ready" not in marker._dom_classes
+    slot.show(go.Figure([go.Scatter(y=[3, 4])]))
+    assert slot.box.outputs == () and not gate.is_open
+    assert marker._view_count == 0  # the browser counts the marker's views
+    marker._view_count = 1  # what the browser reports once the marker is on the page
+    assert gate.is_open and _sent(slot)["data"][0]["y"] == [3, 4]  # the latest figure
+    assert "hvae-ready" in marker._dom_classes
+    later = FigureSlot(go.Figure([go.Bar(y=[1])]), "y-fig")  # once open: at once
+    assert _sent(later)["data"][0]["type"] == "bar"

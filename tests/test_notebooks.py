@@ -61,6 +61,7 @@ CLASSES = {
     "06_training_curves.ipynb": {"hvae-history-fig"},
 }
 CELL_TIMEOUT_S = 180
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
 def test_all_notebooks_are_there_and_stored_without_outputs():
@@ -125,6 +126,17 @@ def test_notebook_runs_headless(name, executed, app_checkpoints):
     classes = {c for s in states.values() for c in s.get("_dom_classes", [])}
     missing = CLASSES[name] - classes
     assert not missing, f"{name} does not show {sorted(missing)}"
+    # Plots are Output widgets rendered by plotly's mime renderer (plotly.js loaded once per
+    # page), never FigureWidgets (anywidget: a copy of plotly.js per figure).
+    modules = {s.get("_model_module", "") for s in states.values()}
+    assert "anywidget" not in modules, f"{name} still creates anywidget models (FigureWidget)"
+    figures = [s for s in states.values() if "hvae-figure" in s.get("_dom_classes", [])]
+    assert figures, f"{name} shows no figure"
+    for s in figures:
+        outputs = s.get("outputs") or [{}]
+        assert s["_model_name"] == "OutputModel" and len(outputs) == 1, s.get("_dom_classes")
+        spec = outputs[0].get("data", {}).get(PLOTLY_MIME)
+        assert spec and spec["data"], f"{name}: a figure without plotly data: {s['_dom_classes']}"
     assert "hvae-ready" in classes, f"{name} has no hvae-ready marker"
     errors = [
         s.get("value", "")

@@ -271,12 +271,12 @@ class LikelihoodRatioExplorer(widgets.VBox):
     # -------------------------------------------------------------------------- state
     @property
     def density_fig(self):
-        """The density ``FigureWidget`` currently shown."""
+        """The density figure currently shown (a ``go.Figure``)."""
         return self.density.figure
 
     @property
     def roc_fig(self):
-        """The ROC ``FigureWidget`` currently shown."""
+        """The ROC figure currently shown (a ``go.Figure``)."""
         return self.roc.figure
 
     @property

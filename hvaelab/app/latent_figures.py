@@ -138,10 +138,15 @@ def reconstruction_grid_figure(
         fig.add_annotation(
             x=-0.5, y=ys[r], text=lab, showarrow=False, xanchor="right", font={"size": 11}
         )
-    margin = {"l": 20 + 7 * longest, "r": 10, "t": 50 + (30 if title else 0), "b": 10}
+    lines = title.count("<br>") + 1 if title else 0
+    margin = {"l": 20 + 7 * longest, "r": 10, "t": 50 + 24 * lines, "b": 10}
     _image_layout(fig, mosaic, scale, margin)
     if title:
-        fig.update_layout(title={"text": title, "x": 0.5, "xanchor": "center"})
+        # Left-aligned on the figure's edge: a centred title longer than a narrow grid (few k
+        # columns) would be cut off on the left. Keep titles short; "<br>" wraps them.
+        fig.update_layout(
+            title={"text": title, "x": 0, "xref": "container", "xanchor": "left", "pad": {"l": 8}}
+        )
     return fig
 
 

@@ -169,9 +169,10 @@ class ReconstructionExplorer(widgets.VBox):
 
     def _grid(self):
         rec = first_columns(self.reconstructions(), self.k_slider.value)
+        prior = "prior means" if rec.mode == "mean" else "prior samples"
         title = (
-            f"Latent reconstructions ({'prior means' if rec.mode == 'mean' else 'prior samples'}"
-            " below k); hover a cell for log p(x|z)"
+            f"Latent reconstructions<br><span style='font-size:12px'>{prior} below k; "
+            "hover: log p(x|z)</span>"
         )
         return reconstruction_grid_figure(rec, labels=self.labels, title=title)
 
@@ -188,7 +189,8 @@ class ReconstructionExplorer(widgets.VBox):
     def _model_samples(self):
         gen = torch.Generator().manual_seed(1000 + self._draws)
         x = self.model.sample(self.n_model_samples, generator=gen)
-        return samples_figure(x, ncols=8, title="Samples from the model (means of p(x|z))")
+        # 2 px per pixel: 8 columns fit beside the grid (at 3 px they overflow the page)
+        return samples_figure(x, ncols=8, title="Samples from the model (means of p(x|z))", scale=2)
 
     # ------------------------------------------------------------------------ actions
     def _busy(self, text: str) -> None:

@@ -164,11 +164,12 @@ class UploadScorer(widgets.VBox):
             ),
             "hvae-upload-result",
         )
-        self.density = FigureSlot(self._density(), "hvae-upload-density")
+        # No plot when the page shows the explorer's: nothing to build or send.
+        self.density = FigureSlot(self._density(), "hvae-upload-density") if show_density else None
 
         self.upload.observe(self._on_upload, "value")
         self.fpr.observe(lambda _c: self._redecide(), "value")
-        self.score_select.observe(lambda _c: self.density.show(self._density()), "value")
+        self.score_select.observe(lambda _c: self._redraw_density(), "value")
 
         intro = widgets.HTML(
             f"Reference: <b>{dataset_label(self.in_name)}</b> test scores "
@@ -178,7 +179,7 @@ class UploadScorer(widgets.VBox):
         )
         controls = widgets.HBox([self.upload, self.fpr, self.status])
         parts = [intro, controls, self.error, self.results]
-        if show_density:
+        if self.density is not None:
             parts += [self.score_select, self.density.box]
         super().__init__(parts)
         self.add_class("hvae-upload-view")
@@ -217,7 +218,7 @@ class UploadScorer(widgets.VBox):
         self.status.value = ""
         self.result = UploadResult(arr, scores, errors)
         self._redecide()
-        self.density.show(self._density())
+        self._redraw_density()
         if self.on_scored is not None:
             self.on_scored(list(names), dict(scores.scores), self.n_samples)
         return self.result
@@ -292,6 +293,10 @@ class UploadScorer(widgets.VBox):
             f"{head}<th>verdict</th><th>decided by</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>"
         )
+
+    def _redraw_density(self) -> None:
+        if self.density is not None:
+            self.density.show(self._density())
 
     def _density(self):
         score = self.score_select.value

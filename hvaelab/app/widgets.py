@@ -1,10 +1,25 @@
 """Small ipywidgets helpers shared by the dashboard pages.
 
-* :class:`FigureSlot`: a plotly ``FigureWidget`` in a ``Box`` carrying a CSS class (the DOM
-  contract of the browser tests), updated in place (one ``batch_update`` per change, so the
-  browser redraws once and only changed arrays travel) or replaced when it must be;
+* :class:`FigureSlot`: the ONE way a page shows a plotly figure. The figure is the output of an
+  ``ipywidgets.Output`` carrying a CSS class (the DOM contract of the browser tests), drawn by
+  plotly's JupyterLab mime renderer (:data:`PLOTLY_MIME`, the ``jupyterlab-plotly`` extension in
+  the plotly wheel, served by Voilà and JupyterLab from the local server). plotly.js is thus
+  loaded once per page, whereas a ``go.FigureWidget`` sends its own ~5 MB copy per figure (an
+  anywidget module) and is dropped when it takes more than 2 s to start;
 * :func:`ready_marker`: the element with class ``hvae-ready`` each page shows once built;
 * :func:`page`: build a page, or show a friendly message instead of a traceback.
+
+**Under Voilà, figures wait for the page's ready marker.** Voilà's page asks the kernel for
+every widget model and meanwhile gives each cell's widget 2 s to turn up, counted from the
+start ("widget model not found" otherwise, and the cell stays empty). The browser draws a plot
+synchronously while it puts the widget on the page (plus plotly.js's start-up, plus plotly's
+own PNG snapshot and redraw: ~0.1-0.2 s a figure on a busy CPU), so on a long page the last
+cells missed the window. So when the kernel runs under Voilà (:func:`served_by_voila`),
+:data:`GATE` holds the figures back, and the ``hvae-ready`` class with them, until the browser
+has displayed a ready marker (it reports its views through ipywidgets' ``_view_count``). The
+marker comes last on every page, so by then every cell is on the page; the figures are then
+sent one message each, in page order, followed by the ``hvae-ready`` class. Elsewhere
+(JupyterLab, nbclient, tests) figures and markers are complete at once.
 
 The composites themselves live in :mod:`.explorer` (likelihood ratios, figs. 5-7, Table 2),
 :mod:`.recon_view` (latent reconstructions, figs. 1, 3), :mod:`.correlation_view` (fig. 2),
@@ -13,80 +28,137 @@ The composites themselves live in :mod:`.explorer` (likelihood ratios, figs. 5-7
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from .resources import error_html
 
 # plotly.js config of every figure: the modebar's camera button saves a PNG at twice the
 # screen resolution (for slides); no plotly logo.
 PLOT_CONFIG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
+# The MIME type of plotly's renderer (what `plotly.io.renderers["plotly_mimetype"]` displays).
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+# Height plotly's mime renderer gives a figure whose layout has none.
+DEFAULT_HEIGHT = 360
+READY_CLASS = "hvae-ready"
 
 
-def figure_widget(fig: go.Figure) -> go.FigureWidget:
-    """A ``FigureWidget`` holding ``fig`` (the plotly.js div in the page exposes ``.data``)."""
-    fw = go.FigureWidget(fig)
-    fw._config = dict(PLOT_CONFIG)
-    return fw
+def served_by_voila() -> bool:
+    """Whether this kernel was started by Voilà (it sets these variables for its kernels)."""
+    return bool(os.environ.get("VOILA_KERNEL_ID")) or os.environ.get(
+        "SERVER_SOFTWARE", ""
+    ).startswith("voila")
 
 
-def _displayed(fw: go.FigureWidget) -> bool:
-    return bool(getattr(fw, "_view_count", 0))
+def figure_output(
+    fig: go.Figure, config: Mapping[str, Any] | None = None, spec_json: str | None = None
+) -> dict[str, Any]:
+    """``fig`` as one ``display_data`` output (nbformat) for plotly's mime renderer.
 
-
-def sync_figure(target: go.FigureWidget, new: go.Figure) -> bool:
-    """Update a *displayed* ``target`` in place to show ``new``, in one batch; False if it can't.
-
-    plotly's widget front end applies restyle/relayout/delete messages but not added traces,
-    and a figure not yet on screen (e.g. a Voilà page still executing) misses every message.
-    So only when ``target`` is displayed and its first traces have the types of ``new``'s
-    traces: those are updated (only changed properties travel), the remaining ones hidden and
-    emptied, and the layout replaced. Otherwise nothing is changed and False is returned (use a
-    :class:`FigureSlot`, which then swaps in a new widget).
+    The bundle ``fig.show(renderer="plotly_mimetype")`` displays: the figure's JSON (arrays as
+    plotly's base64 typed arrays) with the plotly.js ``config``, and a text fallback.
+    ``spec_json`` is ``plotly.io.to_json(fig)`` when the caller has it already.
     """
-    n = len(new.data)
-    if not _displayed(target) or len(target.data) < n:
-        return False
-    if [t.type for t in target.data[:n]] != [t.type for t in new.data]:
-        return False
-    with target.batch_update():
-        for old, tr in zip(target.data[:n], new.data, strict=True):
-            props = tr.to_plotly_json()
-            props.setdefault("visible", True)
-            old.update(props, overwrite=True)
-        for old in target.data[n:]:
-            old.update(visible=False, x=[], y=[], showlegend=False)
-        target.layout = new.layout
-    return True
+    spec = json.loads(spec_json or pio.to_json(fig, validate=False))
+    spec["config"] = dict(PLOT_CONFIG if config is None else config)
+    title = fig.layout.title.text or "a plotly figure"
+    return {
+        "output_type": "display_data",
+        "data": {PLOTLY_MIME: spec, "text/plain": f"<Figure: {title}>"},
+        "metadata": {},
+    }
+
+
+def figure_height(fig: go.Figure) -> int:
+    """The height in px the figure is drawn with."""
+    return int(fig.layout.height or DEFAULT_HEIGHT)
+
+
+class FrontEndGate:
+    """Holds figures and ready markers back until a browser displays a ready marker (see the
+    module docstring); ``is_open`` from the start where nothing needs to wait."""
+
+    def __init__(self, is_open: bool) -> None:
+        self.is_open = is_open
+        self._slots: dict[int, FigureSlot] = {}  # insertion order = the order they are sent
+        self._markers: list[widgets.Widget] = []
+
+    def hold(self, slot: FigureSlot) -> None:
+        """Send ``slot``'s figure when the gate opens."""
+        self._slots[id(slot)] = slot
+
+    def hold_marker(self, marker: widgets.Widget) -> None:
+        """Add the ``hvae-ready`` class to ``marker`` when the gate opens (after the figures);
+        the gate opens when the browser displays ``marker`` (or another held marker)."""
+        self._markers.append(marker)
+        marker._view_count = 0  # ipywidgets then counts the marker's views in the browser
+        marker.observe(self._on_views, "_view_count")
+
+    def _on_views(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self.release()
+
+    def release(self) -> None:
+        """Open the gate: send the held figures in order, then mark the pages ready."""
+        self.is_open = True
+        slots, self._slots = list(self._slots.values()), {}
+        for slot in slots:
+            slot.send()
+        markers, self._markers = self._markers, []
+        for marker in markers:
+            marker.unobserve(self._on_views, "_view_count")
+            marker.add_class(READY_CLASS)
+
+
+# The gate of this kernel (one Voilà page per kernel). Tests may swap it.
+GATE = FrontEndGate(is_open=not served_by_voila())
 
 
 class FigureSlot:
-    """A plotly figure in a ``Box`` with a CSS class, that can be redrawn at any time.
+    """A plotly figure in an ``Output`` widget with a CSS class, that can be redrawn at any time.
 
-    :meth:`show` updates the ``FigureWidget`` in place when it can (fast: one batch of changed
-    arrays, see :func:`sync_figure`), and otherwise puts a new ``FigureWidget`` in the box.
-    ``figure`` is the widget currently shown, ``box`` the container (DOM contract class).
+    :meth:`show` replaces the Output's one output (its ``outputs`` state) with the new figure:
+    one widget-state message, which the browser applies by clearing the output and drawing the
+    new figure in the same task (what ``clear_output(wait=True)`` + ``display`` does, without
+    the front end echoing the outputs back), and the same state whether or not the page is on
+    screen yet. An unchanged figure sends nothing. The Output keeps at least the height of the
+    figure, so the page does not jump while a figure is swapped or still on its way.
+
+    ``figure`` is the ``go.Figure`` shown, ``box`` the ``Output`` (contract class, layout).
     """
 
     def __init__(self, fig: go.Figure, css_class: str, **layout: Any) -> None:
-        self.figure = figure_widget(fig)
-        self.box = widgets.Box([self.figure], layout=widgets.Layout(**layout))
+        self.box = widgets.Output(layout=widgets.Layout(**layout))
         self.box.add_class(css_class)
+        self.box.add_class("hvae-figure")
+        self.figure = fig
+        self._json: str | None = None
+        self.show(fig)
 
     def show(self, fig: go.Figure) -> None:
-        if not sync_figure(self.figure, fig):
-            self.figure = figure_widget(fig)
-            self.box.children = (self.figure,)
+        """Show ``fig`` instead of the current figure (under Voilà: once :data:`GATE` opens)."""
+        self.figure = fig
+        height = f"{figure_height(fig)}px"
+        if self.box.layout.min_height != height:
+            self.box.layout.min_height = height
+        if GATE.is_open:
+            self.send()
+        else:
+            GATE.hold(self)
 
-
-def figure_box(fig: go.FigureWidget, css_class: str, **layout: Any) -> widgets.Box:
-    """The figure inside a Box with ``css_class`` (contract: the container of a plotly figure)."""
-    box = widgets.Box([fig], layout=widgets.Layout(**layout))
-    box.add_class(css_class)
-    return box
+    def send(self) -> None:
+        """Put :attr:`figure` into the Output now (nothing is sent if it is already there)."""
+        spec_json = pio.to_json(self.figure, validate=False)
+        if spec_json == self._json:
+            return
+        self._json = spec_json
+        self.box.outputs = (figure_output(self.figure, spec_json=spec_json),)
 
 
 def with_class(widget: widgets.Widget, *css_classes: str) -> widgets.Widget:
@@ -96,9 +168,13 @@ def with_class(widget: widgets.Widget, *css_classes: str) -> widgets.Widget:
 
 
 def ready_marker(text: str = "✓ ready") -> widgets.HTML:
-    """The (visible) element with class ``hvae-ready`` a page shows once its widgets are built."""
+    """The (visible) element with class ``hvae-ready`` a page shows once its widgets are built
+    (under Voilà: once displayed, after the page's figures, see :data:`GATE`)."""
     w = widgets.HTML(f'<span style="color:#999;font-size:11px">{text}</span>')
-    w.add_class("hvae-ready")
+    if GATE.is_open:
+        w.add_class(READY_CLASS)
+    else:
+        GATE.hold_marker(w)
     return w
 
 
@@ -121,12 +197,18 @@ def page(
 
 
 __all__ = [
+    "DEFAULT_HEIGHT",
+    "GATE",
+    "PLOTLY_MIME",
+    "PLOT_CONFIG",
+    "READY_CLASS",
     "FigureSlot",
-    "figure_box",
-    "figure_widget",
+    "FrontEndGate",
+    "figure_height",
+    "figure_output",
     "page",
     "ready_marker",
+    "served_by_voila",
     "status_html",
-    "sync_figure",
     "with_class",
 ]
