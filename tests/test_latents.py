@@ -33,7 +33,7 @@ N = 6
 
 
 @pytest.fixture(scope="module")
-def model(_one_thread) -> HVAE:
+def model() -> HVAE:
     torch.manual_seed(0)
     m = HVAE(get_preset("hvae-tiny"))
     m.initialize((torch.rand(64, 1, 28, 28) > 0.5).float())
