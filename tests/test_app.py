@@ -23,7 +23,12 @@ from scipy.stats import gaussian_kde
 from hvaelab.app import resources
 from hvaelab.app import widgets as app_widgets
 from hvaelab.app.correlation_view import CorrelationView
-from hvaelab.app.explorer import LikelihoodRatioExplorer, family_score, parse_key
+from hvaelab.app.explorer import (
+    LikelihoodRatioExplorer,
+    family_score,
+    parse_key,
+    score_snapshot,
+)
 from hvaelab.app.recon_view import ReconstructionExplorer
 from hvaelab.app.resources import MissingResourceError
 from hvaelab.app.score_figures import (
@@ -44,6 +49,7 @@ from hvaelab.app.widgets import (
     PLOTLY_MIME,
     FigureSlot,
     FrontEndGate,
+    close_unshown,
     page,
     ready_marker,
     served_by_voila,
@@ -280,6 +286,41 @@ def test_explorer_k_slider_updates_figures_in_place_and_fast(app_checkpoints):
     assert "bits/dim" in _sent(ex.density)["layout"]["xaxis"]["title"]["text"]
 
 
+def _open_widgets(root: widgets.Widget) -> list[widgets.Widget]:
+    """``root`` and everything under it (children, layouts, styles) whose comm is open."""
+    found, todo = [], [root]
+    while todo:
+        w = todo.pop()
+        assert w.comm is not None, f"a shown widget was closed: {w!r}"[:200]
+        found.append(w)
+        todo += list(getattr(w, "children", ()))
+        todo += [p for p in (getattr(w, "layout", None), getattr(w, "style", None)) if p]
+    return found
+
+
+def test_close_unshown_keeps_only_the_shown_parts():
+    kept = widgets.HTML("shown")
+    tree = widgets.VBox([widgets.HBox([widgets.IntSlider(), kept]), widgets.Dropdown()])
+    everything = [tree, *tree.children, *tree.children[0].children, tree.children[1]]
+    close_unshown(tree, keep=[kept])
+    assert kept.comm is not None and kept.layout.comm is not None
+    assert all(w.comm is None for w in everything if w is not kept)
+    assert all(w.layout.comm is None for w in everything if w is not kept)
+
+
+def test_score_snapshot_sends_only_what_it_shows(app_checkpoints):
+    from ipywidgets.widgets.widget import _instances
+
+    LikelihoodRatioExplorer("fashionmnist")  # warm caches
+    n0 = len(_instances)
+    snap = score_snapshot("fashionmnist", family="LLR>k", k=1, roc=True)
+    shown = _open_widgets(snap)
+    assert len(_instances) - n0 == len(shown), "hidden explorer widgets were left open"
+    classes = {c for w in shown for c in getattr(w, "_dom_classes", ())}
+    assert {"hvae-snapshot-density", "hvae-snapshot-roc"} <= classes
+    assert not classes & {"hvae-k-slider", "hvae-density-fig", "hvae-metrics-table"}
+
+
 def test_explorer_samples_families_and_uploads(app_checkpoints):
     ex = LikelihoodRatioExplorer("fashionmnist")
     s_max = max(s for _, s in ex.samples_select.options)
@@ -356,6 +397,10 @@ def test_upload_of_non_image_shows_an_error_and_keeps_scoring(app_checkpoints):
     assert "No image could be scored" in up.results.value
     up.upload.value = (_file("again.png", good),)
     assert up.error.value == "" and "again.png" in up.results.value
+    # without its own plot (the explorer's page): no figure is built at all
+    bare = UploadScorer("fashionmnist", show_density=False)
+    bare.upload.value = (_file("digit.png", good),)
+    assert bare.density is None and "digit.png" in bare.results.value
 
 
 # ------------------------------------------------------------------------------ reconstruction

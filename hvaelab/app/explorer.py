@@ -43,7 +43,7 @@ from .score_figures import (
     roc_figure,
     to_display,
 )
-from .widgets import FigureSlot, with_class
+from .widgets import FigureSlot, close_unshown, with_class
 
 FAMILIES = ("ELBO", "L>k", "LLR>k", "L<l", "LLR>k<l")
 FAMILY_LABELS = {
@@ -484,7 +484,8 @@ def score_snapshot(
 ) -> widgets.VBox:
     """One score's density (and optionally its ROC curves) for a narrative page: fig. 5a-c.
 
-    A non-interactive cut of :class:`LikelihoodRatioExplorer` (same computations and figures).
+    A non-interactive cut of :class:`LikelihoodRatioExplorer` (same computations and figures);
+    the explorer's controls, table and unused figure are closed, not sent to the browser.
     """
     ex = LikelihoodRatioExplorer(
         checkpoint, family=family, k=k, n_samples=n_samples, ood_name=ood_name
@@ -492,6 +493,7 @@ def score_snapshot(
     parts = [_restyled(ex.density.box, "hvae-density-fig", "hvae-snapshot-density")]
     if roc:
         parts.append(_restyled(ex.roc.box, "hvae-roc-fig", "hvae-snapshot-roc"))
+    close_unshown(ex, keep=[ex.info, *parts])
     return widgets.VBox([ex.info, widgets.HBox(parts, layout=widgets.Layout(width="100%"))])
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import ipywidgets as widgets
@@ -161,6 +161,25 @@ class FigureSlot:
         self.box.outputs = (figure_output(self.figure, spec_json=spec_json),)
 
 
+def close_unshown(root: widgets.Widget, keep: Iterable[widgets.Widget] = ()) -> None:
+    """Close ``root`` and every widget under it (children, layouts, styles) except the subtrees
+    of ``keep``: for parts of a composite that a page builds but never shows, so the browser
+    does not have to load their models (a closed widget sends nothing)."""
+    kept = {id(w) for w in keep}
+
+    def visit(w: widgets.Widget) -> None:
+        if id(w) in kept:
+            return
+        for child in getattr(w, "children", ()):
+            visit(child)
+        for part in (getattr(w, "layout", None), getattr(w, "style", None)):
+            if isinstance(part, widgets.Widget):
+                visit(part)
+        w.close()
+
+    visit(root)
+
+
 def with_class(widget: widgets.Widget, *css_classes: str) -> widgets.Widget:
     for c in css_classes:
         widget.add_class(c)
@@ -204,6 +223,7 @@ __all__ = [
     "READY_CLASS",
     "FigureSlot",
     "FrontEndGate",
+    "close_unshown",
     "figure_height",
     "figure_output",
     "page",
