@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -109,7 +110,10 @@ def executed(app_checkpoints) -> dict[str, tuple]:
         results = await asyncio.gather(*(_execute(n, limit) for n in EXPECTED))
         return dict(zip(EXPECTED, results, strict=True))
 
-    return asyncio.run(run_all())
+    # A fresh thread has no running event loop, even when an earlier test (Playwright's sync
+    # API in tests/e2e) left one running in this thread.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, run_all()).result()
 
 
 @pytest.mark.parametrize("name", EXPECTED)
