@@ -27,30 +27,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from .train import TrainConfig, Trainer
 
     out = Path(a.out) if a.out else Path("checkpoints") / a.dataset
     overrides = {}
     if a.channels:
         overrides["channels"] = a.channels
-    cfg = TrainConfig(
-        dataset=a.dataset,
-        ood=tuple(a.ood),
-        preset=a.preset,
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        free_bits=a.free_bits,
-        free_bits_constant=a.free_bits_constant,
-        free_bits_anneal=a.free_bits_anneal,
-        warmup=a.warmup,
-        seed=a.seed,
-        val_examples=a.val_examples,
-        train_examples=a.train_examples,
-        device=a.device,
-        data_dir=a.data_dir,
-        model_overrides=overrides,
-    )
+    # Every option named like a TrainConfig field sets that field.
+    kw = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(TrainConfig)}}
+    cfg = TrainConfig(**{**kw, "ood": tuple(a.ood)}, model_overrides=overrides)
     state_file = out.with_name(out.name + ".state.json")
     if a.resume and state_file.exists():
         trainer = Trainer.resume(out, epochs=a.epochs)
@@ -227,13 +214,14 @@ def _cmd_correlate(a: argparse.Namespace) -> int:
 
     import torch
 
+    from .checkpoint import load_model
     from .correlation import layer_correlations
     from .data import load_dataset, to_tensor
     from .train import resolve_device
 
     device = resolve_device(a.device)
-    ma = _load_named(a.a, device).model
-    mb = _load_named(a.b, device).model if a.b != "random" else _random_like(ma, a.seed)
+    ma = load_model(a.a, device=device).model
+    mb = load_model(a.b, device=device).model if a.b != "random" else _random_like(ma, a.seed)
     results = {}
     for spec in a.datasets:
         name, _, split = spec.partition(":")
@@ -257,12 +245,6 @@ def _cmd_correlate(a: argparse.Namespace) -> int:
         )
         print(f"wrote {a.out}")
     return 0
-
-
-def _load_named(name: str, device):
-    from .checkpoint import load_model
-
-    return load_model(name, device=device)
 
 
 def _random_like(model, seed: int):

@@ -97,6 +97,8 @@ def ood_scores(table: ScoreTable, iw: bool | None = None) -> dict[str, np.ndarra
 
 def llr_names(n_layers: int, n_samples: int = 1, iw_form: str = "iw-both") -> list[str]:
     """Names of the LLR>k scores (k = 1..L) for a table with S samples."""
+    if iw_form not in IW_FORMS:
+        raise ValueError(f"iw_form must be one of {IW_FORMS}, got {iw_form!r}")
     if n_samples > 1:
         return [f"LLR_S>{k} {iw_form}" for k in range(1, n_layers + 1)]
     return [f"LLR>{k}" for k in range(1, n_layers + 1)]

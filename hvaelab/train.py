@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .bounds import bits_per_dim, bound_samples
-from .checkpoint import load_state, save_checkpoint, save_state
+from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .config import HVAEConfig, get_preset
-from .data import binarize_fixed, load_dataset, to_tensor
+from .data import binarize, binarize_fixed, load_dataset, to_tensor
 from .metrics import auroc
 from .model import HVAE
 
@@ -91,10 +91,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def _binarize(x01: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return (torch.rand(x01.shape, generator=generator, device=x01.device) < x01).to(x01.dtype)
 
 
 @torch.no_grad()
@@ -162,7 +158,7 @@ class Trainer:
 
     def _prepare(self, x01: torch.Tensor) -> torch.Tensor:
         if self.model_cfg.likelihood == "bernoulli":
-            x01 = _binarize(x01, self.gen)  # dynamic binarization, resampled every epoch
+            x01 = binarize(x01, self.gen)  # dynamic binarization, resampled every epoch
         return self.model.prepare(x01)
 
     def train_epoch(self) -> dict[str, float]:
@@ -278,8 +274,6 @@ class Trainer:
         cls, out: Path, epochs: int | None = None, log: Callable[[str], None] = print
     ) -> Trainer:
         """Rebuild a run from its checkpoint and training state; ``epochs`` may extend it."""
-        from .checkpoint import load_checkpoint
-
         tensors, card = load_checkpoint(out)
         obj, extra = load_state(out)
         cfg = TrainConfig.from_dict(extra["train_config"])
