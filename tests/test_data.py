@@ -56,7 +56,7 @@ TOY_FILES = ("toy-images-idx3-ubyte", "toy-labels-idx1-ubyte")
 def isolated(tmp_path, monkeypatch):
     """Keep the real user cache, system folders and the global registry out of each test."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(data, "SYSTEM_DATA_DIRS", (tmp_path / "system",))
+    monkeypatch.setattr(data.locate, "SYSTEM_DATA_DIRS", (tmp_path / "system",))
     saved = dict(data.REGISTRY)
     yield
     data.REGISTRY.clear()

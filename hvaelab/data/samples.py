@@ -1,0 +1,40 @@
+"""Shipped image samples: a few test images per dataset, so dashboards work with no data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataFormatError
+from .idx import write_atomic
+from .images import validate_images
+
+
+def save_samples(path: str | Path, sets: dict[str, np.ndarray]) -> Path:
+    """Write a few uint8 (N,28,28) images per dataset to one safetensors file, atomically."""
+    from safetensors.numpy import save
+
+    path = Path(path)
+    arrays = {name: np.ascontiguousarray(validate_images(a, name)) for name, a in sets.items()}
+    return write_atomic(path, save(arrays, metadata={"format": "hvaelab-samples"}))
+
+
+def load_samples(path: str | Path) -> dict[str, np.ndarray]:
+    """Read image samples written by :func:`save_samples` (dataset name -> uint8 (N,28,28))."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no image samples at {path}; write them with `hvaelab tables --checkpoint NAME`"
+        )
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            if (f.metadata() or {}).get("format") != "hvaelab-samples":
+                raise DataFormatError(f"{path} is not an hvaelab samples file")
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, ValueError) as e:
+        if isinstance(e, DataFormatError):
+            raise
+        raise DataFormatError(f"{path} is not a readable samples file ({e})") from e
