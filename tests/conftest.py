@@ -2,24 +2,62 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-# The real data lives in the repository's sibling folder shared/data (never hard-coded).
-_DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The test fixture: leading excerpts of the real files, a data package (hvaelab.data.package)
+# rebuilt by scripts/build-test-data. Registered only here, as NAME-fixture.
+FIXTURE = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _hvaelab_env():
-    """Point HVAELAB_DATA at the real data (unless set) and forbid downloads in tests."""
+    """Forbid downloads in tests and register the fixture's datasets."""
+    from hvaelab.data import register_package
+
     with pytest.MonkeyPatch.context() as mp:
-        if not os.environ.get("HVAELAB_DATA"):
-            mp.setenv("HVAELAB_DATA", str(_DEFAULT_DATA))
         mp.setenv("HVAELAB_NO_DOWNLOAD", "1")
+        register_package(FIXTURE)
         yield
+
+
+@dataclass(frozen=True)
+class TestData:
+    """The dataset names the tests read: each real dataset where all the splits the tests need
+    are found (``make test`` points HVAELAB_DATA at ../shared/data when it exists), else its
+    fixture excerpt. Tests use leading slices (``images[:n]``), the same pixels either way."""
+
+    fashionmnist: str
+    mnist: str
+
+    @property
+    def full(self) -> bool:
+        return "fixture" not in self.fashionmnist + self.mnist
+
+    def images(self, dataset: str, split: str = "test") -> np.ndarray:
+        from hvaelab.data import load_dataset
+
+        return load_dataset(getattr(self, dataset), split).images
+
+
+def _real_or_fixture(name: str, splits: tuple[str, ...]) -> str:
+    from hvaelab.data import find_split, get_spec
+
+    spec = get_spec(name)
+    return name if all(find_split(spec, s) for s in splits) else f"{name}-fixture"
+
+
+@pytest.fixture(scope="session")
+def datasets(_hvaelab_env) -> TestData:
+    """Which data this run uses (see :class:`TestData`)."""
+    return TestData(
+        fashionmnist=_real_or_fixture("fashionmnist", ("train", "test")),
+        mnist=_real_or_fixture("mnist", ("test",)),
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -32,12 +70,6 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="session")
-def data_dir(_hvaelab_env) -> Path:
-    """The folder holding the real datasets (fashion-mnist/, mnist/)."""
-    return Path(os.environ["HVAELAB_DATA"])
 
 
 # ---------------------------------------------------------------- dashboards (tests/test_app.py)

@@ -35,6 +35,10 @@ TRAIN = [
 ]
 
 
+def IN_OOD(datasets) -> list[str]:  # noqa: N802 - reads like the options it returns
+    return ["--in", datasets.fashionmnist, "--ood", datasets.mnist]
+
+
 def run_cli(*argv: str) -> tuple[int, str, str]:
     """``hvaelab ARGV`` in this process: (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
@@ -54,17 +58,19 @@ def assert_one_line_error(rc: int, err: str, command: str, *needles: str) -> Non
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, data_dir):
+def run(tmp_path_factory, datasets):
     """A tiny run trained for 1 of 2 epochs, resumed to 2, then its score tables written."""
     d = tmp_path_factory.mktemp("cli")
     stem = d / "run"
-    logs = {"train": run_cli(*TRAIN, "--until", "1", "--out", stem)}
+    data = ["--dataset", datasets.fashionmnist, "--ood", datasets.mnist]
+    logs = {"train": run_cli(*TRAIN, *data, "--until", "1", "--out", stem)}
     logs["card1"] = json.loads(stem.with_name("run.json").read_text())
-    logs["resume"] = run_cli(*TRAIN, "--resume", "--out", stem)
+    logs["resume"] = run_cli(*TRAIN, *data, "--resume", "--out", stem)
     logs["tables"] = run_cli(
         "tables",
         "--checkpoint",
         stem,
+        *IN_OOD(datasets),
         "--limit",
         "64",
         "--samples",
@@ -76,12 +82,12 @@ def run(tmp_path_factory, data_dir):
     return stem, logs
 
 
-def test_train_writes_a_checkpoint(run):
+def test_train_writes_a_checkpoint(run, datasets):
     stem, logs = run
     rc, out, _ = logs["train"]
     assert rc == 0
     assert "parameters on cpu" in out
-    assert "epoch 1 |" in out and "train elbo" in out and "mnist/auroc_llr1" in out
+    assert "epoch 1 |" in out and "train elbo" in out and f"{datasets.mnist}/auroc_llr1" in out
     assert f"wrote {stem}.safetensors and {stem}.json (epoch 1/2)" in out
     assert logs["card1"]["epochs_done"] == 1
     assert logs["card1"]["train_config"]["train_examples"] == 256
@@ -108,50 +114,55 @@ def test_resume_with_other_epochs_is_refused(run):
     assert json.loads(stem.with_name("run.json").read_text())["epochs_done"] == 2
 
 
-def test_tables_writes_scores_and_samples(run):
+def test_tables_writes_scores_and_samples(run, datasets):
     stem, logs = run
+    fm, mn = datasets.fashionmnist, datasets.mnist
     rc, out, _ = logs["tables"]
     assert rc == 0 and f"wrote {stem}.scores.safetensors" in out
     tables = load_tables(stem.with_name("run.scores.safetensors"))
-    assert set(tables) == {"fashionmnist@S1", "mnist@S1", "fashionmnist@S2", "mnist@S2"}
+    assert set(tables) == {f"{fm}@S1", f"{mn}@S1", f"{fm}@S2", f"{mn}@S2"}
     for key, t in tables.items():
         assert len(t) == 64 and t.n_samples == int(key[-1]) and t.meta["prior"] == "mean"
     samples = load_samples(stem.with_name("samples.safetensors"))
     assert {k: v.shape for k, v in samples.items()} == {
-        "fashionmnist": (4, 28, 28),
-        "mnist": (4, 28, 28),
+        fm: (4, 28, 28),
+        mn: (4, 28, 28),
     }
 
 
-def test_evaluate_from_stored_tables(run, tmp_path):
+def test_evaluate_from_stored_tables(run, tmp_path, datasets):
     stem, _ = run
-    rc, out, _ = run_cli("evaluate", "--checkpoint", stem, "--tables", "--out", tmp_path / "ev")
+    fm, mn = datasets.fashionmnist, datasets.mnist
+    rc, out, _ = run_cli(
+        "evaluate", "--checkpoint", stem, *IN_OOD(datasets), "--tables", "--out", tmp_path / "ev"
+    )
     assert rc == 0
     assert "== run: conditional prior below k = mean ==" in out
-    assert "OOD: mnist   S = 1   (prior below k: mean, n = 64 + 64)" in out
-    assert "OOD: mnist   S = 2" in out
+    assert f"OOD: {mn}   S = 1   (prior below k: mean, n = 64 + 64)" in out
+    assert f"OOD: {mn}   S = 2" in out
     lines = out.splitlines()
-    head = next(i for i, line in enumerate(lines) if line.startswith("OOD: mnist   S = 1"))
+    head = next(i for i, line in enumerate(lines) if line.startswith(f"OOD: {mn}   S = 1"))
     assert lines[head + 1].split() == ["score", "auroc", "auprc", "fpr80"]
     row = lines[head + 2].split()
     assert row[0] == "-ELBO" and all(0 <= float(v) <= 1 for v in row[1:])
     assert any(line.split()[:2] == ["LLR", "select-k"] for line in lines)
     assert any(line.split()[:2] == ["LLR_S", "select-k"] for line in lines)
-    assert "fashionmnist (S=1)" in out and "log p(x)" in out
+    assert f"{fm} (S=1)" in out and "log p(x)" in out
     res = json.loads((tmp_path / "ev.json").read_text())
-    assert res["in"] == "fashionmnist" and list(res["by_prior"]) == ["mean"]
+    assert res["in"] == fm and list(res["by_prior"]) == ["mean"]
     with open(tmp_path / "ev.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(res["table2"]) > 0
-    assert {r["S"] for r in rows} == {"1", "2"} and {r["ood"] for r in rows} == {"mnist"}
+    assert {r["S"] for r in rows} == {"1", "2"} and {r["ood"] for r in rows} == {mn}
 
 
-def test_evaluate_computes_both_prior_variants(run, tmp_path):
+def test_evaluate_computes_both_prior_variants(run, tmp_path, datasets):
     stem, _ = run
     rc, out, err = run_cli(
         "evaluate",
         "--checkpoint",
         stem,
+        *IN_OOD(datasets),
         "--limit",
         "64",
         "--samples",
@@ -181,7 +192,7 @@ def _png(path: Path, value: int, size: int = 28, mode: str = "L") -> Path:
     return path
 
 
-def test_score_a_png_a_folder_and_an_npy(run, tmp_path, data_dir):
+def test_score_a_png_a_folder_and_an_npy(run, tmp_path, datasets):
     stem, _ = run
     white = _png(tmp_path / "white.png", 255, size=56, mode="RGB")
     folder = tmp_path / "imgs"
@@ -215,11 +226,11 @@ def test_score_a_png_a_folder_and_an_npy(run, tmp_path, data_dir):
     assert {r["verdict"] for r in rows} <= {"OOD", "in-distribution"}
     assert all(0 < float(r["p(LLR>1)"]) <= 1 for r in rows)
 
-    rc, out, _ = run_cli("score", white, "--checkpoint", stem, "--reference", "fashionmnist@S2")
+    rc, out, _ = run_cli("score", white, "--checkpoint", stem, "--reference", f"{datasets.fashionmnist}@S2")
     assert rc == 0 and "LLR_S>1 iw-both=" in out
 
 
-def test_score_errors_are_one_line_without_traceback(run, tmp_path):
+def test_score_errors_are_one_line_without_traceback(run, tmp_path, datasets):
     stem, _ = run
     text = tmp_path / "notes.png"
     text.write_text("this is not an image")
@@ -235,13 +246,13 @@ def test_score_errors_are_one_line_without_traceback(run, tmp_path):
     assert_one_line_error(rc, err, "score", "no-such-run", "not found")
 
     rc, _, err = run_cli("score", png, "--checkpoint", stem, "--reference", "cifar@S1")
-    assert_one_line_error(rc, err, "score", "cifar@S1", "fashionmnist@S1")
+    assert_one_line_error(rc, err, "score", "cifar@S1", f"{datasets.fashionmnist}@S1")
 
     rc, _, err = run_cli("score", png, "--checkpoint", stem, "--fpr", "2")
     assert_one_line_error(rc, err, "score", "fpr must be in (0, 1)")
 
 
-def test_info_prints_the_card(run):
+def test_info_prints_the_card(run, datasets):
     stem, _ = run
     rc, out, _ = run_cli("info", "--checkpoint", stem)
     assert rc == 0
@@ -249,7 +260,7 @@ def test_info_prints_the_card(run):
     assert first.startswith(f"{stem}: ") and first.endswith(" parameters")
     card = json.loads(rest)
     assert card["epochs_done"] == 2 and card["model_config"]["name"] == "hvae-tiny"
-    assert card["data"]["train"]["name"] == "fashionmnist"
+    assert card["data"]["train"]["name"] == datasets.fashionmnist
     assert f"{card['n_parameters']:,}" in first
 
     rc, _, err = run_cli("info", "--checkpoint", stem.with_name("nope"))

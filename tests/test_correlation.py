@@ -181,10 +181,10 @@ def _train(x: torch.Tensor, seed: int, steps: int = 150, batch: int = 32) -> HVA
 
 
 @pytest.fixture(scope="module")
-def trained_and_random(_hvaelab_env):
-    x = to_tensor(load_dataset("fashionmnist", "train").images[:2000])
+def trained_and_random(datasets):
+    x = to_tensor(load_dataset(datasets.fashionmnist, "train").images[:2000])
     models = [_train(x, 0), _train(x, 1), _tiny(2)]
-    x_test = to_tensor(load_dataset("fashionmnist", "test").images[:300])
+    x_test = to_tensor(load_dataset(datasets.fashionmnist, "test").images[:300])
     return models, x_test
 
 

@@ -27,7 +27,7 @@ N_REF = 64
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, data_dir):
+def model(tmp_path_factory, datasets):
     """hvae-tiny trained briefly on 512 real FashionMNIST images (tells white from clothes)."""
     cfg = TrainConfig(
         preset="hvae-tiny",
@@ -37,6 +37,7 @@ def model(tmp_path_factory, data_dir):
         batch_size=64,
         init_examples=64,
         lr=1e-3,
+        dataset=datasets.fashionmnist,
         ood=(),
         device="cpu",
     )
@@ -46,22 +47,22 @@ def model(tmp_path_factory, data_dir):
 
 
 @pytest.fixture(scope="module")
-def images(data_dir) -> np.ndarray:
+def images(datasets) -> np.ndarray:
     """The seeded subset of FashionMNIST test images that score_dataset(limit=N_REF) takes."""
-    imgs = load_dataset("fashionmnist", "test").images
+    imgs = load_dataset(datasets.fashionmnist, "test").images
     idx = np.sort(np.random.default_rng(0).choice(len(imgs), N_REF, replace=False))
     return imgs[idx]
 
 
 @pytest.fixture(scope="module")
-def ref(model, data_dir) -> ScoreTable:
-    return score_dataset(model, "fashionmnist", limit=N_REF)
+def ref(model, datasets) -> ScoreTable:
+    return score_dataset(model, datasets.fashionmnist, limit=N_REF)
 
 
 # ----------------------------------------------------------------------------- identities
-def test_score_dataset_scores_the_seeded_subset(ref, model, images):
+def test_score_dataset_scores_the_seeded_subset(ref, model, images, datasets):
     assert len(ref) == N_REF and ref.n_layers == 3 and ref.n_samples == 1
-    assert ref.meta["dataset"] == "fashionmnist" and ref.meta["split"] == "test"
+    assert ref.meta["dataset"] == datasets.fashionmnist and ref.meta["split"] == "test"
     assert ref.meta["indices"] == "seeded-subset-0" and ref.meta["n_dims"] == 784
     direct = score_tensor(model, images)
     for col, v in ref.columns.items():
@@ -178,26 +179,27 @@ def test_prior_sample_and_mean_differ_only_above_k_0(model, images):
 
 
 # --------------------------------------------------------------------------- stored tables
-def test_save_and_load_tables_round_trip(tmp_path, model, ref):
-    ood = score_dataset(model, "mnist", limit=32, n_samples=2)
+def test_save_and_load_tables_round_trip(tmp_path, model, ref, datasets):
+    fm, mn = datasets.fashionmnist, datasets.mnist
+    ood = score_dataset(model, mn, limit=32, n_samples=2)
     path = save_tables(tmp_path / "run.scores.safetensors", [ref, ood], info={"checkpoint": "x"})
     assert path == tables_path(tmp_path / "run")
     got = load_tables(path)
-    assert set(got) == {"fashionmnist@S1", "mnist@S2"}
-    for key, t in (("fashionmnist@S1", ref), ("mnist@S2", ood)):
+    assert set(got) == {f"{fm}@S1", f"{mn}@S2"}
+    for key, t in ((f"{fm}@S1", ref), (f"{mn}@S2", ood)):
         assert got[key].meta == t.meta
         assert got[key].columns.keys() == t.columns.keys()
         for col, v in t.columns.items():
             assert np.array_equal(got[key].columns[col], v), (key, col)
-    assert got["mnist@S2"].n_samples == 2 and len(got["mnist@S2"]) == 32
+    assert got[f"{mn}@S2"].n_samples == 2 and len(got[f"{mn}@S2"]) == 32
     assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temporary file
 
 
-def test_save_tables_refuses_unnamed_or_duplicate_tables(tmp_path, ref):
+def test_save_tables_refuses_unnamed_or_duplicate_tables(tmp_path, ref, datasets):
     unnamed = ScoreTable(dict(ref.columns), {k: v for k, v in ref.meta.items() if k != "dataset"})
     with pytest.raises(ValueError, match="meta\\['dataset'\\]"):
         save_tables(tmp_path / "a.safetensors", [unnamed])
-    with pytest.raises(ValueError, match="fashionmnist@S1"):
+    with pytest.raises(ValueError, match=f"{datasets.fashionmnist}@S1"):
         save_tables(tmp_path / "b.safetensors", [ref, ref])
 
 

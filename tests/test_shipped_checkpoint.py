@@ -1,5 +1,5 @@
 """Guards on the shipped checkpoints: they load, their cards are honest, and the paper's phenomenon
-is there (ELBO fails, LLR>1 works) on a fixed 1,000 + 1,000 subset, scored live."""
+is there (ELBO fails, LLR>1 works) on the first 1,000 + 1,000 test images, scored live."""
 
 from pathlib import Path
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hvaelab.checkpoint import load_model
-from hvaelab.data import load_dataset, to_tensor
+from hvaelab.data import to_tensor
 from hvaelab.metrics import auroc
 from hvaelab.scores import load_tables, ood_scores, score_tensor, tables_path
 
@@ -27,30 +27,30 @@ def test_shipped_checkpoint_loads_with_an_honest_card(name):
     assert (REPO_CHECKPOINTS / f"{name}.history.csv").exists()
 
 
-def _subset(name: str, n: int) -> torch.Tensor:
-    imgs = load_dataset(name, "test").images
-    idx = np.sort(np.random.default_rng(123).choice(len(imgs), n, replace=False))
-    return to_tensor(imgs[idx])
+def _first(datasets, name: str, n: int) -> torch.Tensor:
+    """The first ``n`` test images of a set: the same pixels from the real files or the
+    fixture (whose excerpts are leading slices)."""
+    return to_tensor(datasets.images(name)[:n])
 
 
-def test_fashionmnist_checkpoint_shows_the_paper_phenomenon():
+def test_fashionmnist_checkpoint_shows_the_paper_phenomenon(datasets):
     """FashionMNIST in, MNIST out: the ELBO ranks MNIST as *more* likely (AUROC < 0.5) while
     LLR>1 separates the two (AUROC > 0.9). Fails if the checkpoint or the scores break."""
     model = load_model(REPO_CHECKPOINTS / "fashionmnist").model
-    t_in = score_tensor(model, _subset("fashionmnist", 1000), lt=False)
-    t_ood = score_tensor(model, _subset("mnist", 1000), lt=False)
+    t_in = score_tensor(model, _first(datasets, "fashionmnist", 1000), lt=False)
+    t_ood = score_tensor(model, _first(datasets, "mnist", 1000), lt=False)
     s_in, s_ood = ood_scores(t_in), ood_scores(t_ood)
     assert auroc(s_in["-ELBO"], s_ood["-ELBO"]) < 0.5
     assert auroc(s_in["LLR>1"], s_ood["LLR>1"]) > 0.9
 
 
-def test_shipped_score_tables_match_live_scores():
+def test_shipped_score_tables_match_live_scores(datasets):
     """The shipped tables must be regenerated whenever the checkpoint changes."""
     lm = load_model(REPO_CHECKPOINTS / "fashionmnist")
     tables = load_tables(tables_path(lm.path))
     ref = tables["fashionmnist@S1"]
     assert len(ref) == 10000 and "mnist@S1" in tables
-    imgs = load_dataset("fashionmnist", "test").images[:20]
-    live = score_tensor(lm.model, to_tensor(imgs), prior=ref.meta["prior"], seed=ref.meta["seed"])
+    x = _first(datasets, "fashionmnist", 20)
+    live = score_tensor(lm.model, x, prior=ref.meta["prior"], seed=ref.meta["seed"])
     for col in ("elbo", "L>1", "L>2"):
         np.testing.assert_allclose(live.columns[col], ref.columns[col][:20], rtol=1e-4, atol=1e-2)

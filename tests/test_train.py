@@ -78,13 +78,14 @@ def test_config_dict_round_trip():
 
 # -------------------------------------------------------------------------- real training
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir):
+def trained(tmp_path_factory, datasets):
     """3 epochs of hvae-tiny on 512 real FashionMNIST images, monitored on MNIST."""
     out = tmp_path_factory.mktemp("train") / "run"
     cfg = _tiny(
         epochs=3,
+        dataset=datasets.fashionmnist,
         train_examples=512,
-        ood=("mnist",),
+        ood=(datasets.mnist,),
         lr=1e-3,
         warmup=1.0,
         free_bits_constant=1.0,
@@ -94,33 +95,33 @@ def trained(tmp_path_factory, data_dir):
     tr.initialize()
     before = monitor(tr.model, tr.val)
     tr.run(out)
-    return tr, out, before
+    return tr, out, before, datasets.fashionmnist, datasets.mnist
 
 
 def test_training_improves_the_elbo_on_real_data(trained):
-    tr, _, before = trained
+    tr, _, before, fm, mn = trained
     hist = tr.history
     assert [h["epoch"] for h in hist] == [1, 2, 3]
     train_elbo = [h["train/elbo"] for h in hist]
     assert all(math.isfinite(v) for v in train_elbo)
     assert train_elbo[1] > train_elbo[0] and train_elbo[2] > train_elbo[1]
     # held-out ELBO of the in-distribution test subset improves by a wide margin
-    assert hist[-1]["fashionmnist/elbo"] > before["fashionmnist/elbo"] + 100.0
-    assert hist[-1]["fashionmnist/bpd"] < before["fashionmnist/bpd"]
+    assert hist[-1][f"{fm}/elbo"] > before[f"{fm}/elbo"] + 100.0
+    assert hist[-1][f"{fm}/bpd"] < before[f"{fm}/bpd"]
     # bits/dim is the same number in other units
     d = 28 * 28
-    assert hist[-1]["fashionmnist/bpd"] == pytest.approx(
-        -hist[-1]["fashionmnist/elbo"] / (d * math.log(2)), rel=1e-6
+    assert hist[-1][f"{fm}/bpd"] == pytest.approx(
+        -hist[-1][f"{fm}/elbo"] / (d * math.log(2)), rel=1e-6
     )
     assert hist[-1]["train/bpd"] == pytest.approx(
         -hist[-1]["train/elbo"] / (d * math.log(2)), rel=1e-6
     )
-    for key in ("mnist/auroc_elbo", "mnist/auroc_llr1"):
+    for key in (f"{mn}/auroc_elbo", f"{mn}/auroc_llr1"):
         assert 0.0 <= hist[-1][key] <= 1.0
 
 
 def test_schedules_are_applied_per_step(trained):
-    tr, _, _ = trained
+    tr, _, _, fm, mn = trained
     steps = math.ceil(512 / 64)
     last = (steps - 1) / steps  # epoch fraction of the last step of the first epoch
     first = tr.history[0]
@@ -134,13 +135,13 @@ def test_schedules_are_applied_per_step(trained):
     assert tr.history[2]["beta"] == 1.0
 
 
-def test_card_records_config_epochs_data_hardware_metrics(trained, data_dir):
-    tr, out, _ = trained
+def test_card_records_config_epochs_data_hardware_metrics(trained):
+    tr, out, _, fm, mn = trained
     card = json.loads(out.with_name(out.name + ".json").read_text())
     assert card["kind"] == "hvae"
     assert card["model_config"]["name"] == "hvae-tiny"
     assert card["train_config"]["epochs"] == 3 and card["train_config"]["lr"] == 1e-3
-    assert card["train_config"]["ood"] == ["mnist"]
+    assert card["train_config"]["ood"] == [mn]
     assert card["epochs_done"] == 3 and card["steps_done"] == 3 * 8
     assert card["schedule_epochs"] == {
         "free_bits_constant": 1.0,
@@ -148,35 +149,35 @@ def test_card_records_config_epochs_data_hardware_metrics(trained, data_dir):
         "warmup": 1.0,
     }
     train = card["data"]["train"]
-    assert train["name"] == "fashionmnist" and train["examples"] == 512
-    assert train["md5"] == load_dataset("fashionmnist", "train").md5
+    assert train["name"] == fm and train["examples"] == 512
+    assert train["md5"] == load_dataset(fm, "train").md5
     hw = card["hardware"]
     assert hw["device"] == "cpu" and hw["torch"] == torch.__version__ and hw["python"]
     assert card["n_parameters"] == tr.model.num_parameters() > 0
-    assert card["metrics"]["fashionmnist/elbo"] == pytest.approx(
-        tr.history[-1]["fashionmnist/elbo"]
+    assert card["metrics"][f"{fm}/elbo"] == pytest.approx(
+        tr.history[-1][f"{fm}/elbo"]
     )
-    assert "mnist/auroc_llr1" in card["metrics"]
+    assert f"{mn}/auroc_llr1" in card["metrics"]
     assert "seconds" not in card["metrics"]  # only per-dataset measurements
 
 
 def test_history_csv_is_written(trained):
-    tr, out, _ = trained
+    tr, out, _, fm, mn = trained
     path = out.with_name(out.name + ".history.csv")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    for col in ("train/elbo", "fashionmnist/elbo", "mnist/auroc_llr1", "beta", "lambda"):
+    for col in ("train/elbo", f"{fm}/elbo", f"{mn}/auroc_llr1", "beta", "lambda"):
         assert col in rows[0]
     assert float(rows[-1]["train/elbo"]) == pytest.approx(tr.history[-1]["train/elbo"])
 
 
 def test_checkpoint_round_trip_reproduces_outputs_exactly(trained):
-    tr, out, _ = trained
+    tr, out, _, fm, _ = trained
     lm = load_model(out)
     assert lm.card["epochs_done"] == 3
     model = tr.model.eval()
-    x = tr.val["fashionmnist"][:16]
+    x = tr.val[fm][:16]
     eps = keyed_noise(list(range(16)), {i: model.shapes[i] for i in (1, 2, 3)}, range(1))
     with torch.no_grad():
         for k in (0, 1, 3):
@@ -193,8 +194,8 @@ def _without_timing(history):
     return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
 
 
-def test_resume_is_bitwise_exact_on_cpu(tmp_path, data_dir):
-    cfg = _tiny(epochs=2)
+def test_resume_is_bitwise_exact_on_cpu(tmp_path, datasets):
+    cfg = _tiny(epochs=2, dataset=datasets.fashionmnist)
     straight = Trainer(cfg, log=_quiet)
     straight.run(tmp_path / "straight")
 
@@ -222,8 +223,8 @@ def test_resume_is_bitwise_exact_on_cpu(tmp_path, data_dir):
     assert lb.card["epochs_done"] == 2 and lb.card["steps_done"] == la.card["steps_done"]
 
 
-def test_resume_with_another_planned_epoch_count_is_refused(tmp_path, data_dir):
-    tr = Trainer(_tiny(epochs=2, train_examples=64), log=_quiet)
+def test_resume_with_another_planned_epoch_count_is_refused(tmp_path, datasets):
+    tr = Trainer(_tiny(epochs=2, train_examples=64, dataset=datasets.fashionmnist), log=_quiet)
     tr.run(tmp_path / "run", until=1)
     with pytest.raises(ValueError, match=r"planned for 2 epochs.*same --epochs \(got 5\)"):
         Trainer.resume(tmp_path / "run", epochs=5, log=_quiet)
@@ -236,8 +237,8 @@ def test_resume_without_state_says_what_to_do(tmp_path):
         Trainer.resume(tmp_path / "nothing-here", log=_quiet)
 
 
-def test_train_function_resumes_a_run_whose_name_has_a_dot(tmp_path, capsys, data_dir):
-    cfg = _tiny(epochs=2, train_examples=64)
+def test_train_function_resumes_a_run_whose_name_has_a_dot(tmp_path, capsys, datasets):
+    cfg = _tiny(epochs=2, train_examples=64, dataset=datasets.fashionmnist)
     out = tmp_path / "fmnist.v2"
     train(cfg, out, until=1)
     assert "epoch 1 |" in capsys.readouterr().out
