@@ -1,4 +1,4 @@
-"""Command line: ``hvaelab train / evaluate / score / tables / info``.
+"""Command line: ``hvaelab train / evaluate / score / tables / correlate / data / info``.
 
 Every command goes through the library's one scoring entry point (:mod:`hvaelab.scores`), so
 the numbers printed here are the ones the notebooks and dashboards show.
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .data.errors import DataNotFoundError
 
 
 class CLIError(Exception):
@@ -185,14 +186,28 @@ def _cmd_score(a: argparse.Namespace) -> int:
 
     lm = _load(a)
     images, names = load_inputs(a.inputs)
-    tables = load_tables(tables_path(lm.path))
-    in_name = lm.card.get("data", {}).get("train", {}).get("name", "fashionmnist")
-    key = a.reference or next((k for k in tables if k.startswith(in_name + "@")), None)
-    if key is None or key not in tables:
-        raise CLIError(f"no reference table {key!r}; available: {', '.join(tables)}")
-    res = score_inputs(lm.model, images, tables[key], fpr=a.fpr, names=names)
+    path = tables_path(lm.path)
+    ref = None
+    if path.exists() or a.reference:
+        tables = load_tables(path)
+        in_name = lm.card.get("data", {}).get("train", {}).get("name", "fashionmnist")
+        key = a.reference or next((k for k in tables if k.startswith(in_name + "@")), None)
+        if key is None or key not in tables:
+            raise CLIError(f"no reference table {key!r}; available: {', '.join(tables)}")
+        ref = tables[key]
+    else:
+        print(
+            f"no score tables beside {lm.path} ({path.name}): every score, but no p-values or "
+            f"verdicts; add the reference with `hvaelab tables --checkpoint {lm.path}`",
+            file=sys.stderr,
+        )
+    res = score_inputs(lm.model, images, ref, fpr=a.fpr, names=names)
     rows = res.rows()
     for r in rows:
+        if ref is None:
+            every = "  ".join(f"{s}={r[s]:.1f}" for s in res.scores)
+            print(f"{r['input']}: bits/dim={r['bits_per_dim']:.3f}  {every}")
+            continue
         llr = "  ".join(f"{s}={r[s]:.1f} (p={r['p(' + s + ')']:.3g})" for s in res.verdict_scores)
         print(
             f"{r['input']}: {r['verdict']} (decided by {r['decided_by']}, p={r['min_p']:.3g}, "
@@ -258,6 +273,38 @@ def _random_like(model, seed: int):
     x = torch.rand(256, *model.config.in_shape, device=next(model.parameters()).device) > 0.5
     rnd.initialize(rnd.prepare(x.float()))
     return rnd.eval()
+
+
+def _cmd_data(a: argparse.Namespace) -> int:
+    from .data import get_spec, list_datasets
+    from .data.inventory import fetch, format_inventory, inventory, verify_split
+
+    if a.action == "list":
+        print(format_inventory(inventory(a.data_dir), a.data_dir))
+        return 0
+    if a.action == "fetch":
+        if not a.names:
+            raise CLIError("name the datasets to fetch, e.g. `hvaelab data fetch fashionmnist`")
+        for name in a.names:
+            for line in fetch(name, a.split, progress=True):
+                print(line)
+        return 0
+    bad = 0
+    for name in a.names or list_datasets():
+        spec = get_spec(name)
+        for split in [a.split] if a.split else list(spec.splits):
+            checks = verify_split(spec, split, a.data_dir)
+            if not checks:
+                print(f"{spec.name} {split}: missing (see `hvaelab data list`)")
+            for c in checks:
+                print(f"{c.dataset} {c.split}: {c.result.upper()}  {c.path}  {c.detail}")
+                bad += c.result == "mismatch"
+    if bad:
+        print(
+            f"{bad} file(s) do not match their checksums: delete or replace them", file=sys.stderr
+        )
+        return 1
+    return 0
 
 
 def _cmd_info(a: argparse.Namespace) -> int:
@@ -360,6 +407,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(co)
     co.set_defaults(func=_cmd_correlate)
 
+    dt = sub.add_parser(
+        "data",
+        help="datasets on this machine: list where they are, fetch them, verify checksums",
+        description="list: every registered dataset and split, where it was found or where it "
+        "was looked for and the command that gets it; fetch NAME...: download into the per-user "
+        "cache, verified; verify [NAME...]: check the checksums of what is present (exit 1 on a "
+        "mismatch).",
+    )
+    dt.add_argument("action", choices=["list", "fetch", "verify"])
+    dt.add_argument("names", nargs="*", help="datasets (fetch: required; verify: default all)")
+    dt.add_argument("--split", default=None, help="only this split (default: all)")
+    dt.add_argument(
+        "--data-dir", default=None, help="also look in this folder first (else HVAELAB_DATA, ...)"
+    )
+    dt.set_defaults(func=_cmd_data)
+
     i = sub.add_parser("info", help="print a checkpoint's card")
     i.add_argument("--checkpoint", default="fashionmnist")
     _add_common(i)
@@ -375,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except DataNotFoundError as e:
+        print(f"hvaelab {args.command}: error: {e.short()}", file=sys.stderr)
+        return 2
     except (CLIError, ValueError, FileNotFoundError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         msg = " ".join(line.strip() for line in str(msg).splitlines() if line.strip())

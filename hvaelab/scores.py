@@ -311,30 +311,38 @@ def score_tails(name: str) -> str:
 
 @dataclass
 class InputScores:
-    """Scores of new inputs against an in-distribution reference table (sec. 5)."""
+    """Scores of new inputs, with p-values and a verdict against an in-distribution reference
+    table (sec. 5) when there is one; without a reference the p-value and verdict fields are
+    None."""
 
     names: list[str]
     scores: dict[str, np.ndarray]  # every OOD score (higher = more OOD), by name
-    p_values: dict[str, np.ndarray]  # empirical p-value of each score vs the reference
+    p_values: dict[str, np.ndarray] | None  # empirical p-value of each score vs the reference
     verdict_scores: list[str]  # the LLR>k scores the verdict is taken over (k = 1..L)
-    is_ood: np.ndarray  # (N,) bool: any LLR>k p-value below fpr / K (Bonferroni)
-    decisive: list[str]  # per input, the score with the smallest p-value
-    min_p: np.ndarray  # (N,) that smallest p-value
+    is_ood: np.ndarray | None  # (N,) bool: any LLR>k p-value below fpr / K (Bonferroni)
+    decisive: list[str] | None  # per input, the score with the smallest p-value
+    min_p: np.ndarray | None  # (N,) that smallest p-value
     fpr: float
     bits_per_dim: np.ndarray  # (N,) -ELBO in bits/dim
 
+    @property
+    def has_reference(self) -> bool:
+        return self.p_values is not None
+
     def rows(self) -> list[dict[str, Any]]:
-        """One flat record per input (for CSV / JSON / tables)."""
+        """One flat record per input (for CSV / JSON / tables); p-values and verdict are None
+        when there was no reference."""
         out = []
         for i, name in enumerate(self.names):
             row: dict[str, Any] = {"input": name, "bits_per_dim": float(self.bits_per_dim[i])}
             for s, v in self.scores.items():
                 row[s] = float(v[i])
-                row[f"p({s})"] = float(self.p_values[s][i])
+                row[f"p({s})"] = float(self.p_values[s][i]) if self.p_values else None
+            ref = self.has_reference
             row.update(
-                verdict="OOD" if self.is_ood[i] else "in-distribution",
-                decided_by=self.decisive[i],
-                min_p=float(self.min_p[i]),
+                verdict=("OOD" if self.is_ood[i] else "in-distribution") if ref else None,
+                decided_by=self.decisive[i] if ref else None,
+                min_p=float(self.min_p[i]) if ref else None,
             )
             out.append(row)
         return out
@@ -343,7 +351,7 @@ class InputScores:
 def score_inputs(
     model: HVAE,
     images: Tensor | np.ndarray,
-    reference: ScoreTable,
+    reference: ScoreTable | None,
     fpr: float = 0.05,
     names: list[str] | None = None,
     iw_form: str = "iw-both",
@@ -354,11 +362,15 @@ def score_inputs(
     Every score gets its empirical p-value against the reference (the in-distribution test set);
     the verdict is taken over LLR>k for all k with a Bonferroni correction (sec. 5, "Selection of
     k"), at in-distribution false-positive rate ``fpr``, and names the score that decided.
+    With ``reference=None`` the inputs get every score (S = 1, conditional-prior means, L<l
+    included) and no p-values or verdict.
     """
     from .pvalues import verdict
 
     if not 0 < fpr < 1:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+    if reference is None:
+        return _score_without_reference(model, images, fpr, names, iw_form, batch_size)
     S, prior = reference.n_samples, reference.meta.get("prior", "mean")
     if reference.n_layers != model.n_layers:
         raise ValueError("the reference table was computed with a different model")
@@ -395,4 +407,23 @@ def score_inputs(
         min_p=np.asarray(v.min_p),
         fpr=fpr,
         bits_per_dim=table.bits_per_dim("elbo_iw" if S > 1 else "elbo"),
+    )
+
+
+def _score_without_reference(model, images, fpr, names, iw_form, batch_size) -> InputScores:
+    table = score_tensor(model, images, n_samples=1, batch_size=batch_size)
+    n = len(table)
+    names = names or [f"input {i}" for i in range(n)]
+    if len(names) != n:
+        raise ValueError(f"{len(names)} names for {n} inputs")
+    return InputScores(
+        names=names,
+        scores=ood_scores(table),
+        p_values=None,
+        verdict_scores=llr_names(model.n_layers, 1, iw_form),
+        is_ood=None,
+        decisive=None,
+        min_p=None,
+        fpr=fpr,
+        bits_per_dim=table.bits_per_dim("elbo"),
     )

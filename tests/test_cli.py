@@ -6,6 +6,7 @@ import contextlib
 import csv
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -226,7 +227,9 @@ def test_score_a_png_a_folder_and_an_npy(run, tmp_path, datasets):
     assert {r["verdict"] for r in rows} <= {"OOD", "in-distribution"}
     assert all(0 < float(r["p(LLR>1)"]) <= 1 for r in rows)
 
-    rc, out, _ = run_cli("score", white, "--checkpoint", stem, "--reference", f"{datasets.fashionmnist}@S2")
+    rc, out, _ = run_cli(
+        "score", white, "--checkpoint", stem, "--reference", f"{datasets.fashionmnist}@S2"
+    )
     assert rc == 0 and "LLR_S>1 iw-both=" in out
 
 
@@ -277,3 +280,35 @@ def test_module_entry_point_help():
     assert proc.returncode == 0, proc.stderr
     for cmd in ("train", "evaluate", "tables", "score", "info"):
         assert cmd in proc.stdout
+
+
+def test_score_without_score_tables_gives_every_score_and_no_verdict(run, tmp_path):
+    """A checkpoint with no tables beside it: every score, empty p-value and verdict columns,
+    and one line saying how to add the reference."""
+    stem, _ = run
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(stem.with_name("run" + suffix), bare / ("run" + suffix))
+    png = _png(tmp_path / "mid.png", 128)
+    csv_out = tmp_path / "bare.csv"
+    rc, out, err = run_cli("score", png, "--checkpoint", bare / "run", "--out", csv_out)
+    assert rc == 0, err
+    assert err.strip().splitlines() == [
+        f"no score tables beside {bare / 'run'} (run.scores.safetensors): every score, but no "
+        f"p-values or verdicts; add the reference with `hvaelab tables --checkpoint {bare / 'run'}`"
+    ]
+    line = out.splitlines()[0]
+    assert line.startswith("mid.png: bits/dim=")
+    for name in ("-ELBO=", "-L>1=", "LLR>1=", "LLR>3=", "-L<1=", "LLR>2<1="):
+        assert name in line, name
+    assert "OOD" not in line and "in-distribution" not in line and "p=" not in line
+    with open(csv_out, newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["verdict"] == "" and row["decided_by"] == "" and row["min_p"] == ""
+    assert row["p(LLR>1)"] == "" and float(row["LLR>1"]) == pytest.approx(
+        float(line.split("LLR>1=")[1].split()[0]), abs=0.06
+    )
+    assert not (bare / "run.scores.safetensors").exists()  # nothing written beside it
+    rc, _, err = run_cli("score", png, "--checkpoint", bare / "run", "--reference", "x@S1")
+    assert_one_line_error(rc, err, "score", "no score tables at", "hvaelab tables")

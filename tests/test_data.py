@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
 import io
+import json
+import shutil
 import struct
+import subprocess
+import sys
 import threading
 import zlib
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -24,9 +29,11 @@ from hvaelab.data import (
     DataNotFoundError,
     DatasetSpec,
     InvalidInputError,
+    SubsetOf,
     UnknownDatasetError,
     binarize,
     binarize_fixed,
+    idx_bytes,
     image_from_bytes,
     images_md5,
     load_dataset,
@@ -35,11 +42,20 @@ from hvaelab.data import (
     register_dataset,
     register_image_folder,
     register_npy,
+    register_package,
     split_indices,
     to_tensor,
     validate_images,
     write_idx,
 )
+from hvaelab.data.package import (
+    check_against_source,
+    package_specs,
+    read_manifest,
+    verify_package,
+)
+
+FIXTURE = Path(__file__).resolve().parent / "data"
 
 README_MD5 = {
     "fashion-mnist/t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
@@ -94,26 +110,45 @@ def toy_spec(**kw) -> DatasetSpec:
 # ------------------------------------------------------------------------------------------
 
 
-def test_fashionmnist_real(data_dir):
-    train = load_dataset("fashionmnist", "train")
-    test = load_dataset("fashionmnist", "test")
-    assert train.images.shape == (60000, 28, 28) and train.images.dtype == np.uint8
-    assert test.images.shape == (10000, 28, 28)
+def _manifest_split(name: str, split: str) -> dict:
+    entry = next(e for e in read_manifest(FIXTURE)["datasets"] if e["name"] == name)
+    return entry["splits"][split]
+
+
+def test_fashionmnist_real_or_its_fixture(datasets):
+    """The full files where found (checksums as published), else the fixture: the leading
+    excerpts its manifest names, built from files with those very checksums."""
+    fm = datasets.fashionmnist
+    train, test = load_dataset(fm, "train"), load_dataset(fm, "test")
+    n_train, n_test = (60000, 10000) if datasets.full else (2000, 1000)
+    assert train.images.shape == (n_train, 28, 28) and train.images.dtype == np.uint8
+    assert test.images.shape == (n_test, 28, 28)
     for ds in (train, test):
         assert ds.labels is not None and len(ds.labels) == len(ds.images)
         assert set(np.unique(ds.labels)) == set(range(10))
         assert Path(ds.source).is_file()
-        assert Path(ds.source).is_relative_to(data_dir)
-    assert train.md5 == README_MD5["fashion-mnist/train-images-idx3-ubyte"]
-    assert test.md5 == README_MD5["fashion-mnist/t10k-images-idx3-ubyte"]
-    assert np.bincount(train.labels).tolist() == [6000] * 10
+    if datasets.full:
+        assert train.md5 == README_MD5["fashion-mnist/train-images-idx3-ubyte"]
+        assert test.md5 == README_MD5["fashion-mnist/t10k-images-idx3-ubyte"]
+        assert np.bincount(train.labels).tolist() == [6000] * 10
+    else:
+        for ds, split in ((train, "train"), (test, "test")):
+            m = _manifest_split(fm, split)
+            assert m["images"]["md5"] == ds.md5 and m["indices"] == [[0, len(ds)]]
+            assert (
+                m["images"]["source_md5"]
+                == README_MD5[f"fashion-mnist/{m['images']['source_file']}"]
+            )
 
 
-def test_mnist_real_and_in_process_cache():
-    a = load_dataset("mnist", "test")
-    b = load_dataset("MNIST", "test")
-    assert a.images.shape == (10000, 28, 28)
-    assert a.md5 == README_MD5["mnist/t10k-images-idx3-ubyte"]
+def test_mnist_real_or_its_fixture_and_in_process_cache(datasets):
+    a = load_dataset(datasets.mnist, "test")
+    b = load_dataset(datasets.mnist.upper(), "test")
+    assert a.images.shape == ((10000, 28, 28) if datasets.full else (1000, 28, 28))
+    if datasets.full:
+        assert a.md5 == README_MD5["mnist/t10k-images-idx3-ubyte"]
+    else:
+        assert a.md5 == _manifest_split(datasets.mnist, "test")["images"]["md5"]
     assert a.labels.min() == 0 and a.labels.max() == 9
     assert a.images is b.images  # cached by resolved path
     assert not a.images.flags.writeable
@@ -139,31 +174,58 @@ def test_local_checksum_mismatch(tmp_path):
         load_dataset("fashionmnist", "test", data_dir=tmp_path)
 
 
-def test_mnist_testsplit():
-    full = load_dataset("mnist", "test")
-    tr = load_dataset("mnist-testsplit", "train")
-    te = load_dataset("mnist-testsplit", "test")
-    assert tr.images.shape == (8000, 28, 28) and te.images.shape == (2000, 28, 28)
-    i_tr, i_te = split_indices("mnist-testsplit", "train"), split_indices("mnist-testsplit", "test")
+def _testsplit(datasets) -> tuple[str, int]:
+    """``mnist-testsplit`` on the full MNIST test set; on the fixture, the same seeded split
+    registered over the fixture's 1,000 images (``mnist-testsplit`` itself needs all 10,000)."""
+    if datasets.full:
+        return "mnist-testsplit", 10_000
+    ranges = {"train": (0, 800), "test": (800, 1000)}
+    sub = SubsetOf(dataset=datasets.mnist, split="test", size=1000, seed=0, ranges=ranges)
+    spec = DatasetSpec(name="mnist-fixture-split", description="", loader="subset", subset=sub)
+    register_dataset(spec, replace=True)
+    return "mnist-fixture-split", 1000
+
+
+def test_mnist_testsplit(datasets):
+    name, n = _testsplit(datasets)
+    cut = n * 8 // 10
+    full = load_dataset(datasets.mnist, "test")
+    tr = load_dataset(name, "train")
+    te = load_dataset(name, "test")
+    assert tr.images.shape == (cut, 28, 28) and te.images.shape == (n - cut, 28, 28)
+    i_tr, i_te = split_indices(name, "train"), split_indices(name, "test")
     assert len(set(i_tr.tolist()) & set(i_te.tolist())) == 0
-    assert sorted(np.concatenate([i_tr, i_te]).tolist()) == list(range(10000))
-    perm = np.random.default_rng(0).permutation(10000)
-    assert np.array_equal(i_tr, perm[:8000]) and np.array_equal(i_te, perm[8000:])
+    assert sorted(np.concatenate([i_tr, i_te]).tolist()) == list(range(n))
+    perm = np.random.default_rng(0).permutation(n)
+    assert np.array_equal(i_tr, perm[:cut]) and np.array_equal(i_te, perm[cut:])
     assert np.array_equal(tr.images, full.images[i_tr])
     assert np.array_equal(te.labels, full.labels[i_te])
-    again = load_dataset("mnist-testsplit", "train")
+    again = load_dataset(name, "train")
     assert again.md5 == tr.md5 and np.array_equal(again.images, tr.images)
     assert "default_rng(0)" in data.REGISTRY["mnist-testsplit"].description
+    assert data.REGISTRY["mnist-testsplit"].subset.size == 10_000
 
 
-def test_inverted_variant():
-    base = load_dataset("mnist", "test")
-    inv = load_dataset("mnist-inverted", "test")
-    assert inv.name == "mnist-inverted"
+def test_a_subset_refuses_a_base_of_another_size(tmp_path):
+    """mnist-testsplit is defined on exactly 10,000 images: a shorter base is an error, never
+    a silently different split."""
+    sub = SubsetOf(dataset="toy", split="test", size=10_000, seed=0, ranges={"test": (0, 5)})
+    register_dataset(DatasetSpec(name="toy-split", description="", loader="subset", subset=sub))
+    toy_spec()
+    write_toy(tmp_path / "toy")
+    with pytest.raises(DataFormatError, match="defined on 10000"):
+        load_dataset("toy-split", "test", data_dir=tmp_path)
+
+
+def test_inverted_variant(datasets):
+    base = load_dataset(datasets.mnist, "test")
+    inv = load_dataset(f"{datasets.mnist}-inverted", "test")
+    assert inv.name == f"{datasets.mnist}-inverted"
     assert np.array_equal(inv.images, 255 - base.images.astype(np.int16))
     assert inv.images.dtype == np.uint8 and inv.md5 != base.md5
-    split_inv = load_dataset("mnist-testsplit-inverted", "test")
-    assert np.array_equal(split_inv.images, 255 - load_dataset("mnist-testsplit", "test").images)
+    name, _ = _testsplit(datasets)
+    split_inv = load_dataset(f"{name}-inverted", "test")
+    assert np.array_equal(split_inv.images, 255 - load_dataset(name, "test").images)
 
 
 def test_unknown_dataset_and_split():
@@ -537,13 +599,13 @@ def test_binarize_dynamic_varies_and_generator_reproduces():
         binarize(torch.zeros(2, dtype=torch.uint8))
 
 
-def test_binarize_fixed_deterministic_and_subset_consistent():
-    x = to_tensor(load_dataset("fashionmnist", "test").images[:3000])
+def test_binarize_fixed_deterministic_and_subset_consistent(datasets):
+    x = to_tensor(load_dataset(datasets.fashionmnist, "train").images[:2000])
     full = binarize_fixed(x)
     assert full.shape == x.shape and full.dtype == x.dtype
     assert set(full.unique().tolist()) == {0.0, 1.0}
     assert torch.equal(full, binarize_fixed(x.clone()))
-    idx = torch.randperm(3000, generator=torch.Generator().manual_seed(0))[:257]
+    idx = torch.randperm(2000, generator=torch.Generator().manual_seed(0))[:257]
     assert torch.equal(binarize_fixed(x[idx], chunk=100), full[idx])
     assert not torch.equal(binarize_fixed(x, seed=1), full)
     assert abs(full.mean().item() - x.mean().item()) < 0.005
@@ -698,3 +760,168 @@ def test_validate_images_accepts():
     b = validate_images(np.eye(28, dtype=bool))
     assert b.max() == 255 and b.sum() == 28 * 255
     assert np.array_equal(validate_images(torch.from_numpy(u)), u)
+
+
+# ------------------------------------------------------------------------------------------
+# The test fixture (a data package) and `hvaelab data list / fetch / verify`
+# ------------------------------------------------------------------------------------------
+
+
+def test_fixture_manifest_checksums_and_sources(datasets):
+    """Every excerpt matches its manifest md5, was cut from files with the registry's
+    checksums, and (where the real files are here) equals source[indices] exactly."""
+    assert verify_package(FIXTURE) == []
+    assert check_against_source(FIXTURE) == []
+    size = sum(f.stat().st_size for f in FIXTURE.rglob("*") if f.is_file())
+    assert size < 3_000_000  # a few MB at most
+
+
+def _copy_fixture(tmp_path: Path) -> Path:
+    copy = tmp_path / "pkg"
+    shutil.copytree(FIXTURE, copy)
+    return copy
+
+
+def test_a_tampered_fixture_fails_verification_and_loading(tmp_path):
+    copy = _copy_fixture(tmp_path)
+    path = copy / "mnist-fixture" / "t10k-images-idx3-ubyte.gz"
+    images = read_idx(path).copy()
+    images[0, 0, 0] ^= 1  # one pixel, one bit
+    write_idx(path, images)
+    problems = verify_package(copy)
+    assert len(problems) == 1 and "t10k-images-idx3-ubyte.gz: md5" in problems[0]
+    spec = next(s for s in package_specs(copy) if s.name == "mnist-fixture")
+    register_dataset(DatasetSpec(**{**spec.__dict__, "name": "tampered"}))
+    with pytest.raises(ChecksumError, match="t10k-images-idx3-ubyte.gz"):
+        load_dataset("tampered", "test")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["datasets"][0]["splits"]["test"]["images"]["source_md5"] = "0" * 32
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert any("but fashionmnist's is 8181f5470baa" in p for p in verify_package(copy))
+
+
+def test_a_package_never_takes_a_real_name(tmp_path):
+    copy = _copy_fixture(tmp_path)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["datasets"][0]["name"] = "fashionmnist"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="a different dataset named 'fashionmnist'"):
+        register_package(copy)
+    assert (
+        data.REGISTRY["fashionmnist"].md5["t10k-images-idx3-ubyte"]
+        == README_MD5["fashion-mnist/t10k-images-idx3-ubyte"]
+    )
+
+
+def test_the_library_alone_registers_no_fixture():
+    code = "import hvaelab.data as d; print(' '.join(d.list_datasets()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    names = out.stdout.split()
+    assert "fashionmnist" in names and not [n for n in names if "fixture" in n]
+
+
+def _cli(*argv) -> tuple[int, str, str]:
+    from hvaelab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _line(text: str, start: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(start))
+
+
+def test_data_list_says_where_each_split_is_or_how_to_get_it(tmp_path, monkeypatch):
+    root = tmp_path / "d"
+    shutil.copytree(FIXTURE / "mnist-fixture", root / "mnist")
+    monkeypatch.setenv("HVAELAB_DATA", str(root))
+    rc, out, _ = _cli("data", "list")
+    assert rc == 0
+    assert f"1. {root}  [$HVAELAB_DATA]" in out
+    assert f"found    {root / 'mnist' / 't10k-images-idx3-ubyte.gz'}" in _line(out, "mnist test")
+    assert _line(out, "mnist train").endswith("missing: get it with: hvaelab data fetch mnist")
+    assert "(from mnist/test)" in _line(out, "mnist-testsplit test")
+    fm = _line(out, "fashionmnist train")
+    assert "hvaelab data fetch fashionmnist or sudo apt install dataset-fashion-mnist" in fm
+    looked = _line(out, "fashionmnist: looked in")
+    for d in (root / "fashion-mnist", data.user_cache_dir(), tmp_path / "system"):
+        assert str(d) in looked
+
+
+def test_data_only_limits_the_search_to_the_given_folders(tmp_path, monkeypatch):
+    toy_spec()
+    write_toy(data.user_cache_dir() / "toy")
+    monkeypatch.setenv("HVAELAB_DATA", str(tmp_path / "empty"))
+    assert load_dataset("toy").source.startswith(str(data.user_cache_dir()))
+    monkeypatch.setenv("HVAELAB_DATA_ONLY", "1")
+    assert [why for _, why in data.search_roots()] == ["$HVAELAB_DATA"]
+    with pytest.raises(DataNotFoundError) as err:
+        load_dataset("toy")
+    assert str(data.user_cache_dir()) not in str(err.value)
+    rc, out, _ = _cli("data", "list")
+    assert "per-user cache" not in out and "system datasets" not in out
+
+
+def test_data_verify_reports_ok_and_a_tampered_file(tmp_path, monkeypatch):
+    images, labels = toy_arrays()
+    md5 = {
+        TOY_FILES[0]: images_md5(images),
+        TOY_FILES[1]: hashlib.md5(idx_bytes(labels)).hexdigest(),
+    }
+    toy_spec(md5=md5)
+    write_toy(tmp_path / "toy", gz=True)
+    monkeypatch.setenv("HVAELAB_DATA", str(tmp_path))
+    rc, out, _ = _cli("data", "verify", "toy")
+    assert rc == 0 and out.count("toy test: OK") == 2
+    tampered = images.copy()
+    tampered[3, 5, 5] ^= 0x80
+    write_idx(tmp_path / "toy" / f"{TOY_FILES[0]}.gz", tampered)
+    rc, out, err = _cli("data", "verify", "toy")
+    assert rc == 1 and "do not match their checksums" in err
+    assert f"toy test: MISMATCH  {tmp_path / 'toy' / TOY_FILES[0]}.gz  md5 " in out
+    assert "toy test: OK" in out  # the labels are still fine
+
+
+def test_data_fetch_downloads_verified_into_the_user_cache(http_root, monkeypatch):
+    root, url = http_root
+    images, _, md5 = serve_toy(root)
+    toy_spec(urls=(url,), md5=md5)
+    rc, out, err = _cli("data", "fetch", "toy")
+    assert rc == 0, err
+    cached = data.user_cache_dir() / "toy" / f"{TOY_FILES[0]}.gz"
+    assert f"toy test: downloaded to {cached} (verified)" in out
+    assert np.array_equal(read_idx(cached), images)
+    rc, out, _ = _cli("data", "fetch", "toy")
+    assert rc == 0 and f"toy test: present at {cached} [per-user cache]" in out
+    monkeypatch.setenv("HVAELAB_NO_DOWNLOAD", "1")
+    toy_spec(name="toy2", urls=(url,), md5=md5, subfolders=("toy2",))
+    rc, _, err = _cli("data", "fetch", "toy2")
+    assert rc == 2 and "HVAELAB_NO_DOWNLOAD=1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_data_fetch_rejects_a_file_that_is_not_the_published_one(http_root):
+    root, url = http_root
+    _, _, md5 = serve_toy(root)
+    toy_spec(urls=(url,), md5={**md5, TOY_FILES[0]: "f" * 32})
+    rc, _, err = _cli("data", "fetch", "toy")
+    assert rc == 2 and "does not match its checksum" in err and "deleted" in err
+    assert not list((data.user_cache_dir() / "toy").glob(f"{TOY_FILES[0]}*"))
+
+
+def test_missing_data_errors_name_the_fetch_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("HVAELAB_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("HVAELAB_DATA_ONLY", "1")
+    rc, _, err = _cli("train", "--dataset", "kmnist", "--ood", "--preset", "hvae-tiny")
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert (
+        "dataset 'kmnist' split 'train' not found" in err and "`hvaelab data fetch kmnist`" in err
+    )
+    ckpt = Path(__file__).resolve().parents[1] / "checkpoints" / "fashionmnist"
+    for cmd in ("evaluate", "tables"):
+        rc, _, err = _cli(cmd, "--checkpoint", ckpt, "--in", "mnist", "--ood", "kmnist")
+        last = err.strip().splitlines()[-1]  # after the progress line "scoring mnist ..."
+        assert rc == 2 and "Traceback" not in err, err
+        assert last.startswith(f"hvaelab {cmd}: error: dataset 'mnist' split 'test' not found")
+        assert "`hvaelab data fetch mnist`" in last

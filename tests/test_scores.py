@@ -264,6 +264,20 @@ def test_default_input_names(model, images, ref):
     assert len(res.rows()) == 2
 
 
+def test_score_inputs_without_a_reference_gives_every_score_and_no_verdict(model, images):
+    res = score_inputs(model, images[:3], None)
+    direct = ood_scores(score_tensor(model, images[:3]))
+    assert list(res.scores) == list(direct) and "LLR>2<1" in res.scores and "-L<1" in res.scores
+    for s, v in direct.items():
+        assert np.array_equal(res.scores[s], v), s
+    assert not res.has_reference and res.p_values is None and res.is_ood is None
+    (row, *_) = res.rows()
+    assert row["verdict"] is None and row["decided_by"] is None and row["min_p"] is None
+    assert row["p(LLR>1)"] is None and row["LLR>1"] == pytest.approx(direct["LLR>1"][0])
+    with pytest.raises(ValueError, match=r"fpr must be in \(0, 1\)"):
+        score_inputs(model, images[:1], None, fpr=0.0)
+
+
 def test_score_inputs_rejects_bad_inputs_clearly(model, images, ref):
     x = to_tensor(images[:2])
     with pytest.raises(ValueError, match=r"fpr must be in \(0, 1\)"):

@@ -154,9 +154,7 @@ def test_card_records_config_epochs_data_hardware_metrics(trained):
     hw = card["hardware"]
     assert hw["device"] == "cpu" and hw["torch"] == torch.__version__ and hw["python"]
     assert card["n_parameters"] == tr.model.num_parameters() > 0
-    assert card["metrics"][f"{fm}/elbo"] == pytest.approx(
-        tr.history[-1][f"{fm}/elbo"]
-    )
+    assert card["metrics"][f"{fm}/elbo"] == pytest.approx(tr.history[-1][f"{fm}/elbo"])
     assert f"{mn}/auroc_llr1" in card["metrics"]
     assert "seconds" not in card["metrics"]  # only per-dataset measurements
 

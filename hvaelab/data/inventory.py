@@ -40,13 +40,14 @@ class SplitStatus:
 
 def split_status(spec: DatasetSpec, split: str, data_dir: str | Path | None = None) -> SplitStatus:
     base, base_split = base_of(spec, split)
-    first = next(iter(remedies(base)))
+    ways = remedies(base)
+    commands = [r.command for r in ways if r.command]
     return SplitStatus(
         dataset=spec.name,
         split=split,
         found=find_split(spec, split, data_dir),
         looked=places(spec, split, data_dir),
-        get=first.command or first.text,
+        get=" or ".join(commands) if commands else ways[0].text,
         via=f"{base.name}/{base_split}" if base is not spec else "",
     )
 
