@@ -12,18 +12,20 @@ ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hvaelab-setup
 
-# Tests find the real data through HVAELAB_DATA; default to the sibling ../shared/data if present.
+# Tests read the real data through HVAELAB_DATA (default: the sibling ../shared/data if present);
+# where a dataset is not found they use the fixture in tests/data (see tests/conftest.py).
 ifndef HVAELAB_DATA
 ifneq ($(wildcard ../shared/data),)
 export HVAELAB_DATA := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: help setup test dashboard lint format train evaluate clean-venv
+.PHONY: help setup test test-fixture dashboard lint format train evaluate clean-venv
 
 help:
 	@echo "make dashboard   start the dashboards (Voila) on http://127.0.0.1:$(PORT)/"
 	@echo "make test        run the test suite (installs Debian's chromium if missing, as root)"
+	@echo "make test-fixture  the non-browser tests on the fixture only (data search limited to an empty folder, no downloads)"
 	@echo "make lint        ruff check + ruff format --check"
 	@echo "make format      ruff format + ruff check --fix"
 	@echo "make train ARGS='...'     hvaelab train ..."
@@ -45,6 +47,12 @@ $(STAMP): pyproject.toml
 test: setup
 	bash scripts/ensure-chromium
 	$(BIN)/pytest -q
+
+# A test that quietly needs the full datasets fails here: the data search is limited to an empty
+# folder (HVAELAB_DATA_ONLY) and downloads are off, so every test reads the fixture.
+test-fixture: setup
+	@empty=$$(mktemp -d) && trap 'rm -rf "$$empty"' EXIT && \
+	HVAELAB_DATA="$$empty" HVAELAB_DATA_ONLY=1 HVAELAB_NO_DOWNLOAD=1 $(BIN)/pytest -q -m "not e2e"
 
 # scripts/dashboard: Voila on 127.0.0.1 with the offline template (share/jupyter/voila/templates/
 # hvaelab); the browser tests start the server the same way.
