@@ -125,9 +125,10 @@ def _repo_checkpoints_dir() -> Path:
 
 
 def _user_cache_dir() -> Path:
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "hvaelab" / "checkpoints"
+    """platformdirs' per-user cache + ``hvaelab/checkpoints`` (``~/.cache/...`` on Linux)."""
+    import platformdirs
+
+    return platformdirs.user_cache_path("hvaelab", appauthor=False) / "checkpoints"
 
 
 def checkpoint_search_dirs(
@@ -136,8 +137,8 @@ def checkpoint_search_dirs(
     """Directories a checkpoint NAME is looked for in, in order, without duplicates.
 
     1. ``search_dirs`` as given, 2. ``$HVAELAB_CHECKPOINTS`` (``os.pathsep``-separated),
-    3. the source tree's ``checkpoints/``, 4. ``$XDG_CACHE_HOME/hvaelab/checkpoints``
-    (default ``~/.cache/hvaelab/checkpoints``).
+    3. the source tree's ``checkpoints/``, 4. the per-user cache's ``hvaelab/checkpoints``
+    (``$XDG_CACHE_HOME/hvaelab/checkpoints``, default ``~/.cache/hvaelab/checkpoints`` on Linux).
     """
     dirs: list[Path] = [Path(d).expanduser() for d in (search_dirs or [])]
     dirs += [Path(p).expanduser() for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
