@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from .data.errors import DataNotFoundError
+from .score_names import Family, ScoreName, TableKey
 
 
 class CLIError(Exception):
@@ -81,7 +82,7 @@ def _compute_tables(a, lm, priors, samples):
                     progress=True,
                     seed=a.seed,
                 )
-                tables[(prior, f"{name}@S{S}")] = t
+                tables[(prior, str(TableKey(name, S)))] = t
     return tables
 
 
@@ -156,7 +157,11 @@ def _cmd_tables(a: argparse.Namespace) -> int:
     return 0
 
 
-KEY_SCORES = ("-ELBO", "-ELBO_S", "LLR>1", "LLR>2", "LLR select-k", "LLR_S select-k")
+def _key_score(name: ScoreName) -> bool:
+    """The rows of Table 2 kept in a checkpoint's card: the ELBO, LLR>1, LLR>2, every
+    importance-weighted LLR>k and the per-example selection of k."""
+    fam = name.family
+    return fam in (Family.ELBO, Family.SELECT_K) or (fam == Family.LLR and (name.iw or name.k <= 2))
 
 
 def _record_evaluation(lm, tables, in_name: str, path: Path) -> None:
@@ -165,7 +170,7 @@ def _record_evaluation(lm, tables, in_name: str, path: Path) -> None:
     from .evaluate import evaluate_tables
 
     res = evaluate_tables(tables, in_name)
-    keep = [r for r in res["table2"] if r["score"] in KEY_SCORES or r["score"].startswith("LLR_S>")]
+    keep = [r for r in res["table2"] if _key_score(ScoreName.parse(r["score"]))]
     update_card(
         lm.path,
         {

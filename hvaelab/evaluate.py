@@ -23,7 +23,8 @@ import numpy as np
 
 from .metrics import metrics_table, ood_metrics
 from .pvalues import select_k_scores, split_reference
-from .scores import ScoreTable, llr_names, ood_scores
+from .score_names import ScoreName, TableKey, llr_names
+from .scores import ScoreTable, ood_scores
 
 
 def bits_per_dim_rows(tables: dict[str, ScoreTable]) -> list[dict[str, Any]]:
@@ -55,8 +56,7 @@ def table2_rows(
     in_score, _ = select_k_scores(ref_m, np.stack([s_in[n][eval_idx] for n in names], 1))
     ood_score, chosen = select_k_scores(ref_m, np.stack([s_ood[n] for n in names], 1))
     m = ood_metrics(in_score, ood_score, equal=True, seed=seed)
-    label = "LLR_S select-k" if S > 1 else "LLR select-k"
-    rows.append({"score": label, **m.as_dict()})
+    rows.append({"score": str(ScoreName.select_k(S > 1)), **m.as_dict()})
     for r in rows:
         r["S"] = S
         r["prior"] = ref.meta.get("prior", "mean")
@@ -67,7 +67,7 @@ def evaluate_tables(tables: dict[str, ScoreTable], in_name: str, seed: int = 0) 
     """All of Table 1 and, per OOD dataset and S, Table 2, from tables keyed ``DATASET@S<n>``."""
     by_s: dict[int, dict[str, ScoreTable]] = {}
     for key, t in tables.items():
-        by_s.setdefault(t.n_samples, {})[t.meta.get("dataset", key.split("@")[0])] = t
+        by_s.setdefault(t.n_samples, {})[t.meta.get("dataset", TableKey.parse(key).dataset)] = t
     out: dict[str, Any] = {"table1": [], "table2": []}
     for S in sorted(by_s):
         group = by_s[S]

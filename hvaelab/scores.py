@@ -31,8 +31,7 @@ from torch import Tensor
 from .bounds import bits_per_dim, bound_samples, log_mean_exp
 from .data import binarize_fixed
 from .model import HVAE
-
-IW_FORMS = ("iw-elbo", "iw-both")
+from .score_names import ScoreName, TableKey, llr_names, table_scores
 
 
 @dataclass
@@ -68,40 +67,15 @@ class ScoreTable:
 def ood_scores(table: ScoreTable, iw: bool | None = None) -> dict[str, np.ndarray]:
     """Every OOD score (higher = more OOD) derived from a table's bounds, by name.
 
-    Names: ``-ELBO``, ``-L>k``, ``LLR>k`` (S = 1 style: averages of single-sample ratios), and
-    when the table has S > 1 (or ``iw=True``): ``-ELBO_S``, ``-L>k_S``, ``LLR_S>k iw-elbo`` (eq. 10)
-    and ``LLR_S>k iw-both``. With L<l columns: ``-L<l`` and ``LLR>k<l`` (= L<l - L>k, eq. 21).
+    Names (see :mod:`hvaelab.score_names`): ``-ELBO``, ``-L>k``, ``LLR>k`` (S = 1 style:
+    averages of single-sample ratios), and when the table has S > 1 (or ``iw=True``):
+    ``-ELBO_S``, ``-L>k_S``, ``LLR_S>k iw-elbo`` (eq. 10) and ``LLR_S>k iw-both``. With L<l
+    columns: ``-L<l`` and ``LLR>k<l`` (= L<l - L>k, eq. 21).
     """
-    c, L = table.columns, table.n_layers
+    c = table.columns
     iw = table.n_samples > 1 if iw is None else iw
-    out: dict[str, np.ndarray] = {"-ELBO": -c["elbo"]}
-    for k in range(1, L + 1):
-        out[f"-L>{k}"] = -c[f"L>{k}"]
-    for k in range(1, L + 1):
-        out[f"LLR>{k}"] = c["elbo"] - c[f"L>{k}"]
-    if iw:
-        out["-ELBO_S"] = -c["elbo_iw"]
-        for k in range(1, L + 1):
-            out[f"-L>{k}_S"] = -c[f"L>{k}_iw"]
-        for k in range(1, L + 1):
-            out[f"LLR_S>{k} iw-elbo"] = c["elbo_iw"] - c[f"L>{k}"]
-            out[f"LLR_S>{k} iw-both"] = c["elbo_iw"] - c[f"L>{k}_iw"]
-    lts = sorted(int(n[2:]) for n in c if n.startswith("L<") and not n.endswith("_iw"))
-    for l_ in lts:
-        out[f"-L<{l_}"] = -c[f"L<{l_}"]
-    for k in range(1, L + 1):
-        for l_ in lts:
-            out[f"LLR>{k}<{l_}"] = c[f"L<{l_}"] - c[f"L>{k}"]
-    return out
-
-
-def llr_names(n_layers: int, n_samples: int = 1, iw_form: str = "iw-both") -> list[str]:
-    """Names of the LLR>k scores (k = 1..L) for a table with S samples."""
-    if iw_form not in IW_FORMS:
-        raise ValueError(f"iw_form must be one of {IW_FORMS}, got {iw_form!r}")
-    if n_samples > 1:
-        return [f"LLR_S>{k} {iw_form}" for k in range(1, n_layers + 1)]
-    return [f"LLR>{k}" for k in range(1, n_layers + 1)]
+    lts = [int(n[2:]) for n in c if n.startswith("L<") and not n.endswith("_iw")]
+    return {str(n): n.values(c) for n in table_scores(table.n_layers, iw, lts)}
 
 
 def _prepare_inputs(model: HVAE, x01: Tensor | np.ndarray, seed: int) -> Tensor:
@@ -217,10 +191,6 @@ def score_dataset(
 
 
 # ------------------------------------------------------------------- stored score tables
-def table_key(dataset: str, n_samples: int) -> str:
-    return f"{dataset}@S{n_samples}"
-
-
 def save_tables(path: str | Path, tables: Iterable[ScoreTable], info: dict | None = None) -> Path:
     """Write score tables to ``path`` (safetensors, float64 columns + JSON metadata), atomically."""
     from safetensors.numpy import save
@@ -234,7 +204,7 @@ def save_tables(path: str | Path, tables: Iterable[ScoreTable], info: dict | Non
                 "a score table needs meta['dataset'] to be saved: score_dataset sets it; for "
                 "score_tensor tables set table.meta['dataset'] = NAME first"
             )
-        key = table_key(t.meta["dataset"], t.n_samples)
+        key = str(TableKey(t.meta["dataset"], t.n_samples))
         if key in metas:
             raise ValueError(f"two score tables for {key}: save one table per dataset and S")
         metas[key] = t.meta
@@ -304,9 +274,8 @@ def _pvalue(reference: np.ndarray, values: np.ndarray, tail: str, tol: float) ->
 
 
 def score_tails(name: str) -> str:
-    """Tail of the empirical p-value for a score: likelihood ratios are upper-tail tests; bounds
-    and generalised ratios are two-sided, since OOD data can score too high as well as too low."""
-    return "upper" if name.startswith("LLR") and "<" not in name else "two-sided"
+    """Tail of the empirical p-value for a score (:attr:`ScoreName.tail`)."""
+    return ScoreName.parse(name).tail
 
 
 @dataclass
@@ -365,8 +334,6 @@ def score_inputs(
     With ``reference=None`` the inputs get every score (S = 1, conditional-prior means, L<l
     included) and no p-values or verdict.
     """
-    from .pvalues import verdict
-
     if not 0 < fpr < 1:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
     if reference is None:
@@ -390,24 +357,37 @@ def score_inputs(
     scores, ref = ood_scores(table), ood_scores(reference)
     tol = tie_tolerance(reference)
     pv = {s: _pvalue(ref[s], v, score_tails(s), tol) for s, v in scores.items()}
-    vnames = llr_names(model.n_layers, S, iw_form)
-    v = verdict(  # upper tail with ties up to tol, as the p-values above
-        np.stack([ref[s] for s in vnames], 1),
-        np.stack([scores[s] for s in vnames], 1) - tol,
-        tails="upper",
-        fpr=fpr,
-    )
-    return InputScores(
+    res = InputScores(
         names=names,
         scores=scores,
         p_values=pv,
-        verdict_scores=vnames,
-        is_ood=np.asarray(v.is_ood),
-        decisive=[vnames[j] for j in v.decisive],
-        min_p=np.asarray(v.min_p),
+        verdict_scores=llr_names(model.n_layers, S, iw_form),
+        is_ood=None,
+        decisive=None,
+        min_p=None,
         fpr=fpr,
         bits_per_dim=table.bits_per_dim("elbo_iw" if S > 1 else "elbo"),
     )
+    return decide(res, reference, fpr)
+
+
+def decide(res: InputScores, reference: ScoreTable, fpr: float) -> InputScores:
+    """Set ``res``'s verdict at false-positive rate ``fpr`` from its scores (no re-scoring): OOD
+    when any of its LLR>k is unusually large for the reference, Bonferroni over k (sec. 5)."""
+    from .pvalues import verdict
+
+    if not 0 < fpr < 1:
+        raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+    ref, names = ood_scores(reference), res.verdict_scores
+    v = verdict(  # upper tail with ties up to the tolerance, as the p-values
+        np.stack([ref[s] for s in names], 1),
+        np.stack([res.scores[s] for s in names], 1) - tie_tolerance(reference),
+        tails="upper",
+        fpr=fpr,
+    )
+    res.is_ood, res.min_p, res.fpr = np.asarray(v.is_ood), np.asarray(v.min_p), fpr
+    res.decisive = [names[j] for j in v.decisive]
+    return res
 
 
 def _score_without_reference(model, images, fpr, names, iw_form, batch_size) -> InputScores:

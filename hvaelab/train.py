@@ -29,6 +29,7 @@ from .config import HVAEConfig, get_preset
 from .data import binarize, binarize_fixed, load_dataset, to_tensor
 from .metrics import auroc
 from .model import HVAE
+from .score_names import ScoreName
 
 
 @dataclass
@@ -93,6 +94,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+MONITORED = (ScoreName.elbo(), ScoreName.llr(1))  # AUROCs logged per OOD set and epoch
+
+
 @torch.no_grad()
 def monitor(model: HVAE, batches: dict[str, torch.Tensor], batch_size: int = 256) -> dict:
     """ELBO (nats, bits/dim) per dataset and AUROC of -ELBO and LLR>1 of each OOD set."""
@@ -107,13 +111,13 @@ def monitor(model: HVAE, batches: dict[str, torch.Tensor], batch_size: int = 256
             el.append(b.gt[0][:, 0].cpu())
             l1.append(b.gt[1][:, 0].cpu())
         elbo, lgt1 = torch.cat(el).numpy(), torch.cat(l1).numpy()
-        scores[name] = {"elbo": -elbo, "llr1": elbo - lgt1}
+        scores[name] = {n.slug: n.values({"elbo": elbo, "L>1": lgt1}) for n in MONITORED}
         res[f"{name}/elbo"] = float(elbo.mean())
         res[f"{name}/bpd"] = float(bits_per_dim(elbo.mean(), D))
     names = list(batches)
     for ood in names[1:]:
-        for s in ("elbo", "llr1"):
-            res[f"{ood}/auroc_{s}"] = auroc(scores[names[0]][s], scores[ood][s])
+        for n in MONITORED:
+            res[f"{ood}/auroc_{n.slug}"] = auroc(scores[names[0]][n.slug], scores[ood][n.slug])
     return res
 
 

@@ -27,6 +27,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..evaluate import table2_rows
+from ..score_names import FAMILY_LABELS, Family, ScoreName, TableKey
 from ..scores import ScoreTable, ood_scores
 from .resources import DEFAULT_CHECKPOINT, dataset_label, load_checkpoint, load_score_tables
 from .score_figures import (
@@ -45,40 +46,8 @@ from .score_figures import (
 )
 from .widgets import FigureSlot, close_unshown, with_class
 
-FAMILIES = ("ELBO", "L>k", "LLR>k", "L<l", "LLR>k<l")
-FAMILY_LABELS = {
-    "ELBO": "ELBO (log-likelihood bound, k = 0)",
-    "L>k": "L>k (bound, lowest k latents from the prior)",
-    "LLR>k": "LLR>k = ELBO − L>k (likelihood ratio)",
-    "L<l": "L<l (bound, latents below l from the posterior)",
-    "LLR>k<l": "LLR>k<l = L<l − L>k (generalised ratio)",
-}
-
-
-def family_score(family: str, k: int, l_: int, n_samples: int, iw_form: str = "iw-both") -> str:
-    """Name of the score (see :func:`hvaelab.scores.ood_scores`) for a family at k (and l)."""
-    s = n_samples > 1
-    if family == "ELBO":
-        return "-ELBO_S" if s else "-ELBO"
-    if family == "L>k":
-        if k == 0:
-            return "-ELBO_S" if s else "-ELBO"
-        return f"-L>{k}_S" if s else f"-L>{k}"
-    if family == "LLR>k":
-        return f"LLR_S>{k} {iw_form}" if s else f"LLR>{k}"
-    if family == "L<l":
-        return f"-L<{l_}"
-    if family == "LLR>k<l":
-        return f"LLR>{k}<{l_}"
-    raise ValueError(f"unknown score family {family!r}; choose one of {FAMILIES}")
-
-
-def parse_key(key: str) -> tuple[str, int]:
-    """``"fashionmnist@S4"`` -> ``("fashionmnist", 4)``."""
-    name, _, s = key.rpartition("@S")
-    if not name or not s.isdigit():
-        raise ValueError(f"score table key {key!r} is not of the form DATASET@S<n>")
-    return name, int(s)
+# The score families the explorer offers (select-k needs a reference split: see evaluate.py).
+FAMILIES = (Family.ELBO, Family.GT, Family.LLR, Family.LT, Family.LLR_LT)
 
 
 @dataclass
@@ -129,7 +98,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
         tables: Mapping[str, ScoreTable] | None = None,
         in_name: str | None = None,
         ood_name: str | None = None,
-        family: str = "LLR>k",
+        family: str = Family.LLR,
         k: int = 1,
         n_samples: int | None = None,
         kind: str = "kde",
@@ -149,8 +118,8 @@ class LikelihoodRatioExplorer(widgets.VBox):
         self._uploads_s: int | None = None
         by_set: dict[str, set[int]] = {}
         for key in self.tables:
-            name, s = parse_key(key)
-            by_set.setdefault(name, set()).add(s)
+            tk = TableKey.parse(key)
+            by_set.setdefault(tk.dataset, set()).add(tk.n_samples)
         self._by_set = by_set
         names = sorted(by_set)
         if in_name not in by_set:
@@ -166,7 +135,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
         self.n_layers = first.n_layers
         self.n_dims = int(first.meta["n_dims"])
         has_lt = any(c.startswith("L<") for c in first.columns)
-        families = [f for f in FAMILIES if has_lt or "<" not in f]
+        families = [f for f in FAMILIES if has_lt or f not in (Family.LT, Family.LLR_LT)]
 
         style = {"description_width": "110px"}
 
@@ -194,7 +163,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
         self.score_select = with_class(
             widgets.Dropdown(
                 options=[(FAMILY_LABELS[f], f) for f in families],
-                value=family if family in families else "LLR>k",
+                value=family if family in families else Family.LLR,
                 description="score",
                 style=style,
                 layout=widgets.Layout(width="430px"),
@@ -286,9 +255,8 @@ class LikelihoodRatioExplorer(widgets.VBox):
     @property
     def score_name(self) -> str:
         """The score currently shown (a name of :func:`hvaelab.scores.ood_scores`)."""
-        return family_score(
-            self.score_select.value, self.k_slider.value, self.l_slider.value, self.n_samples
-        )
+        fam, k, l_ = self.score_select.value, self.k_slider.value, self.l_slider.value
+        return str(ScoreName.of_family(fam, k, l_, self.n_samples))
 
     def _set_sample_options(self, wanted: int | None = None) -> None:
         both = sorted(self._by_set[self.in_select.value] & self._by_set[self.ood_select.value])
@@ -305,8 +273,8 @@ class LikelihoodRatioExplorer(widgets.VBox):
 
     def _context(self) -> _Context:
         S = self.n_samples
-        ref = self.tables[f"{self.in_select.value}@S{S}"]
-        ood = self.tables[f"{self.ood_select.value}@S{S}"]
+        ref = self.tables[str(TableKey(self.in_select.value, S))]
+        ood = self.tables[str(TableKey(self.ood_select.value, S))]
         return _shared_context(ref, ood, self.seed)
 
     # ------------------------------------------------------------------------ builders
@@ -350,9 +318,8 @@ class LikelihoodRatioExplorer(widgets.VBox):
 
     def roc_scores(self) -> list[str]:
         """Scores drawn as ROC curves: the ELBO and every L>k (fig. 6) plus the chosen score."""
-        fam = "ELBO"
-        names = [family_score(fam, 0, 0, self.n_samples)]
-        names += [family_score("L>k", k, 0, self.n_samples) for k in range(1, self.n_layers + 1)]
+        iw, ks = self.n_samples > 1, range(1, self.n_layers + 1)
+        names = [str(ScoreName.elbo(iw)), *(str(ScoreName.gt(k, iw)) for k in ks)]
         if self.score_name not in names:
             names.append(self.score_name)
         return names
@@ -367,11 +334,10 @@ class LikelihoodRatioExplorer(widgets.VBox):
 
     def table_scores(self, ctx: _Context) -> list[str]:
         """Table 2 rows shown: ELBO, every L>k, every LLR>k, select-k, and the chosen score."""
-        S = self.n_samples
-        names = [family_score("ELBO", 0, 0, S)]
-        names += [family_score("L>k", k, 0, S) for k in range(1, self.n_layers + 1)]
-        names += [family_score("LLR>k", k, 0, S) for k in range(1, self.n_layers + 1)]
-        names += [n for n in ctx.rows if "select-k" in n]
+        iw, ks = self.n_samples > 1, range(1, self.n_layers + 1)
+        names = [str(ScoreName.elbo(iw)), *(str(ScoreName.gt(k, iw)) for k in ks)]
+        names += [str(ScoreName.llr(k, iw)) for k in ks]
+        names.append(str(ScoreName.select_k(iw)))
         if self.score_name not in names:
             names.append(self.score_name)
         return [n for n in names if n in ctx.rows]
@@ -398,7 +364,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
     def _update_controls(self) -> None:
         fam = self.score_select.value
         self.k_slider.disabled = fam in ("ELBO", "L<l")
-        self.l_slider.disabled = fam not in ("L<l", "LLR>k<l")
+        self.l_slider.disabled = fam not in (Family.LT, Family.LLR_LT)
         self.l_slider.layout.visibility = "visible" if "<" in fam else "hidden"
         self.show_uploads.disabled = not self._uploads[0]
 
@@ -446,7 +412,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
         ctx = self._context()
         for fam in families or [self.score_select.value]:
             for k in range(1, self.n_layers + 1):
-                s = family_score(fam, k, self.l_slider.value, self.n_samples)
+                s = str(ScoreName.of_family(fam, k, self.l_slider.value, self.n_samples))
                 if s in ctx.s_in:
                     ctx.roc(s, self.seed)
                     self._curves(ctx, s)
@@ -497,4 +463,4 @@ def score_snapshot(
     return widgets.VBox([ex.info, widgets.HBox(parts, layout=widgets.Layout(width="100%"))])
 
 
-__all__ = ["FAMILIES", "LikelihoodRatioExplorer", "family_score", "parse_key", "score_snapshot"]
+__all__ = ["FAMILIES", "LikelihoodRatioExplorer", "score_snapshot"]

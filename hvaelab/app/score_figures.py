@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..metrics import equal_size, ood_metrics, roc_curve
+from ..score_names import ScoreName
 from .resources import dataset_label
 
 UPLOADS = "your images"
@@ -43,55 +43,31 @@ def dataset_color(name: str) -> str:
 
 
 # --------------------------------------------------------------------------------- score names
+# Labels, units and signs are owned by hvaelab.score_names; these take a score's string name.
 def is_bound(score: str) -> bool:
     """Negated likelihood bounds (``-ELBO``, ``-L>k``, ``-L<l``...) as opposed to ratios."""
-    return score.startswith("-")
-
-
-_NAME = re.compile(r"^(-?)(ELBO|L|LLR)(_S)?(?:>(\d+))?(?:<(\d+))?(_S)?(?: (iw-\w+))?$")
+    return ScoreName.parse(score).is_bound
 
 
 def pretty_score(score: str, html_: bool = True) -> str:
-    """Paper notation of a score name: ``"LLR_S>1 iw-both"`` -> ``LLR_S^{>1} (iw-both)``.
-
-    With ``html_`` the result uses <sup>/<sub> and entities (plotly text and HTML tables);
-    otherwise plain text. Negated bounds are written as the bound (the axis says the sign).
-    """
-    m = _NAME.match(score)
-    if not m:
+    """Paper notation of a score name (:meth:`ScoreName.label`); other text is shown as it is."""
+    try:
+        return ScoreName.parse(score).label(html_)
+    except ValueError:
         return html.escape(score) if html_ else score
-    _neg, base, s1, k, l_, s2, form = m.groups()
-    if base == "ELBO":
-        base, k = "L", "0"
-    sup = ""
-    if k is not None:
-        sup += ">" + k
-    if l_ is not None:
-        sup += "<" + l_
-    is_s = bool(s1 or s2)
-    if not html_:
-        out = base + ("_S" if is_s else "") + sup
-        return out + (f" ({form})" if form else "")
-    sup_html = html.escape(sup)
-    out = ("ℒ" if base == "L" else "LLR") + ("<sub>S</sub>" if is_s else "")
-    out += f"<sup>{sup_html}</sup>" if sup_html else ""
-    return out + (f" ({form})" if form else "")
 
 
 def score_unit(score: str) -> str:
-    return "bits/dim" if is_bound(score) else "nats"
+    return ScoreName.parse(score).unit
 
 
 def to_display(score: str, values: np.ndarray | float, n_dims: int) -> np.ndarray:
     """Scores in display units: negated bounds in bits/dim, ratios unchanged (nats)."""
-    v = np.asarray(values, dtype=np.float64)
-    return v / (n_dims * math.log(2)) if is_bound(score) else v
+    return ScoreName.parse(score).to_display(values, n_dims)
 
 
 def axis_title(score: str) -> str:
-    if is_bound(score):
-        return f"−{pretty_score(score)} in bits/dim (higher = more OOD)"
-    return f"{pretty_score(score)} in nats (higher = more OOD)"
+    return ScoreName.parse(score).axis_title()
 
 
 def percentile_of(reference: np.ndarray, value: float) -> float:
@@ -385,7 +361,7 @@ def metrics_table_html(
     body = []
     for r in rows:
         score = str(r["score"])
-        label = pretty_score(score) if _NAME.match(score) else html.escape(score)
+        label = pretty_score(score)
         style = ' style="background:#fff3bf"' if score == highlight else ""
         cells = []
         for c in columns:

@@ -7,7 +7,6 @@ and the free-bits lambda (table 4).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import ipywidgets as widgets
@@ -15,6 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..score_names import ScoreName
 from .resources import DEFAULT_CHECKPOINT, checkpoint_names, dataset_label, load_history
 from .score_figures import dataset_color
 from .widgets import FigureSlot, with_class
@@ -30,9 +30,7 @@ def _label(column: str) -> str:
 def _score_label(column: str) -> str:
     """``"mnist/auroc_llr1"`` -> ``"MNIST, LLR>1"``."""
     name, _, what = column.partition("/")
-    score = what.split("_", 1)[-1]
-    m = re.fullmatch(r"llr(\d+)", score)
-    score = f"LLR>{m.group(1)}" if m else score.upper()
+    score = ScoreName.from_slug(what.split("_", 1)[-1]).quantity
     return f"{dataset_label(name)}, {score}"
 
 

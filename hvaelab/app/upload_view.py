@@ -22,9 +22,8 @@ import numpy as np
 from PIL import Image
 
 from ..data import InvalidInputError, image_from_bytes
-from ..pvalues import verdict
-from ..scores import InputScores, ScoreTable, ood_scores, score_inputs
-from .explorer import parse_key
+from ..score_names import ScoreName, TableKey, llr_names
+from ..scores import InputScores, ScoreTable, decide, ood_scores, score_inputs
 from .resources import DEFAULT_CHECKPOINT, dataset_label, load_checkpoint, load_score_tables
 from .score_figures import (
     UploadMark,
@@ -92,15 +91,17 @@ class UploadScorer(widgets.VBox):
         fpr: float = 0.05,
         on_scored: Callable[[list[str], dict[str, np.ndarray], int], None] | None = None,
         show_density: bool = True,
+        iw_form: str = "iw-both",
     ) -> None:
+        self.iw_form = iw_form  # the form of LLR_S>k the verdict uses when S > 1
         lm = load_checkpoint(checkpoint)
         self.model = lm.model
         self.tables = load_score_tables(checkpoint)
         train_set = (lm.card.get("train_config") or {}).get("dataset") or "fashionmnist"
         if reference is None:
             keys = sorted(
-                (k for k in self.tables if parse_key(k)[0] == train_set),
-                key=lambda k: parse_key(k)[1],
+                (k for k in self.tables if TableKey.parse(k).dataset == train_set),
+                key=lambda k: TableKey.parse(k).n_samples,
             )
             if not keys:
                 raise ValueError(
@@ -112,12 +113,14 @@ class UploadScorer(widgets.VBox):
             raise ValueError(f"no score table {reference!r}; available: {', '.join(self.tables)}")
         self.reference_key = reference
         self.reference: ScoreTable = self.tables[reference]
-        self.in_name, self.n_samples = parse_key(reference)
+        ref_key = TableKey.parse(reference)
+        self.in_name, self.n_samples = ref_key.dataset, ref_key.n_samples
         self.ref_scores = ood_scores(self.reference)
+        keys = {k: TableKey.parse(k) for k in self.tables}
         self.ood_sets = {
-            parse_key(k)[0]: ood_scores(t)
-            for k, t in self.tables.items()
-            if parse_key(k)[1] == self.n_samples and parse_key(k)[0] != self.in_name
+            key.dataset: ood_scores(self.tables[k])
+            for k, key in keys.items()
+            if key.n_samples == self.n_samples and key.dataset != self.in_name
         }
         self.on_scored = on_scored
         self.result: UploadResult | None = None
@@ -145,7 +148,7 @@ class UploadScorer(widgets.VBox):
         )
         verdict_names = self._verdict_names()
         options = [(pretty_score(s, html_=False), s) for s in verdict_names]
-        options.append(("ELBO (bits/dim)", "-ELBO_S" if self.n_samples > 1 else "-ELBO"))
+        options.append(("ELBO (bits/dim)", str(ScoreName.elbo(self.n_samples > 1))))
         self.score_select = with_class(
             widgets.Dropdown(
                 options=options,
@@ -186,10 +189,7 @@ class UploadScorer(widgets.VBox):
 
     # ----------------------------------------------------------------------------- core
     def _verdict_names(self) -> list[str]:
-        L = self.reference.n_layers
-        if self.n_samples > 1:
-            return [f"LLR_S>{k} iw-both" for k in range(1, L + 1)]
-        return [f"LLR>{k}" for k in range(1, L + 1)]
+        return llr_names(self.reference.n_layers, self.n_samples, self.iw_form)
 
     def score_files(self, files: Sequence[tuple[str, bytes]]) -> UploadResult | None:
         """Decode, score and show ``(name, bytes)`` files; bad files get a message, not an error."""
@@ -210,7 +210,14 @@ class UploadScorer(widgets.VBox):
         self.status.value = status_html(f"scoring {len(images)} image(s)…", "busy")
         try:
             arr = np.stack(images)
-            scores = score_inputs(self.model, arr, self.reference, fpr=self.fpr.value, names=names)
+            scores = score_inputs(
+                self.model,
+                arr,
+                self.reference,
+                fpr=self.fpr.value,
+                names=names,
+                iw_form=self.iw_form,
+            )
         except (ValueError, RuntimeError) as e:  # model or reference trouble: say so
             self.status.value = ""
             self.error.value = self._errors_html([*errors, f"scoring failed: {e}"])
@@ -232,16 +239,7 @@ class UploadScorer(widgets.VBox):
         """Verdicts at the current FPR from the stored p-values (no re-scoring)."""
         if self.result is None:
             return
-        s = self.result.scores
-        names = s.verdict_scores
-        v = verdict(
-            np.stack([self.ref_scores[n] for n in names], 1),
-            np.stack([s.scores[n] for n in names], 1),
-            tails="upper",
-            fpr=float(self.fpr.value),
-        )
-        s.is_ood, s.min_p, s.fpr = np.asarray(v.is_ood), np.asarray(v.min_p), float(self.fpr.value)
-        s.decisive = [names[j] for j in v.decisive]
+        decide(self.result.scores, self.reference, float(self.fpr.value))
         self.results.value = self._table_html()
 
     # --------------------------------------------------------------------------- views
