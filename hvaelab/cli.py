@@ -276,7 +276,7 @@ def _random_like(model, seed: int):
     torch.manual_seed(seed)
     rnd = HVAE(model.config).to(next(model.parameters()).device)
     x = torch.rand(256, *model.config.in_shape, device=next(model.parameters()).device) > 0.5
-    rnd.initialize(rnd.prepare(x.float()))
+    rnd.initialize(rnd.inputs(x.float(), binarize="none").x)
     return rnd.eval()
 
 

@@ -44,8 +44,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from .latents import model_input
-from .model import HVAE
+from .model import HVAE, eval_mode, model_inputs
 
 MEASURES = ("abs_corr", "cka")
 _ARCH_FIELDS = (
@@ -87,28 +86,26 @@ def layer_representations(
         names += [f"stage{i}.block{j}" for j in range(1, len(model.enc_stage[i - 1].blocks) + 1)]
         names.append(f"z{i}")
     out: dict[str, list[Tensor]] = {n: [] for n in names}
-    was_training = model.training
-    model.eval()
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     handles = []
-    try:
-        _, x = model_input(model, x01, seed)
-        for i, stage in enumerate(model.enc_stage, start=1):
-            for j, block in enumerate(stage.blocks, start=1):
+    with eval_mode(model):
+        x = model_inputs(model, x01, "fixed", seed, what="x01").x
+        try:
+            for i, stage in enumerate(model.enc_stage, start=1):
+                for j, block in enumerate(stage.blocks, start=1):
 
-                def hook(_m, _inp, y, name=f"stage{i}.block{j}"):
-                    out[name].append(y.detach().float().cpu())
+                    def hook(_m, _inp, y, name=f"stage{i}.block{j}"):
+                        out[name].append(y.detach().float().cpu())
 
-                handles.append(block.register_forward_hook(hook))
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        for a in range(0, x.shape[0], batch_size):
-            cache = model.encode_means(x[a : a + batch_size])
-            for i in range(1, L + 1):
-                out[f"z{i}"].append(cache.q[i].mean.detach().float().cpu())
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+                    handles.append(block.register_forward_hook(hook))
+            for a in range(0, x.shape[0], batch_size):
+                cache = model.encode_means(x[a : a + batch_size])
+                for i in range(1, L + 1):
+                    out[f"z{i}"].append(cache.q[i].mean.detach().float().cpu())
+        finally:
+            for h in handles:
+                h.remove()
     return {n: torch.cat(v) for n, v in out.items()}
 
 

@@ -20,14 +20,9 @@ import torch
 from torch import Tensor
 
 from .bounds import example_keys, keyed_noise
-from .data import binarize_fixed
-from .model import HVAE
+from .model import HVAE, eval_mode, model_inputs
 
 MODES = ("mean", "sample")
-
-
-class LatentInputError(ValueError):
-    """Images given to a latent-analysis function are not a valid batch for the model."""
 
 
 @dataclass
@@ -68,44 +63,6 @@ def concat_reconstructions(recs: Sequence[LatentReconstructions]) -> LatentRecon
     )
 
 
-def check_images01(model: HVAE, x01: Tensor, what: str = "x01") -> None:
-    """Raise :class:`LatentInputError` unless x01 is a float batch (N, C, H, W) in [0, 1]."""
-    exp = tuple(model.config.in_shape)
-    if not isinstance(x01, Tensor):
-        raise LatentInputError(
-            f"{what} must be a torch.Tensor of shape (N, {exp[0]}, {exp[1]}, {exp[2]}), got "
-            f"{type(x01).__name__}; convert images with hvaelab.data.to_tensor"
-        )
-    if not torch.is_floating_point(x01):
-        raise LatentInputError(
-            f"{what} must be a float tensor in [0, 1], got dtype {x01.dtype}; convert uint8 "
-            "images with hvaelab.data.to_tensor"
-        )
-    if x01.dim() != 4 or tuple(x01.shape[1:]) != exp or x01.shape[0] == 0:
-        raise LatentInputError(
-            f"{what} must have shape (N, {exp[0]}, {exp[1]}, {exp[2]}) with N >= 1 for this "
-            f"model, got {tuple(x01.shape)}"
-        )
-    if not bool(((x01 >= 0) & (x01 <= 1)).all()):
-        raise LatentInputError(
-            f"{what} must hold values in [0, 1] (no NaN), got range "
-            f"[{x01.min().item():.3g}, {x01.max().item():.3g}]; scale images by 1/255"
-        )
-
-
-def model_input(model: HVAE, x01: Tensor, binarize_seed: int = 0) -> tuple[Tensor, Tensor]:
-    """(images in [0, 1] the model sees, the same in model space) for a batch x01.
-
-    Bernoulli models get the fixed evaluation binarization :func:`hvaelab.data.binarize_fixed`.
-    """
-    check_images01(model, x01)
-    ref = next(model.parameters())
-    x01 = x01.to(device=ref.device, dtype=ref.dtype)
-    if model.config.likelihood == "bernoulli":
-        x01 = binarize_fixed(x01, binarize_seed)
-    return x01, model.prepare(x01)
-
-
 def _check_ks(model: HVAE, ks: Iterable[int] | None) -> list[int]:
     L = model.n_layers
     if ks is None:
@@ -144,10 +101,9 @@ def latent_reconstructions(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     ks = _check_ks(model, ks)
-    was_training = model.training
-    model.eval()
-    try:
-        inputs, x = model_input(model, x01, binarize_seed)
+    with eval_mode(model):
+        door = model_inputs(model, x01, "fixed", binarize_seed, what="x01")
+        inputs, x = door.x01, door.x
         shapes = {i: model.shapes[i] for i in range(1, model.n_layers + 1)}
         images: list[list[Tensor]] = [[] for _ in ks]
         log_px: list[list[Tensor]] = [[] for _ in ks]
@@ -162,8 +118,6 @@ def latent_reconstructions(
                 out = model(xb, k=k, posterior=mode, prior=mode, eps=eps, cache=cache)
                 images[j].append(out.reconstruction().cpu())
                 log_px[j].append(out.log_px.cpu())
-    finally:
-        model.train(was_training)
     return LatentReconstructions(
         ks=ks,
         inputs=inputs.cpu(),
@@ -194,10 +148,8 @@ def layer_kl(
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     L = model.n_layers
     shapes = {i: model.shapes[i] for i in range(1, L + 1)}
-    was_training = model.training
-    model.eval()
-    try:
-        _, x = model_input(model, x01, binarize_seed)
+    with eval_mode(model):
+        x = model_inputs(model, x01, "fixed", binarize_seed, what="x01").x
         rows: list[Tensor] = []
         for sl in _batches(x.shape[0], batch_size):
             xb = x[sl]
@@ -213,8 +165,6 @@ def layer_kl(
                 kl = torch.stack([layer.kl for layer in out.layers], dim=1)  # (B*c, L)
                 total += kl.view(B, c, L).sum(1).double().cpu()
             rows.append((total / n_samples).float())
-    finally:
-        model.train(was_training)
     kl = torch.cat(rows)
     if per_dim:
         dims = torch.tensor([math.prod(shapes[i]) for i in range(1, L + 1)], dtype=kl.dtype)
@@ -228,11 +178,9 @@ def layer_kl_per_dim(model: HVAE, x01: Tensor, n_samples: int = 1, seed: int = 0
 
 
 __all__ = [
-    "LatentInputError",
     "LatentReconstructions",
     "concat_reconstructions",
     "latent_reconstructions",
     "layer_kl",
     "layer_kl_per_dim",
-    "model_input",
 ]

@@ -29,8 +29,7 @@ import torch
 from torch import Tensor
 
 from .bounds import bits_per_dim, bound_samples, log_mean_exp
-from .data import binarize_fixed
-from .model import HVAE
+from .model import HVAE, eval_mode, model_inputs
 from .score_names import ScoreName, TableKey, llr_names, table_scores
 
 
@@ -78,30 +77,6 @@ def ood_scores(table: ScoreTable, iw: bool | None = None) -> dict[str, np.ndarra
     return {str(n): n.values(c) for n in table_scores(table.n_layers, iw, lts)}
 
 
-def _prepare_inputs(model: HVAE, x01: Tensor | np.ndarray, seed: int) -> Tensor:
-    """Validate images, scale to [0, 1], binarize (Bernoulli) and map to model space."""
-    if isinstance(x01, np.ndarray):
-        from .data import to_tensor, validate_images
-
-        x01 = to_tensor(validate_images(x01))
-    if not isinstance(x01, Tensor):
-        raise TypeError(f"expected a tensor or numpy array of images, got {type(x01).__name__}")
-    if not torch.is_floating_point(x01):
-        raise TypeError(f"expected float images in [0, 1], got dtype {x01.dtype}")
-    if x01.dim() == 3:
-        x01 = x01.unsqueeze(1)
-    model.check_input(x01)
-    if not torch.isfinite(x01).all():
-        raise ValueError("images contain NaN or infinite values")
-    if x01.numel() and (x01.min() < 0 or x01.max() > 1):
-        raise ValueError(
-            f"images must be scaled to [0, 1], got values in [{x01.min():.3g}, {x01.max():.3g}]"
-        )
-    if model.config.likelihood == "bernoulli":
-        x01 = binarize_fixed(x01, seed)
-    return model.prepare(x01)
-
-
 @torch.no_grad()
 def score_tensor(
     model: HVAE,
@@ -120,9 +95,7 @@ def score_tensor(
     the authors' code) or "sample" (eq. 5 as written). Results do not depend on batch size or
     batch composition and are reproducible under ``seed``.
     """
-    model.eval()
-    device = next(model.parameters()).device
-    x = _prepare_inputs(model, x01, seed)
+    x = model_inputs(model, x01, "fixed", seed).x
     L, N = model.n_layers, x.shape[0]
     ls = list(range(1, L + 1)) if lt else []
     cols: dict[str, list[np.ndarray]] = {}
@@ -131,22 +104,23 @@ def score_tensor(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=N, desc=f"scoring (S={n_samples})", unit="img")
-    for i in range(0, N, batch_size):
-        xb = x[i : i + batch_size].to(device)
-        b = bound_samples(
-            model, xb, ls=ls, n_samples=n_samples, prior=prior, seed=seed, max_rows=max_rows
-        )
-        for k, v in b.gt.items():
-            name = "elbo" if k == 0 else f"L>{k}"
-            cols.setdefault(name, []).append(v.mean(1).double().cpu().numpy())
-            cols.setdefault(name + "_iw", []).append(log_mean_exp(v.double(), 1).cpu().numpy())
-        for l_, v in b.lt.items():
-            cols.setdefault(f"L<{l_}", []).append(v.mean(1).double().cpu().numpy())
-            cols.setdefault(f"L<{l_}_iw", []).append(log_mean_exp(v.double(), 1).cpu().numpy())
-        if bar is not None:
-            bar.update(xb.shape[0])
-        elif callable(progress):
-            progress(min(i + batch_size, N), N)
+    with eval_mode(model):
+        for i in range(0, N, batch_size):
+            xb = x[i : i + batch_size]
+            b = bound_samples(
+                model, xb, ls=ls, n_samples=n_samples, prior=prior, seed=seed, max_rows=max_rows
+            )
+            for k, v in b.gt.items():
+                name = "elbo" if k == 0 else f"L>{k}"
+                cols.setdefault(name, []).append(v.mean(1).double().cpu().numpy())
+                cols.setdefault(name + "_iw", []).append(log_mean_exp(v.double(), 1).cpu().numpy())
+            for l_, v in b.lt.items():
+                cols.setdefault(f"L<{l_}", []).append(v.mean(1).double().cpu().numpy())
+                cols.setdefault(f"L<{l_}_iw", []).append(log_mean_exp(v.double(), 1).cpu().numpy())
+            if bar is not None:
+                bar.update(xb.shape[0])
+            elif callable(progress):
+                progress(min(i + batch_size, N), N)
     if bar is not None:
         bar.close()
     columns = {k: np.concatenate(v) for k, v in cols.items()}

@@ -26,9 +26,9 @@ from . import __version__
 from .bounds import bits_per_dim, bound_samples
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .config import HVAEConfig, get_preset
-from .data import binarize, binarize_fixed, load_dataset, to_tensor
+from .data import load_dataset, to_tensor
 from .metrics import auroc
-from .model import HVAE
+from .model import HVAE, eval_mode, model_inputs
 from .score_names import ScoreName
 
 
@@ -100,16 +100,16 @@ MONITORED = (ScoreName.elbo(), ScoreName.llr(1))  # AUROCs logged per OOD set an
 @torch.no_grad()
 def monitor(model: HVAE, batches: dict[str, torch.Tensor], batch_size: int = 256) -> dict:
     """ELBO (nats, bits/dim) per dataset and AUROC of -ELBO and LLR>1 of each OOD set."""
-    model.eval()
     res: dict[str, Any] = {}
     scores: dict[str, dict[str, np.ndarray]] = {}
     D = math.prod(model.config.in_shape)
     for name, x in batches.items():
         el, l1 = [], []
-        for i in range(0, len(x), batch_size):
-            b = bound_samples(model, x[i : i + batch_size], ks=[0, 1], n_samples=1)
-            el.append(b.gt[0][:, 0].cpu())
-            l1.append(b.gt[1][:, 0].cpu())
+        with eval_mode(model):
+            for i in range(0, len(x), batch_size):
+                b = bound_samples(model, x[i : i + batch_size], ks=[0, 1], n_samples=1)
+                el.append(b.gt[0][:, 0].cpu())
+                l1.append(b.gt[1][:, 0].cpu())
         elbo, lgt1 = torch.cat(el).numpy(), torch.cat(l1).numpy()
         scores[name] = {n.slug: n.values({"elbo": elbo, "L>1": lgt1}) for n in MONITORED}
         res[f"{name}/elbo"] = float(elbo.mean())
@@ -135,8 +135,8 @@ class Trainer:
         self.train_md5 = train.md5
         # The whole training set lives on the device; batches are sliced there (no host copies).
         self.x_train = to_tensor(images).to(self.device)
-        self.val = self._val_sets()
         self.model = HVAE(self.model_cfg).to(self.device)
+        self.val = self._val_sets()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.epoch, self.step, self.history = 0, 0, []
         self.wall = 0.0
@@ -151,7 +151,7 @@ class Trainer:
             if n and len(imgs) > n:
                 idx = np.random.default_rng(0).choice(len(imgs), n, replace=False)
                 imgs = imgs[np.sort(idx)]
-            out[name] = binarize_fixed(to_tensor(imgs)).to(self.device)
+            out[name] = model_inputs(self.model, imgs, "fixed").x  # binarized if Bernoulli
         return out
 
     def initialize(self) -> None:
@@ -161,9 +161,8 @@ class Trainer:
         self.model.initialize(self._prepare(self.x_train[idx]))
 
     def _prepare(self, x01: torch.Tensor) -> torch.Tensor:
-        if self.model_cfg.likelihood == "bernoulli":
-            x01 = binarize(x01, self.gen)  # dynamic binarization, resampled every epoch
-        return self.model.prepare(x01)
+        # dynamic binarization (Bernoulli models), resampled every epoch
+        return model_inputs(self.model, x01, "dynamic", generator=self.gen, trusted=True).x
 
     def train_epoch(self) -> dict[str, float]:
         cfg, model = self.cfg, self.model

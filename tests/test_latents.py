@@ -19,9 +19,8 @@ from hvaelab.app.latent_figures import (
 )
 from hvaelab.bounds import bound_samples, example_keys, keyed_noise
 from hvaelab.config import get_preset
-from hvaelab.data import binarize_fixed
+from hvaelab.data import InvalidInputError, binarize_fixed
 from hvaelab.latents import (
-    LatentInputError,
     concat_reconstructions,
     latent_reconstructions,
     layer_kl,
@@ -118,17 +117,19 @@ def test_model_mode_restored(model, x01):
     "bad, match",
     [
         (torch.zeros(2, 1, 28, 28, dtype=torch.uint8), "float"),
-        (torch.zeros(2, 28, 28), "shape"),
+        (torch.zeros(2, 3, 28, 28), "shape"),
+        (torch.zeros(28, 28), "shape"),
         (torch.zeros(0, 1, 28, 28), "N >= 1"),
         (torch.full((2, 1, 28, 28), 2.0), r"\[0, 1\]"),
         (torch.full((2, 1, 28, 28), float("nan")), "NaN"),
-        (np.zeros((2, 1, 28, 28), dtype=np.float32), "torch.Tensor"),
+        ([[0.0] * 28] * 28, "torch.Tensor or a numpy array"),
+        (np.full((2, 28, 28), 300), r"\[0, 255\]"),
     ],
 )
 def test_bad_inputs_raise(model, bad, match):
-    with pytest.raises(LatentInputError, match=match):
+    with pytest.raises(InvalidInputError, match=match):
         latent_reconstructions(model, bad)
-    with pytest.raises(LatentInputError, match=match):
+    with pytest.raises(InvalidInputError, match=match):
         layer_kl(model, bad)
 
 
@@ -225,3 +226,38 @@ def test_samples_and_kl_figures(model, x01):
     ]
     with pytest.raises(ValueError, match="layers"):
         kl_figure({"a": kl, "b": kl[:, :2]})
+
+
+def test_the_model_door_accepts_the_same_images_in_every_form(model):
+    """uint8 (N,28,28) arrays, float arrays and tensors in [0, 1] with or without the channel
+    axis all enter as the same model input; training's dynamic binarization draws new bits."""
+    from hvaelab.model import model_inputs
+
+    imgs = np.random.default_rng(0).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    x01 = torch.from_numpy(imgs).float().div(255).unsqueeze(1)
+    ref = model_inputs(model, imgs)
+    for form in (x01, x01[:, 0], imgs.astype(np.float32) / 255, x01.numpy()):
+        got = model_inputs(model, form)
+        assert torch.equal(got.x, ref.x) and torch.equal(got.x01, ref.x01)
+    assert torch.equal(ref.x01, binarize_fixed(x01))
+    assert not torch.equal(model_inputs(model, imgs, seed=1).x01, ref.x01)
+    g = torch.Generator().manual_seed(0)
+    a, b = (model_inputs(model, imgs, "dynamic", generator=g).x01 for _ in range(2))
+    assert not torch.equal(a, b) and set(a.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(model_inputs(model, x01, "none").x01, x01)
+    with pytest.raises(ValueError, match="binarize must be"):
+        model_inputs(model, imgs, "sometimes")
+
+
+def test_eval_mode_restores_every_models_mode(model):
+    from hvaelab.model import eval_mode
+
+    other = HVAE(get_preset("hvae-tiny"))
+    model.train()
+    other.eval()
+    with pytest.raises(RuntimeError, match="inside"):
+        with eval_mode(model, other):
+            assert not model.training and not other.training
+            raise RuntimeError("inside")
+    assert model.training and not other.training
+    model.eval()

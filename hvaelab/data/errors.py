@@ -14,8 +14,11 @@ class ChecksumError(ValueError):
     """A local or downloaded file does not match its known md5 checksum."""
 
 
-class InvalidInputError(ValueError):
-    """User-supplied images (files, uploads, arrays) cannot be used as model inputs."""
+class InvalidInputError(ValueError, TypeError):
+    """Images (files, uploads, arrays, tensors) that cannot be a model's inputs: unreadable,
+    wrong type, dtype, shape or range, or NaN. The one error type of bad inputs, from the
+    data package and from the model's input door (:mod:`hvaelab.model.inputs`); a
+    ``ValueError`` and a ``TypeError`` both, so code catching either sees it."""
 
 
 class UnknownDatasetError(ValueError):

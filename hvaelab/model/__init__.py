@@ -2,6 +2,7 @@
 
 from .distributions import Gaussian
 from .hvae import HVAE, EncoderCache, HVAEOutput, LayerOutput
+from .inputs import ModelInput, eval_mode, model_inputs
 from .likelihoods import BernoulliLikelihood, DiscretizedLogisticMixture, make_likelihood
 
 __all__ = [
@@ -12,5 +13,8 @@ __all__ = [
     "Gaussian",
     "HVAEOutput",
     "LayerOutput",
+    "ModelInput",
+    "eval_mode",
+    "model_inputs",
     "make_likelihood",
 ]

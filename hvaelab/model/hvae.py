@@ -168,6 +168,13 @@ class HVAE(nn.Module):
         """Map images in [0, 1] (binarized for Bernoulli) to the likelihood's input space."""
         return self.likelihood.to_model_space(x)
 
+    def inputs(self, images, binarize: str = "fixed", seed: int = 0, generator=None):
+        """The one door for images (:func:`hvaelab.model.inputs.model_inputs`): checked,
+        binarized for Bernoulli models, on the model's device and in its input space."""
+        from .inputs import model_inputs
+
+        return model_inputs(self, images, binarize, seed, generator)  # type: ignore[arg-type]
+
     def check_input(self, x: Tensor) -> None:
         exp = tuple(self.config.in_shape)
         if x.dim() != 4 or tuple(x.shape[1:]) != exp:
