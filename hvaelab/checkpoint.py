@@ -28,7 +28,6 @@ import json
 import math
 import os
 import shutil
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +40,17 @@ import safetensors.torch
 import torch
 
 import hvaelab
+
+from .artifacts import (
+    CARD,
+    STATE,
+    WEIGHTS,
+    Artifacts,
+    atomic_write,
+    fsync_dir,
+    temp_path,
+    write_synced,
+)
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -64,9 +74,7 @@ STATE_FORMAT = "hvaelab-state"
 FORMAT_VERSION = 1
 ENV_VAR = "HVAELAB_CHECKPOINTS"
 
-_WEIGHTS_SUFFIX = ".safetensors"
-_CARD_SUFFIX = ".json"
-_STATE_INFIX = ".state"
+_WEIGHTS_SUFFIX, _CARD_SUFFIX, _STATE_INFIX = WEIGHTS, CARD, STATE  # named by .artifacts
 _RESERVED = (
     "format",
     "format_version",
@@ -93,17 +101,14 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 # --------------------------------------------------------------------------- paths
 
 
-def _strip_suffixes(path: Path, suffixes: Iterable[str]) -> Path:
-    name = path.name
-    for suffix in suffixes:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return path.with_name(name[: -len(suffix)])
-    return path
-
-
 def _stem(path: str | os.PathLike[str]) -> Path:
-    """``dir/NAME``, ``dir/NAME.json`` or ``dir/NAME.safetensors`` -> ``dir/NAME``."""
-    return _strip_suffixes(Path(path).expanduser(), (_WEIGHTS_SUFFIX, _CARD_SUFFIX))
+    """``dir/NAME``, ``dir/NAME.json`` or ``dir/NAME.safetensors`` -> ``dir/NAME`` (a state
+    file ``NAME.state.json`` stays ``NAME.state``: its card then says what it is)."""
+    path = Path(path).expanduser()
+    for suffix in (WEIGHTS, CARD):
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            return path.with_name(path.name[: -len(suffix)])
+    return path
 
 
 def _state_stem(path: str | os.PathLike[str]) -> Path:
@@ -113,11 +118,9 @@ def _state_stem(path: str | os.PathLike[str]) -> Path:
 
 
 def _pair(stem: Path) -> tuple[Path, Path]:
-    """(weights file, card file) of a stem."""
-    return (
-        stem.with_name(stem.name + _WEIGHTS_SUFFIX),
-        stem.with_name(stem.name + _CARD_SUFFIX),
-    )
+    """(weights file, card file) of a stem (``NAME`` or ``NAME.state``)."""
+    a = Artifacts(stem)
+    return a.weights, a.card
 
 
 def _repo_checkpoints_dir() -> Path:
@@ -214,38 +217,14 @@ def list_checkpoints(
 # --------------------------------------------------------------------------- atomic writes
 
 
-def _temp_path(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "xb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _commit_pair(weights: Path, weights_data: bytes, card: Path, card_data: bytes) -> None:
     """Write both files via temp files + os.replace, card last; roll back weights on failure."""
-    weights_tmp, card_tmp, backup = _temp_path(weights), _temp_path(card), None
+    weights_tmp, card_tmp, backup = temp_path(weights), temp_path(card), None
     try:
-        _write_synced(weights_tmp, weights_data)
-        _write_synced(card_tmp, card_data)
+        write_synced(weights_tmp, weights_data)
+        write_synced(card_tmp, card_data)
         if weights.is_file():
-            backup = _temp_path(weights)
+            backup = temp_path(weights)
             try:  # keep the previous weights reachable for a rollback
                 os.link(weights, backup)
             except OSError:  # no hard links on this file system
@@ -259,7 +238,7 @@ def _commit_pair(weights: Path, weights_data: bytes, card: Path, card_data: byte
             else:
                 weights.unlink(missing_ok=True)
             raise
-        _fsync_dir(weights.parent)
+        fsync_dir(weights.parent)
     finally:
         for tmp in (weights_tmp, card_tmp, backup):
             if tmp is not None:
@@ -572,13 +551,7 @@ def update_card(path_or_name: str | os.PathLike[str], updates: Mapping[str, Any]
         raise CheckpointError(f"cannot update reserved card fields {sorted(clash)}")
     card.update(updates)
     card_path = _pair(stem)[1]
-    tmp = _temp_path(card_path)
-    try:
-        _write_synced(tmp, _encode_card(card, card_path))
-        os.replace(tmp, card_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(card_path.parent)
+    atomic_write(card_path, _encode_card(card, card_path))
     return stem
 
 

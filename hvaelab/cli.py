@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .artifacts import Artifacts, atomic_write, write_csv
 from .data.errors import DataNotFoundError
 from .score_names import Family, ScoreName, TableKey
 
@@ -40,7 +41,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     # Every option named like a TrainConfig field sets that field.
     kw = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(TrainConfig)}}
     cfg = TrainConfig(**{**kw, "ood": tuple(a.ood)}, model_overrides=overrides)
-    state_file = out.with_name(out.name + ".state.json")
+    state_file = Artifacts(out).state_card
     if a.resume and state_file.exists():
         trainer = Trainer.resume(out, epochs=a.epochs)
         print(f"resuming {out} at epoch {trainer.epoch}/{trainer.cfg.epochs}")
@@ -152,7 +153,7 @@ def _cmd_tables(a: argparse.Namespace) -> int:
         for name in [a.in_name, *a.ood]:
             imgs = load_dataset(name, "test", data_dir=a.data_dir).images
             sets[name] = imgs[np.sort(rng.choice(len(imgs), a.samples_per_set, replace=False))]
-        spath = save_samples(lm.path.with_name("samples.safetensors"), sets)
+        spath = save_samples(Artifacts(lm.path).samples, sets)
         print(f"wrote {spath}")
     return 0
 
@@ -219,12 +220,7 @@ def _cmd_score(a: argparse.Namespace) -> int:
             f"alpha={a.fpr}/{len(res.verdict_scores)})  bits/dim={r['bits_per_dim']:.3f}  {llr}"
         )
     if a.out:
-        import csv
-
-        with open(a.out, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(a.out, rows)
         print(f"wrote {a.out}")
     return 0
 
@@ -260,8 +256,8 @@ def _cmd_correlate(a: argparse.Namespace) -> int:
     for layer in layers:
         print(f"{layer:<16}" + "".join(f"{results[spec][m][layer]:{w}.3f}" for spec, m in cols))
     if a.out:
-        Path(a.out).write_text(
-            json.dumps({"a": a.a, "b": a.b, "n": a.n, "results": results}, indent=2)
+        atomic_write(
+            a.out, json.dumps({"a": a.a, "b": a.b, "n": a.n, "results": results}, indent=2)
         )
         print(f"wrote {a.out}")
     return 0

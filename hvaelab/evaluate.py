@@ -14,13 +14,13 @@ row therefore uses half of the in-distribution examples.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .artifacts import atomic_write, write_csv
 from .metrics import metrics_table, ood_metrics
 from .pvalues import select_k_scores, split_reference
 from .score_names import ScoreName, TableKey, llr_names
@@ -116,10 +116,6 @@ def write_results(results: dict[str, Any], stem: Path) -> list[Path]:
     """Write ``stem``.json (everything) and ``stem``.csv (Table 2 rows)."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     jpath, cpath = stem.with_suffix(".json"), stem.with_suffix(".csv")
-    jpath.write_text(json.dumps(results, indent=2))
-    rows = results["table2"]
-    with open(cpath, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        w.writeheader()
-        w.writerows(rows)
+    atomic_write(jpath, json.dumps(results, indent=2))
+    write_csv(cpath, results["table2"])
     return [jpath, cpath]

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .artifacts import Artifacts, atomic_write
 from .bounds import bits_per_dim, bound_samples, log_mean_exp
 from .model import HVAE, eval_mode, model_inputs
 from .score_names import ScoreName, TableKey, llr_names, table_scores
@@ -185,10 +186,7 @@ def save_tables(path: str | Path, tables: Iterable[ScoreTable], info: dict | Non
         for col, v in t.columns.items():
             arrays[f"{key}/{col}"] = np.ascontiguousarray(v, dtype=np.float64)
     blob = save(arrays, metadata={"tables": json.dumps(metas), "info": json.dumps(info or {})})
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(blob)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, blob)
 
 
 def load_tables(path: str | Path) -> dict[str, ScoreTable]:
@@ -217,8 +215,7 @@ def load_tables(path: str | Path) -> dict[str, ScoreTable]:
 
 def tables_path(checkpoint_stem: str | Path) -> Path:
     """Where a checkpoint's score tables live: beside it, ``NAME.scores.safetensors``."""
-    stem = Path(checkpoint_stem)
-    return stem.with_name(stem.name + ".scores.safetensors")
+    return Artifacts.of(checkpoint_stem).scores
 
 
 # ------------------------------------------------------------------------ single inputs

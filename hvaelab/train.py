@@ -9,7 +9,6 @@ N / 2000 unless they are given explicitly.
 
 from __future__ import annotations
 
-import csv
 import math
 import platform
 import time
@@ -23,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from .artifacts import Artifacts, write_csv
 from .bounds import bits_per_dim, bound_samples
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .config import HVAEConfig, get_preset
@@ -256,7 +256,8 @@ class Trainer:
         out.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
         save_checkpoint(out, state, self.card())
-        _write_history(out.with_name(out.name + ".history.csv"), self.history)
+        if self.history:
+            write_csv(Artifacts(out).history, self.history)
         rng = {"torch": torch.get_rng_state(), "gen": self.gen.get_state().cpu()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
@@ -315,22 +316,10 @@ def _format_record(rec: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
-def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    if not history:
-        return
-    keys = list(dict.fromkeys(k for rec in history for k in rec))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)
-    tmp.replace(path)
-
-
 def train(cfg: TrainConfig, out: Path, resume: bool = False, until: int | None = None) -> Trainer:
     """Train (or resume) a run and write ``out``.safetensors/.json (+ training state)."""
     out = Path(out)
-    if resume and out.with_name(out.name + ".state.json").exists():
+    if resume and Artifacts(out).state_card.exists():
         trainer = Trainer.resume(out, epochs=cfg.epochs)
     else:
         trainer = Trainer(cfg)

@@ -83,7 +83,7 @@ def _app_set_complete(folder: Path) -> bool:
     need += [
         folder / "fashionmnist.scores.safetensors",
         folder / "fashionmnist.history.csv",
-        folder / "samples.safetensors",
+        folder / "fashionmnist.samples.safetensors",
     ]
     return all(p.is_file() for p in need)
 

@@ -4,7 +4,7 @@ A page asks for a checkpoint by NAME (default ``"fashionmnist"``), looked up lik
 else in hvaelab (:func:`hvaelab.checkpoint.resolve_checkpoint`: ``$HVAELAB_CHECKPOINTS``, the
 repository's ``checkpoints/``, the user cache). Beside the checkpoint live its score tables
 (``NAME.scores.safetensors``, :func:`hvaelab.scores.tables_path`), the shipped image samples
-(``samples.safetensors``) and the training curve (``NAME.history.csv``). Nothing here touches a
+(``NAME.samples.safetensors``) and the training curve (``NAME.history.csv``). Nothing here touches a
 dataset on disk: the pages work offline.
 
 Loads are cached with :func:`functools.lru_cache`, keyed by the resolved file and its
@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import Artifacts
 from ..checkpoint import CheckpointError, LoadedModel, list_checkpoints, load_model
 from ..checkpoint import resolve_checkpoint as _resolve
 from ..data import load_samples
 from ..scores import ScoreTable, load_tables, tables_path
 
 DEFAULT_CHECKPOINT = "fashionmnist"
-SAMPLES_FILE = "samples.safetensors"
 # Display names of the datasets the pages know; others are shown as they are named.
 DATASET_LABELS = {
     "fashionmnist": "FashionMNIST",
@@ -112,10 +112,10 @@ def _samples_cached(path: str, mtime: int) -> dict[str, np.ndarray]:
 
 def load_shipped_samples(name: str = DEFAULT_CHECKPOINT) -> dict[str, np.ndarray]:
     """The image samples shipped beside checkpoint NAME: dataset -> uint8 (N, 28, 28)."""
-    path = _stem(name).with_name(SAMPLES_FILE)
+    path = Artifacts(_stem(name)).samples
     if not path.is_file():
         raise MissingResourceError(
-            f"No image samples beside the checkpoint {name!r} ({SAMPLES_FILE} is missing). "
+            f"No image samples beside the checkpoint {name!r} ({path.name} is missing). "
             f"Write them with `hvaelab tables --checkpoint {name}`."
         )
     try:
@@ -137,8 +137,7 @@ def sample_images(dataset: str, name: str = DEFAULT_CHECKPOINT) -> np.ndarray:
 
 def load_history(name: str = DEFAULT_CHECKPOINT) -> dict[str, np.ndarray]:
     """The training curve ``NAME.history.csv`` as columns (one float per epoch)."""
-    stem = _stem(name)
-    path = stem.with_name(stem.name + ".history.csv")
+    path = Artifacts(_stem(name)).history
     if not path.is_file():
         raise MissingResourceError(
             f"The checkpoint {name!r} has no training curve ({path.name} is missing); "

@@ -9,15 +9,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import math
-import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from ..artifacts import atomic_write
 from .errors import DataFormatError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -144,30 +143,11 @@ def idx_bytes(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(big).tobytes()
 
 
-def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_idx(path: str | Path, array: np.ndarray) -> Path:
     """Write ``array`` as an IDX file atomically, gzip-compressed if ``path`` ends in ``.gz``."""
     path = Path(path)
     data = idx_bytes(array)
-    return write_atomic(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
+    return atomic_write(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
 
 
 def images_md5(images: np.ndarray) -> str:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import atomic_write
 from .errors import DataFormatError
-from .idx import images_md5, md5_file, write_atomic, write_idx
+from .idx import images_md5, md5_file, write_idx
 from .registry import DatasetSpec, get_spec, register_dataset
 
 MANIFEST = "manifest.json"
@@ -94,7 +95,7 @@ def build_package(
         "rebuild": "scripts/build-test-data",
         "datasets": entries,
     }
-    write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    atomic_write(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return folder / MANIFEST
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import atomic_write
 from .errors import DataFormatError
-from .idx import write_atomic
 from .images import validate_images
 
 
@@ -17,7 +17,7 @@ def save_samples(path: str | Path, sets: dict[str, np.ndarray]) -> Path:
 
     path = Path(path)
     arrays = {name: np.ascontiguousarray(validate_images(a, name)) for name, a in sets.items()}
-    return write_atomic(path, save(arrays, metadata={"format": "hvaelab-samples"}))
+    return atomic_write(path, save(arrays, metadata={"format": "hvaelab-samples"}))
 
 
 def load_samples(path: str | Path) -> dict[str, np.ndarray]:

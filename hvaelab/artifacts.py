@@ -1,0 +1,158 @@
+"""Every file of a checkpoint, and the one way hvaelab writes a file (atomically).
+
+A checkpoint ``NAME`` is a family of files side by side; :class:`Artifacts` names them all:
+
+=========================  =============================================  ===================
+file                       what                                           written by
+=========================  =============================================  ===================
+``NAME.safetensors``       the weights                                    ``hvaelab train``
+``NAME.json``              the card: config, training record, numbers     ``hvaelab train``
+``NAME.state.safetensors`` training state for an exact resume (optimizer,  ``hvaelab train``
+``NAME.state.json``        RNG streams, epoch; git-ignored)
+``NAME.history.csv``       the training curves, one row per epoch         ``hvaelab train``
+``NAME.scores.safetensors``  score tables of its test sets (dashboards)   ``hvaelab tables``
+``NAME.samples.safetensors`` a few test images per set (dashboards)       ``hvaelab tables``
+=========================  =============================================  ===================
+
+:func:`atomic_write` writes through a temporary file in the target folder, flushed and
+fsynced, renamed into place, and the folder fsynced: a reader sees the old file or the new one,
+never half of one, and an interrupted write leaves no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+WEIGHTS = ".safetensors"
+CARD = ".json"
+STATE = ".state"
+HISTORY = ".history.csv"
+SCORES = ".scores.safetensors"
+SAMPLES = ".samples.safetensors"
+# Longest first, so that NAME.scores.safetensors is not read as a checkpoint "NAME.scores".
+_SUFFIXES = (
+    STATE + WEIGHTS,
+    STATE + CARD,
+    SCORES,
+    SAMPLES,
+    HISTORY,
+    WEIGHTS,
+    CARD,
+)
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """The files of checkpoint ``stem`` (``folder/NAME``, without suffix)."""
+
+    stem: Path
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> Artifacts:
+        """``folder/NAME`` or any of its files (``NAME.json``, ``NAME.scores.safetensors``...)."""
+        path = Path(path).expanduser()
+        name = path.name
+        for suffix in _SUFFIXES:
+            if name.endswith(suffix) and len(name) > len(suffix):
+                return cls(path.with_name(name[: -len(suffix)]))
+        return cls(path)
+
+    def _file(self, suffix: str) -> Path:
+        return self.stem.with_name(self.stem.name + suffix)
+
+    @property
+    def name(self) -> str:
+        return self.stem.name
+
+    @property
+    def weights(self) -> Path:
+        return self._file(WEIGHTS)
+
+    @property
+    def card(self) -> Path:
+        return self._file(CARD)
+
+    @property
+    def state_weights(self) -> Path:
+        return self._file(STATE + WEIGHTS)
+
+    @property
+    def state_card(self) -> Path:
+        return self._file(STATE + CARD)
+
+    @property
+    def history(self) -> Path:
+        return self._file(HISTORY)
+
+    @property
+    def scores(self) -> Path:
+        return self._file(SCORES)
+
+    @property
+    def samples(self) -> Path:
+        return self._file(SAMPLES)
+
+    def files(self) -> dict[str, Path]:
+        """Every file by role (present or not)."""
+        roles = ("weights", "card", "state_weights", "state_card", "history", "scores", "samples")
+        return {role: getattr(self, role) for role in roles}
+
+
+# --------------------------------------------------------------------------- atomic writes
+def temp_path(final: Path) -> Path:
+    """A fresh hidden temporary name beside ``final`` (``.NAME.<random>.tmp``)."""
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def write_synced(path: Path, data: bytes) -> None:
+    """Create ``path`` (it must not exist), write ``data``, flush and fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode minus the umask
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a folder, so that renames in it survive a power loss (where supported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write ``data`` (str as UTF-8) to ``path`` atomically: temporary file, fsync, rename."""
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tmp = temp_path(path)
+    try:
+        write_synced(tmp, data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return path
+
+
+def write_csv(path: str | os.PathLike[str], rows: list[dict]) -> Path:
+    """Write dict rows as CSV atomically; columns are every key in first-seen order (an empty
+    cell where a row lacks one, or holds None)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    w.writeheader()
+    w.writerows(rows)
+    return atomic_write(path, buf.getvalue())
