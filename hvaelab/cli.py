@@ -7,15 +7,28 @@ the numbers printed here are the ones the notebooks and dashboards show.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
+import typing
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import __version__
 from .artifacts import Artifacts, atomic_write, write_csv
+from .checkpoint import load_model, update_card
+from .correlation import layer_correlations
+from .data import get_spec, list_datasets, load_dataset, load_inputs, save_samples, to_tensor
 from .data.errors import DataNotFoundError
+from .data.inventory import fetch, format_inventory, inventory, verify_split
+from .device import resolve_device
+from .evaluate import evaluate_tables, format_table1, format_table2, write_results
+from .model import HVAE
 from .score_names import Family, ScoreName, TableKey
+from .scores import load_tables, save_tables, score_dataset, score_inputs, tables_path
+from .train import TrainConfig, Trainer
 
 
 class CLIError(Exception):
@@ -23,23 +36,37 @@ class CLIError(Exception):
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data-dir", default=None, help="folder with the datasets (else HVAELAB_DATA, ...)"
-    )
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    """``--data-dir`` and ``--device``, with TrainConfig's defaults and help."""
+    for name in ("data_dir", "device"):
+        _add_field(p, _TRAIN_FIELDS[name])
+
+
+_TRAIN_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_NOT_OPTIONS = ("model_overrides",)  # set through --channels
+
+
+def _add_field(p: argparse.ArgumentParser, f: dataclasses.Field) -> None:
+    """One ``--option`` for a TrainConfig field: its default, its type and its help text."""
+    hint = typing.get_type_hints(TrainConfig)[f.name]
+    kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+    kw: dict = {"default": f.default, "help": f.metadata.get("help", "")}
+    if typing.get_origin(hint) is tuple:
+        kw.update(nargs="*", type=typing.get_args(hint)[0])
+    elif kind in (int, float):
+        kw["type"] = kind
+    if f.default is not None:
+        shown = " ".join(f.default) if isinstance(f.default, tuple) else f.default
+        kw["help"] += f" (default: {shown})"
+    p.add_argument("--" + f.name.replace("_", "-"), **kw)
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from dataclasses import fields
-
-    from .train import TrainConfig, Trainer
-
     out = Path(a.out) if a.out else Path("checkpoints") / a.dataset
     overrides = {}
     if a.channels:
         overrides["channels"] = a.channels
     # Every option named like a TrainConfig field sets that field.
-    kw = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(TrainConfig)}}
+    kw = {k: v for k, v in vars(a).items() if k in _TRAIN_FIELDS}
     cfg = TrainConfig(**{**kw, "ood": tuple(a.ood)}, model_overrides=overrides)
     state_file = Artifacts(out).state_card
     if a.resume and state_file.exists():
@@ -56,14 +83,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _load(a: argparse.Namespace):
-    from .checkpoint import load_model
-    from .train import resolve_device
 
     return load_model(a.checkpoint, device=resolve_device(a.device))
 
 
 def _compute_tables(a, lm, priors, samples):
-    from .scores import score_dataset
 
     tables = {}
     for prior in priors:
@@ -88,8 +112,6 @@ def _compute_tables(a, lm, priors, samples):
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-    from .evaluate import evaluate_tables, format_table1, format_table2, write_results
-    from .scores import load_tables, tables_path
 
     lm = _load(a)
     if a.tables:
@@ -121,8 +143,6 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def _cmd_tables(a: argparse.Namespace) -> int:
-    from .data import load_dataset, save_samples
-    from .scores import load_tables, save_tables, tables_path
 
     lm = _load(a)
     sha = lm.card.get("weights_sha256")
@@ -167,8 +187,6 @@ def _key_score(name: ScoreName) -> bool:
 
 def _record_evaluation(lm, tables, in_name: str, path: Path) -> None:
     """Put Table 1 and the key rows of Table 2 into the checkpoint's card."""
-    from .checkpoint import update_card
-    from .evaluate import evaluate_tables
 
     res = evaluate_tables(tables, in_name)
     keep = [r for r in res["table2"] if _key_score(ScoreName.parse(r["score"]))]
@@ -187,8 +205,6 @@ def _record_evaluation(lm, tables, in_name: str, path: Path) -> None:
 
 
 def _cmd_score(a: argparse.Namespace) -> int:
-    from .data import load_inputs
-    from .scores import load_tables, score_inputs, tables_path
 
     lm = _load(a)
     images, names = load_inputs(a.inputs)
@@ -226,14 +242,6 @@ def _cmd_score(a: argparse.Namespace) -> int:
 
 
 def _cmd_correlate(a: argparse.Namespace) -> int:
-    import json
-
-    import torch
-
-    from .checkpoint import load_model
-    from .correlation import layer_correlations
-    from .data import load_dataset, to_tensor
-    from .train import resolve_device
 
     device = resolve_device(a.device)
     ma = load_model(a.a, device=device).model
@@ -265,9 +273,6 @@ def _cmd_correlate(a: argparse.Namespace) -> int:
 
 def _random_like(model, seed: int):
     """An untrained model of the same architecture, data-dependently initialised."""
-    import torch
-
-    from .model import HVAE
 
     torch.manual_seed(seed)
     rnd = HVAE(model.config).to(next(model.parameters()).device)
@@ -277,8 +282,6 @@ def _random_like(model, seed: int):
 
 
 def _cmd_data(a: argparse.Namespace) -> int:
-    from .data import get_spec, list_datasets
-    from .data.inventory import fetch, format_inventory, inventory, verify_split
 
     if a.action == "list":
         print(format_inventory(inventory(a.data_dir), a.data_dir))
@@ -309,7 +312,6 @@ def _cmd_data(a: argparse.Namespace) -> int:
 
 
 def _cmd_info(a: argparse.Namespace) -> int:
-    import json
 
     lm = _load(a)
     print(f"{lm.path}: {lm.model.num_parameters():,} parameters")
@@ -339,26 +341,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a hierarchical VAE (table 4 settings by default)")
-    t.add_argument("--dataset", default="fashionmnist", help="registered dataset (train split)")
-    t.add_argument("--ood", nargs="*", default=["mnist"], help="OOD sets monitored per epoch")
-    t.add_argument(
-        "--preset", default="hvae-grey", help="model preset (hvae-grey, hvae-natural, ...)"
-    )
     t.add_argument("--channels", type=int, default=None, help="override the preset's channels")
-    t.add_argument("--epochs", type=int, default=10, help="planned epochs of the run (paper: 2000)")
+    for f in _TRAIN_FIELDS.values():  # every setting of TrainConfig, with its default and help
+        if f.name not in _NOT_OPTIONS:
+            _add_field(t, f)
     t.add_argument("--until", type=int, default=None, help="stop after this epoch (resume later)")
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=3e-4)
-    t.add_argument("--free-bits", type=float, default=2.0, help="lambda in nats (0 disables)")
-    t.add_argument("--free-bits-constant", type=float, default=None, help="epochs at lambda")
-    t.add_argument("--free-bits-anneal", type=float, default=None, help="epochs annealing to 0")
-    t.add_argument("--warmup", type=float, default=None, help="epochs of KL warm-up")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--val-examples", type=int, default=2000, help="per test set, per epoch (0 all)")
-    t.add_argument("--train-examples", type=int, default=0, help="use the first N images (0 all)")
     t.add_argument("--out", default=None, help="checkpoint path stem (default checkpoints/DATASET)")
     t.add_argument("--resume", action="store_true", help="continue from OUT's training state")
-    _add_common(t)
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("evaluate", help="Table 1 (bits/dim) and Table 2 (AUROC, AUPRC, FPR80)")

@@ -27,32 +27,40 @@ from .bounds import bits_per_dim, bound_samples
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .config import HVAEConfig, get_preset
 from .data import load_dataset, to_tensor
+from .device import resolve_device
 from .metrics import auroc
 from .model import HVAE, eval_mode, model_inputs
 from .score_names import ScoreName
+
+
+def _opt(default: Any, help: str) -> Any:
+    """A setting with its default and its help text (the command line's: ``hvaelab train``)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class TrainConfig:
     """Settings of a training run (defaults: table 4 of the paper)."""
 
-    dataset: str = "fashionmnist"  # registry name; trains on its "train" split
-    ood: tuple[str, ...] = ("mnist",)  # monitored each epoch on their "test" split
-    preset: str = "hvae-grey"  # model preset, see hvaelab.config.PRESETS
-    epochs: int = 10  # total epochs of the run (the paper: 2,000)
-    batch_size: int = 128  # table 4
-    lr: float = 3e-4  # Adam learning rate, table 4
-    free_bits: float = 2.0  # lambda in nats, shared among all layers, table 4
-    free_bits_constant: float | None = None  # epochs at lambda; default 200 * epochs / 2000
-    free_bits_anneal: float | None = None  # epochs annealing lambda to 0; default as above
-    warmup: float | None = None  # epochs of KL warm-up beta 0 -> 1; default 200 * epochs / 2000
-    seed: int = 0  # seeds initialisation, shuffling, binarization and sampling
-    val_examples: int = 2000  # test examples of each dataset evaluated per epoch (0: all)
-    init_examples: int = 512  # batch size of the data-dependent initialisation
-    train_examples: int = 0  # use only the first N training images (0: all); for tests
-    device: str = "auto"  # "auto" uses CUDA when available
-    data_dir: str | None = None  # where the datasets are (see hvaelab.data)
-    model_overrides: dict[str, Any] = field(default_factory=dict)  # HVAEConfig field overrides
+    dataset: str = _opt("fashionmnist", "registered dataset; trains on its 'train' split")
+    ood: tuple[str, ...] = _opt(("mnist",), "OOD sets monitored each epoch on their 'test' split")
+    preset: str = _opt("hvae-grey", "model preset (hvae-grey, hvae-natural, hvae-tiny)")
+    epochs: int = _opt(10, "planned epochs of the run (the paper: 2000)")
+    batch_size: int = _opt(128, "batch size (table 4)")
+    lr: float = _opt(3e-4, "Adam learning rate (table 4)")
+    free_bits: float = _opt(2.0, "free bits lambda in nats, shared by all layers (0 disables)")
+    free_bits_constant: float | None = _opt(None, "epochs at lambda (default 200 * epochs/2000)")
+    free_bits_anneal: float | None = _opt(None, "epochs annealing lambda to 0 (default as above)")
+    warmup: float | None = _opt(None, "epochs of KL warm-up 0 -> 1 (default 200 * epochs/2000)")
+    seed: int = _opt(0, "seeds initialisation, shuffling, binarization and sampling")
+    val_examples: int = _opt(2000, "test examples of each set evaluated per epoch (0: all)")
+    init_examples: int = _opt(512, "batch size of the data-dependent initialisation")
+    train_examples: int = _opt(0, "use only the first N training images (0: all)")
+    device: str = _opt("auto", "cpu, cuda or auto (CUDA when available)")
+    data_dir: str | None = _opt(None, "folder with the datasets (else HVAELAB_DATA, ...)")
+    model_overrides: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "HVAEConfig fields to override (e.g. channels)"}
+    )
 
     def phases(self) -> tuple[float, float, float]:
         """(free-bits constant, free-bits anneal, warm-up) in epochs."""
@@ -86,12 +94,6 @@ def free_bits_at(t: float, lam: float, constant: float, anneal: float) -> float:
     if anneal <= 0:
         return 0.0
     return lam * max(0.0, 1.0 - (t - constant) / anneal)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 MONITORED = (ScoreName.elbo(), ScoreName.llr(1))  # AUROCs logged per OOD set and epoch
