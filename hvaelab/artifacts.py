@@ -156,3 +156,20 @@ def write_csv(path: str | os.PathLike[str], rows: list[dict]) -> Path:
     w.writeheader()
     w.writerows(rows)
     return atomic_write(path, buf.getvalue())
+
+
+def read_safetensors(path: str | os.PathLike[str], what: str, hint: str, kind: str):
+    """(metadata, {name: numpy array}) of a safetensors file holding ``what`` ("score tables").
+
+    A missing file raises FileNotFoundError saying ``hint`` (how to make it); an unreadable one
+    ValueError naming the file and its ``kind``. Only safetensors is read: no pickle."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}; {hint}")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, ValueError, SafetensorError) as e:  # corrupt or foreign
+        raise ValueError(f"{path} is not a readable {kind} file ({e})") from e

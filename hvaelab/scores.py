@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .artifacts import Artifacts, atomic_write
+from .artifacts import Artifacts, atomic_write, read_safetensors
 from .bounds import bits_per_dim, bound_samples, log_mean_exp
 from .model import HVAE, eval_mode, model_inputs
 from .score_names import ScoreName, TableKey, llr_names, table_scores
@@ -191,24 +191,16 @@ def save_tables(path: str | Path, tables: Iterable[ScoreTable], info: dict | Non
 
 def load_tables(path: str | Path) -> dict[str, ScoreTable]:
     """Read score tables written by :func:`save_tables`, keyed ``"DATASET@S<n>"``."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"no score tables at {path}; write them with `hvaelab tables --checkpoint NAME`"
-        )
+    hint = "write them with `hvaelab tables --checkpoint NAME`"
+    meta, arrays = read_safetensors(path, "score tables", hint, "hvaelab score table")
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-            if "tables" not in meta:
-                raise ValueError("it holds no score-table metadata; is it a checkpoint's weights?")
-            metas = json.loads(meta["tables"])
-            out = {key: ScoreTable({}, m) for key, m in metas.items()}
-            for name in f.keys():
-                key, col = name.split("/", 1)
-                out[key].columns[col] = f.get_tensor(name)
-    except (OSError, ValueError, KeyError, SafetensorError) as e:  # corrupt or foreign
+        if "tables" not in meta:
+            raise ValueError("it holds no score-table metadata; is it a checkpoint's weights?")
+        out = {key: ScoreTable({}, m) for key, m in json.loads(meta["tables"]).items()}
+        for name, v in arrays.items():
+            key, col = name.split("/", 1)
+            out[key].columns[col] = v
+    except (ValueError, KeyError) as e:  # foreign or damaged
         raise ValueError(f"{path} is not a readable hvaelab score table file ({e})") from e
     return out
 
@@ -280,7 +272,7 @@ class InputScores:
                 row[f"p({s})"] = float(self.p_values[s][i]) if self.p_values else None
             ref = self.has_reference
             row.update(
-                verdict=("OOD" if self.is_ood[i] else "in-distribution") if ref else None,
+                verdict=("OOD" if not self.is_ood[i] else "in-distribution") if ref else None,
                 decided_by=self.decisive[i] if ref else None,
                 min_p=float(self.min_p[i]) if ref else None,
             )

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import csv
 import html
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,42 +88,35 @@ def load_checkpoint(name: str = DEFAULT_CHECKPOINT) -> LoadedModel:
         raise MissingResourceError(f"The checkpoint {name!r} cannot be loaded: {e}") from e
 
 
-@lru_cache(maxsize=8)
-def _tables_cached(path: str, mtime: int) -> dict[str, ScoreTable]:
-    return load_tables(path)
+@lru_cache(maxsize=16)
+def _file_cached(loader: Callable[[str], Any], path: str, mtime: int) -> Any:
+    return loader(path)
+
+
+def _load_beside(name: str, path: Path, loader: Callable[[str], Any], what: str, todo: str):
+    """A file beside checkpoint NAME, read once per version of it (shared: do not modify)."""
+    if not path.is_file():
+        raise MissingResourceError(
+            f"The checkpoint {name!r} has no {what}: {path.name} is missing beside it. {todo}."
+        )
+    try:
+        return _file_cached(loader, str(path), _mtime(path))
+    except ValueError as e:
+        raise MissingResourceError(f"The {what} of {name!r} cannot be read: {e}") from e
 
 
 def load_score_tables(name: str = DEFAULT_CHECKPOINT) -> dict[str, ScoreTable]:
     """Score tables of checkpoint NAME keyed ``"DATASET@S<n>"`` (shared: do not modify)."""
     path = tables_path(_stem(name))
-    if not path.is_file():
-        raise MissingResourceError(
-            f"The checkpoint {name!r} has no score tables ({path.name} is missing beside it). "
-            f"Compute them with `hvaelab tables --checkpoint {name}` (needs the datasets once)."
-        )
-    try:
-        return _tables_cached(str(path), _mtime(path))
-    except ValueError as e:
-        raise MissingResourceError(f"The score tables of {name!r} cannot be read: {e}") from e
-
-
-@lru_cache(maxsize=8)
-def _samples_cached(path: str, mtime: int) -> dict[str, np.ndarray]:
-    return load_samples(path)
+    todo = f"Compute them with `hvaelab tables --checkpoint {name}` (needs the datasets once)"
+    return _load_beside(name, path, load_tables, "score tables", todo)
 
 
 def load_shipped_samples(name: str = DEFAULT_CHECKPOINT) -> dict[str, np.ndarray]:
     """The image samples shipped beside checkpoint NAME: dataset -> uint8 (N, 28, 28)."""
     path = Artifacts(_stem(name)).samples
-    if not path.is_file():
-        raise MissingResourceError(
-            f"No image samples beside the checkpoint {name!r} ({path.name} is missing). "
-            f"Write them with `hvaelab tables --checkpoint {name}`."
-        )
-    try:
-        return _samples_cached(str(path), _mtime(path))
-    except ValueError as e:
-        raise MissingResourceError(f"The image samples of {name!r} cannot be read: {e}") from e
+    todo = f"Write them with `hvaelab tables --checkpoint {name}`"
+    return _load_beside(name, path, load_samples, "image samples", todo)
 
 
 def sample_images(dataset: str, name: str = DEFAULT_CHECKPOINT) -> np.ndarray:
@@ -158,7 +153,7 @@ def load_history(name: str = DEFAULT_CHECKPOINT) -> dict[str, np.ndarray]:
 
 def clear_caches() -> None:
     """Forget every cached model, table and sample set."""
-    for f in (_model_cached, _tables_cached, _samples_cached):
+    for f in (_model_cached, _file_cached):
         f.cache_clear()
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import atomic_write
+from ..artifacts import atomic_write, read_safetensors
 from .errors import DataFormatError
 from .images import validate_images
 
@@ -22,19 +22,11 @@ def save_samples(path: str | Path, sets: dict[str, np.ndarray]) -> Path:
 
 def load_samples(path: str | Path) -> dict[str, np.ndarray]:
     """Read image samples written by :func:`save_samples` (dataset name -> uint8 (N,28,28))."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no image samples at {path}; write them with `hvaelab tables --checkpoint NAME`"
-        )
+    hint = "write them with `hvaelab tables --checkpoint NAME`"
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            if (f.metadata() or {}).get("format") != "hvaelab-samples":
-                raise DataFormatError(f"{path} is not an hvaelab samples file")
-            return {k: f.get_tensor(k) for k in f.keys()}
-    except (OSError, ValueError) as e:
-        if isinstance(e, DataFormatError):
-            raise
-        raise DataFormatError(f"{path} is not a readable samples file ({e})") from e
+        meta, arrays = read_safetensors(path, "image samples", hint, "samples")
+    except ValueError as e:
+        raise DataFormatError(str(e)) from e
+    if meta.get("format") != "hvaelab-samples":
+        raise DataFormatError(f"{path} is not an hvaelab samples file")
+    return arrays
