@@ -272,7 +272,7 @@ class InputScores:
                 row[f"p({s})"] = float(self.p_values[s][i]) if self.p_values else None
             ref = self.has_reference
             row.update(
-                verdict=("OOD" if not self.is_ood[i] else "in-distribution") if ref else None,
+                verdict=("OOD" if self.is_ood[i] else "in-distribution") if ref else None,
                 decided_by=self.decisive[i] if ref else None,
                 min_p=float(self.min_p[i]) if ref else None,
             )
