@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime
 import io
 import math
+import re
 import shutil
-import time
 
 import ipywidgets as widgets
 import numpy as np
@@ -23,12 +23,7 @@ from scipy.stats import gaussian_kde
 from hvaelab.app import resources
 from hvaelab.app import widgets as app_widgets
 from hvaelab.app.correlation_view import CorrelationView
-from hvaelab.app.explorer import (
-    LikelihoodRatioExplorer,
-    family_score,
-    parse_key,
-    score_snapshot,
-)
+from hvaelab.app.explorer import LikelihoodRatioExplorer, score_snapshot
 from hvaelab.app.recon_view import ReconstructionExplorer
 from hvaelab.app.resources import MissingResourceError
 from hvaelab.app.score_figures import (
@@ -54,6 +49,8 @@ from hvaelab.app.widgets import (
     ready_marker,
     served_by_voila,
 )
+from hvaelab.correlation import layer_correlations
+from hvaelab.data import to_tensor
 from hvaelab.metrics import ood_metrics
 
 torch.set_num_threads(1)  # the CPU is shared: one thread is much faster for small batches
@@ -219,20 +216,6 @@ def test_resources_are_cached(app_checkpoints):
 
 
 # ----------------------------------------------------------------------------------- explorer
-def test_family_score_names():
-    assert family_score("ELBO", 2, 1, 1) == "-ELBO"
-    assert family_score("L>k", 0, 1, 4) == "-ELBO_S"
-    assert family_score("L>k", 2, 1, 4) == "-L>2_S"
-    assert family_score("LLR>k", 1, 1, 1) == "LLR>1"
-    assert family_score("LLR>k", 3, 1, 250) == "LLR_S>3 iw-both"
-    assert family_score("LLR>k<l", 1, 2, 1) == "LLR>1<2"
-    assert parse_key("fashionmnist@S250") == ("fashionmnist", 250)
-    with pytest.raises(ValueError):
-        family_score("WAIC", 1, 1, 1)
-    with pytest.raises(ValueError):
-        parse_key("fashionmnist")
-
-
 def test_explorer_builds_figures_and_table(app_checkpoints):
     ex = LikelihoodRatioExplorer("fashionmnist")
     L = ex.n_layers
@@ -255,27 +238,26 @@ def test_explorer_builds_figures_and_table(app_checkpoints):
     assert sorted(ex.samples_select.options, key=lambda o: o[1])[0][1] == 1
 
 
-def test_explorer_k_slider_updates_figures_in_place_and_fast(app_checkpoints):
+def test_explorer_k_slider_updates_figures_in_place(app_checkpoints):
+    """Functional checks only: how fast a slider move reaches the page (target 300 ms) is
+    measured in a browser by benchmarks/dashboard_bench.py."""
     ex = LikelihoodRatioExplorer("fashionmnist")
     dens_box, roc_box = ex.density.box, ex.roc.box
     sent_y = _sent(ex.density)["data"][0]["y"]
     updates = _count_updates(ex.density), _count_updates(ex.roc)
-    times = []
+    moves = 0
     for k in (2, 3, 1, 2):
         if k > ex.n_layers:
             continue
-        t0 = time.perf_counter()
         ex.k_slider.value = k
-        times.append(time.perf_counter() - t0)
+        moves += 1
         assert ex.score_name == f"LLR>{k}"
         assert f"LLR<sup>&gt;{k}</sup>" in ex.roc_fig.data[ex.n_layers + 1].name
         assert f"LLR<sup>&gt;{k}</sup>" in _sent(ex.roc)["data"][ex.n_layers + 1]["name"]
-    moves = len(times)
     assert [len(u) for u in updates] == [moves, moves], "one Output update per figure and move"
     assert ex.density.box is dens_box and ex.roc.box is roc_box  # same widgets on the page
     assert _sent(ex.density)["data"][0]["y"] != sent_y
     assert "LLR<sup>&gt;2</sup>" in _sent(ex.density)["layout"]["title"]["text"]
-    assert np.median(times) < 0.3, f"k slider updates took {times} s"
     # The same k again sends nothing; ELBO draws one ROC curve less (no hidden leftovers).
     ex.refresh()
     assert [len(u) for u in updates] == [moves, moves]
@@ -358,20 +340,32 @@ def test_upload_png_gives_a_verdict_row(app_checkpoints):
     up.upload.value = (
         _file("shoe.png", _png(samples["fashionmnist"][0], size=64)),
         _file("digit.png", _png(samples["mnist"][0])),
+        _file("white.png", _png(np.full((28, 28), 255))),
     )
+    names = ["shoe.png", "digit.png", "white.png"]
     rows = up.result.scores.rows()
-    assert [r["input"] for r in rows] == ["shoe.png", "digit.png"]
+    assert [r["input"] for r in rows] == names
     assert all(r["verdict"] in ("OOD", "in-distribution") for r in rows)
+    # known verdicts with the shipped model: a FashionMNIST test image (a member of the
+    # reference, min p about 0.38) is in-distribution, an all-white image is OOD (beyond every
+    # reference value, p = 1 / (n + 1))
+    verdict = {r["input"]: r["verdict"] for r in rows}
+    assert verdict["shoe.png"] == "in-distribution" and verdict["white.png"] == "OOD"
+    n_ref = len(up.reference)
+    assert rows[2]["min_p"] == pytest.approx(1 / (n_ref + 1)) and rows[0]["min_p"] > 0.2
     html = up.results.value
-    assert html.count('data-verdict="') == 2 and "shoe.png" in html and "<img" in html
+    shown = re.findall(r'data-verdict="([^"]*)"', html)
+    assert len(shown) == 3 and "shoe.png" in html and "<img" in html
+    assert (shown[0], shown[2]) == ("in-distribution", "OOD")
     assert up.error.value == ""
-    assert calls and calls[0][0] == ["shoe.png", "digit.png"] and "LLR>1" in calls[0][1]
+    assert calls and calls[0][0] == names and "LLR>1" in calls[0][1]
     marks = up.density.figure.data[-1]
     assert "shoe.png" in marks.text[1] and "percentile" in marks.text[1]
     # a laxer false-positive rate flags at least as many inputs, without re-scoring
     strict = up.result.scores.is_ood.copy()
     up.fpr.value = 0.5
     assert np.all(up.result.scores.is_ood >= strict) and "FPR = 0.500" in up.results.value
+    assert up.result.scores.is_ood[2] and not up.result.scores.is_ood[0]  # p 0.38 > 0.5 / 3
     for cls, w in (
         ("hvae-upload", up.upload),
         ("hvae-upload-result", up.results),
@@ -405,7 +399,8 @@ def test_upload_of_non_image_shows_an_error_and_keeps_scoring(app_checkpoints):
 
 # ------------------------------------------------------------------------------ reconstruction
 def test_reconstruction_explorer_grid_kl_and_samples(app_checkpoints):
-    t0 = time.perf_counter()
+    """Functional checks only: page load (target 15 s) and a shuffle of 16 inputs x all k
+    (target 1 s) are timed in a browser by benchmarks/dashboard_bench.py."""
     rec = ReconstructionExplorer("fashionmnist", n_per_set=8)
     L = rec.L
     n = len(rec.images)
@@ -434,9 +429,7 @@ def test_reconstruction_explorer_grid_kl_and_samples(app_checkpoints):
     rec.mode.value = "sample"
     assert rec.reconstructions().mode == "sample"
     rec.k_slider.value = L
-    t1 = time.perf_counter()
     rec.shuffle_inputs()
-    assert time.perf_counter() - t1 < 1.0, "a grid of 16 inputs x all k should take < 1 s"
     grid = rec.grid.figure
     assert grid.data[0].source != src and len(grid.data[1].x) == n * (L + 2)
     assert _sent(rec.grid)["data"][0]["source"] == grid.data[0].source
@@ -448,7 +441,6 @@ def test_reconstruction_explorer_grid_kl_and_samples(app_checkpoints):
     assert len(rec.grid.figure.data[1].x) == 3 * (L + 2)
     with pytest.raises(ValueError, match="indices for 'mnist'"):
         rec.set_inputs({"mnist": [10_000]})
-    assert time.perf_counter() - t0 < 30
 
 
 # --------------------------------------------------------------------------------- correlation
@@ -460,13 +452,35 @@ def test_correlation_view_computes_the_layer_figure(app_checkpoints):
     assert len(fig.data) == 4  # 2 datasets x 2 measures
     layers = list(fig.data[0].x)
     assert layers[0].startswith("stage1") and layers[-1].startswith("z")
-    assert all(0 <= v <= 1.0 + 1e-9 for t in fig.data for v in t.y)
+    # the plotted values are layer_correlations of the two models on the first 16 shipped
+    # samples of each set, one trace per dataset and measure
+    samples = resources.load_shipped_samples()
+    fm, mn = (resources.load_checkpoint(c).model for c in ("fashionmnist", "mnist-testsplit"))
+    for label, name in (("FashionMNIST", "fashionmnist"), ("MNIST", "mnist")):
+        assert view.results[label] == layer_correlations(fm, mn, to_tensor(samples[name][:16]))
+    traces = [v for per in view.results.values() for v in per.values()]
+    assert [list(t.y) for t in fig.data] == [list(v.values()) for v in traces]
+    assert all(list(t.x) == list(v) for t, v in zip(fig.data, traces, strict=True))
+    # models trained on different data are not the same function: CKA < 1 at some layer
+    assert min(view.results["FashionMNIST"]["cka"].values()) < 0.99
     assert "hvae-corr-fig" in view.slot.box._dom_classes
     assert "hvae-corr-a" in view.a_select._dom_classes
     assert "fashionmnist-seed1" in view.b_select.options
-    view.b_select.value = "fashionmnist-seed1"
+    # a model compared with itself: similarity 1 at every layer, by every measure
+    view.b_select.value = "fashionmnist"
     view.n_slider.value = 8
+    same = view.compute()
+    assert set(same) == {"FashionMNIST", "MNIST"}
+    for per_measure in same.values():
+        for measure, values in per_measure.items():
+            assert values and all(v == pytest.approx(1.0, abs=1e-6) for v in values.values()), (
+                measure
+            )
+    view.b_select.value = "fashionmnist-seed1"
     assert view.compute() and "done" in view.status.value
+    seed1 = resources.load_checkpoint("fashionmnist-seed1").model
+    x = to_tensor(samples["fashionmnist"][:8])
+    assert view.results["FashionMNIST"] == layer_correlations(fm, seed1, x)
     lazy = CorrelationView("fashionmnist", compute_on_load=False)
     assert lazy.results == {} and len(lazy.slot.figure.data) == 0
     assert lazy.b_select.value == "mnist-testsplit"

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hvaelab.app import resources
 from hvaelab.cli import main
-from hvaelab.data import load_samples
+from hvaelab.data import load_dataset, load_samples
+from hvaelab.evaluate import evaluate_tables
 from hvaelab.scores import load_tables
 
 TRAIN = [
@@ -124,7 +126,7 @@ def test_tables_writes_scores_and_samples(run, datasets):
     assert set(tables) == {f"{fm}@S1", f"{mn}@S1", f"{fm}@S2", f"{mn}@S2"}
     for key, t in tables.items():
         assert len(t) == 64 and t.n_samples == int(key[-1]) and t.meta["prior"] == "mean"
-    samples = load_samples(stem.with_name("samples.safetensors"))
+    samples = load_samples(stem.with_name("run.samples.safetensors"))
     assert {k: v.shape for k, v in samples.items()} == {
         fm: (4, 28, 28),
         mn: (4, 28, 28),
@@ -144,8 +146,26 @@ def test_evaluate_from_stored_tables(run, tmp_path, datasets):
     lines = out.splitlines()
     head = next(i for i, line in enumerate(lines) if line.startswith(f"OOD: {mn}   S = 1"))
     assert lines[head + 1].split() == ["score", "auroc", "auprc", "fpr80"]
-    row = lines[head + 2].split()
-    assert row[0] == "-ELBO" and all(0 <= float(v) <= 1 for v in row[1:])
+    assert lines[head + 2].split()[0] == "-ELBO"
+    # every printed row of the block is what evaluate_tables computes from the stored tables
+    tables = load_tables(stem.with_name("run.scores.safetensors"))
+    want = {
+        r["score"]: r
+        for r in evaluate_tables(tables, fm)["table2"]
+        if r["ood"] == mn and r["S"] == 1
+    }
+    block = lines[head + 2 : head + 2 + len(want)]
+    printed = [line.rsplit(maxsplit=3) for line in block]  # "LLR select-k" has a space
+    assert [p[0].strip() for p in printed] == list(want)
+    for name, *values in printed:
+        for v, col in zip(values, ("auroc", "auprc", "fpr80"), strict=True):
+            assert v == f"{want[name.strip()][col]:.3f}", (name, col)
+    # and the -ELBO AUROC is that of the stored ELBO columns, counted pair by pair: the
+    # probability that an MNIST image has the higher -ELBO (ties count 1/2)
+    s_in = -tables[f"{fm}@S1"].columns["elbo"][None, :]
+    s_ood = -tables[f"{mn}@S1"].columns["elbo"][:, None]
+    pairs = np.mean(s_ood > s_in) + 0.5 * np.mean(s_ood == s_in)
+    assert want["-ELBO"]["auroc"] == pytest.approx(pairs, abs=1e-9)
     assert any(line.split()[:2] == ["LLR", "select-k"] for line in lines)
     assert any(line.split()[:2] == ["LLR_S", "select-k"] for line in lines)
     assert f"{fm} (S=1)" in out and "log p(x)" in out
@@ -200,6 +220,10 @@ def test_score_a_png_a_folder_and_an_npy(run, tmp_path, datasets):
     folder.mkdir()
     _png(folder / "a.png", 0)
     _png(folder / "b.png", 128)
+    # an example of the reference table itself (score_dataset's seeded subset of 64 test images)
+    test = load_dataset(datasets.fashionmnist, "test").images
+    member = np.sort(np.random.default_rng(0).choice(len(test), 64, replace=False))[0]
+    Image.fromarray(test[member]).save(folder / "c.png")
     (folder / "notes.txt").write_text("not an image")  # skipped in folders
     arr = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
     np.save(tmp_path / "three.npy", arr)
@@ -216,16 +240,29 @@ def test_score_a_png_a_folder_and_an_npy(run, tmp_path, datasets):
     )
     assert rc == 0, err
     lines = [line for line in out.splitlines() if not line.startswith("wrote")]
-    names = ["white.png", "imgs/a.png", "imgs/b.png"] + [f"three.npy[{i}]" for i in range(3)]
+    names = ["white.png", "imgs/a.png", "imgs/b.png", "imgs/c.png"]
+    names += [f"three.npy[{i}]" for i in range(3)]
     assert [line.split(":")[0] for line in lines] == names
     for line in lines:
         assert ("OOD (decided by LLR>" in line) or ("in-distribution (decided by LLR>" in line)
         assert "alpha=0.05/3" in line and "bits/dim=" in line and "LLR>3=" in line
+    # a reference example is never more extreme than itself: p >= 2/65 > 0.05/3 for every k
+    # (white and noise are flagged by a trained model, see
+    # test_score_flags_white_and_noise_against_the_shipped_reference; this 2-epoch model's
+    # LLR>k do not single them out yet)
+    said = {line.split(":")[0]: line.split(": ", 1)[1] for line in lines}
+    assert said["imgs/c.png"].startswith("in-distribution (decided by LLR>")
     with open(csv_out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["input"] for r in rows] == names
     assert {r["verdict"] for r in rows} <= {"OOD", "in-distribution"}
-    assert all(0 < float(r["p(LLR>1)"]) <= 1 for r in rows)
+    member = rows[names.index("imgs/c.png")]
+    assert member["verdict"] == "in-distribution" and float(member["min_p"]) >= 2 / 65
+    for r in rows:  # the verdict is the Bonferroni test of the smallest LLR>k p-value
+        ps = {s: float(r[f"p({s})"]) for s in ("LLR>1", "LLR>2", "LLR>3")}
+        assert all(0 < p <= 1 for p in ps.values())
+        assert float(r["min_p"]) == min(ps.values()) == ps[r["decided_by"]]
+        assert r["verdict"] == ("OOD" if min(ps.values()) < 0.05 / 3 else "in-distribution")
 
     rc, out, _ = run_cli(
         "score", white, "--checkpoint", stem, "--reference", f"{datasets.fashionmnist}@S2"
@@ -312,3 +349,68 @@ def test_score_without_score_tables_gives_every_score_and_no_verdict(run, tmp_pa
     assert not (bare / "run.scores.safetensors").exists()  # nothing written beside it
     rc, _, err = run_cli("score", png, "--checkpoint", bare / "run", "--reference", "x@S1")
     assert_one_line_error(rc, err, "score", "no score tables at", "hvaelab tables")
+
+
+def test_samples_belong_to_their_checkpoint(run, tmp_path, datasets):
+    """`hvaelab tables` for a second checkpoint in the same folder leaves the first one's
+    samples (and tables) alone."""
+    stem, _ = run
+    folder = stem.parent
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(folder / f"run{suffix}", folder / f"twin{suffix}")
+    before = {k: v.copy() for k, v in load_samples(folder / "run.samples.safetensors").items()}
+    rc, out, err = run_cli(
+        "tables", "--checkpoint", folder / "twin", *IN_OOD(datasets),
+        "--limit", "8", "--samples-per-set", "2",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert f"wrote {folder / 'twin.samples.safetensors'}" in out
+    twin = load_samples(folder / "twin.samples.safetensors")
+    assert {k: v.shape[0] for k, v in twin.items()} == {k: 2 for k in before}
+    after = load_samples(folder / "run.samples.safetensors")
+    assert after.keys() == before.keys()
+    assert all(np.array_equal(after[k], before[k]) for k in before)
+    assert len(next(iter(load_tables(folder / "run.scores.safetensors").values()))) == 64
+
+
+def test_train_options_take_their_defaults_and_help_from_train_config(capsys):
+    """Every TrainConfig setting is a `hvaelab train` option with the same default; no
+    default is written twice."""
+    import dataclasses
+
+    from hvaelab.cli import build_parser
+    from hvaelab.train import TrainConfig
+
+    parser = build_parser()
+    args = parser.parse_args(["train"])
+    cfg = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "model_overrides":
+            continue
+        assert getattr(args, f.name) == getattr(cfg, f.name), f.name
+        assert f.metadata["help"], f"TrainConfig.{f.name} has no help text"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "--init-examples" in text and "(default: 512)" in text and "(default: mnist)" in text
+    args = parser.parse_args(["train", "--lr", "1e-3", "--ood", "a", "b", "--warmup", "2"])
+    assert (args.lr, args.ood, args.warmup) == (1e-3, ["a", "b"], 2.0)
+
+
+def test_score_flags_white_and_noise_against_the_shipped_reference(app_checkpoints, tmp_path):
+    """The FashionMNIST checkpoint the dashboards use, against its reference table: an all-white
+    image and uniform noise are OOD, a FashionMNIST test image (a shipped sample) is not."""
+    white = _png(tmp_path / "white.png", 255)
+    noise = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    np.save(tmp_path / "noise.npy", noise)
+    garment = resources.load_shipped_samples()["fashionmnist"][0]
+    Image.fromarray(garment).save(tmp_path / "garment.png")
+    inputs = [white, tmp_path / "noise.npy", tmp_path / "garment.png"]
+    rc, out, err = run_cli("score", *inputs, "--checkpoint", app_checkpoints / "fashionmnist")
+    assert rc == 0, err
+    said = dict(line.split(": ", 1) for line in out.splitlines())
+    noises = [f"noise.npy[{i}]" for i in range(3)]
+    assert list(said) == ["white.png", *noises, "garment.png"]
+    for name in ("white.png", *noises):
+        assert said[name].startswith("OOD (decided by LLR>"), (name, said[name])
+    assert said["garment.png"].startswith("in-distribution (decided by LLR>"), said

@@ -3,7 +3,6 @@
 import base64
 import io
 import math
-import time
 
 import numpy as np
 import plotly.graph_objects as go
@@ -195,9 +194,8 @@ def test_reconstruction_grid_figure(model):
     x = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(2))
     rec = latent_reconstructions(model, x)
     labels = [f"img{i}" for i in range(16)]
-    t0 = time.perf_counter()
+    # built on every shuffle of the reconstructions page: benchmarks/dashboard_bench.py times it
     fig = reconstruction_grid_figure(rec, labels=labels, title="FashionMNIST model")
-    assert time.perf_counter() - t0 < 5.0
     assert isinstance(fig, go.Figure) and len(fig.data) == 2
     image, cells = fig.data
     assert image.type == "image"

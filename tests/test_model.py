@@ -100,6 +100,51 @@ def test_l_takes_top_layers_from_prior_and_full_l_is_elbo():
     assert out.layers[2].posterior is None
 
 
+@pytest.mark.parametrize("skip", [True, False])
+def test_skip_connections_carry_z_i_two_layers_up_and_down(skip):
+    """Skips feed z_{i+2} into the generative stage of z_i (x's likelihood gets z_2, p(z_1 | .)
+    gets z_3) and z_{i-2} into the inference stage of z_i (q(z_2 | .) gets x, q(z_3 | .) gets
+    z_1). Each path is isolated by holding the layer in between fixed through the noise eps:
+    the output moves with the skip, and without skips (the control) it does not."""
+    torch.manual_seed(0)
+    model = HVAE(get_preset("hvae-tiny", skip=skip)).double()  # float64: exact controls
+    x = model.prepare((torch.rand(16, 1, 28, 28) > 0.5).double())
+    model.initialize(x)
+    model.eval()
+    eps = {i: torch.randn(16, *model.shapes[i], dtype=torch.float64) for i in (1, 2, 3)}
+
+    def moved(a: torch.Tensor, b: torch.Tensor) -> bool:
+        return (a - b).abs().max().item() > 1e-3
+
+    def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+        return torch.allclose(a, b, rtol=0, atol=1e-9)
+
+    with torch.no_grad():
+        base = model(x, eps=eps)
+        z1, z2 = base.layers[0].z, base.layers[1].z
+        # generative z_2 -> x: new noise for z_2 only (z_1 is inferred below it, unchanged)
+        out = model(x, eps={**eps, 2: torch.randn_like(eps[2])})
+        assert same(out.layers[0].z, z1) and moved(out.layers[1].z, z2)
+        assert moved(out.params, base.params) == skip
+        # generative z_3 -> z_1: new noise for z_3 only (z_1, z_2 and so p(x | .) unchanged)
+        out = model(x, eps={**eps, 3: torch.randn_like(eps[3])})
+        assert same(out.layers[0].z, z1) and same(out.layers[1].z, z2)
+        assert same(out.params, base.params)
+        assert moved(out.layers[0].prior.mean, base.layers[0].prior.mean) == skip
+        # inference z_1 -> z_3: new noise for z_1, and z_2's noise chosen to keep z_2
+        e1 = {**eps, 1: torch.randn_like(eps[1])}
+        q2 = model(x, eps=e1).layers[1].posterior
+        out = model(x, eps={**e1, 2: (z2 - q2.mean) / q2.std})
+        assert moved(out.layers[0].z, z1) and same(out.layers[1].z, z2)
+        assert moved(out.layers[2].posterior.mean, base.layers[2].posterior.mean) == skip
+        # inference x -> z_2: other pixels, and z_1's noise chosen to keep z_1
+        x2 = model.prepare((torch.rand(16, 1, 28, 28) > 0.5).double())
+        q1 = model(x2, eps=eps).layers[0].posterior
+        out = model(x2, eps={**eps, 1: (z1 - q1.mean) / q1.std})
+        assert same(out.layers[0].z, z1)
+        assert moved(out.layers[1].posterior.mean, base.layers[1].posterior.mean) == skip
+
+
 def test_cache_gives_the_same_pass():
     model, x = _model()
     eps = {i: torch.randn(x.shape[0], *model.shapes[i]) for i in range(1, 4)}

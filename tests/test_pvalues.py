@@ -1,7 +1,5 @@
 """Tests for hvaelab.pvalues: empirical p-values, Bonferroni verdicts, per-example k selection."""
 
-import time
-
 import numpy as np
 import pytest
 
@@ -29,12 +27,11 @@ def test_two_sided_pvalue_hand_computed():
     np.testing.assert_allclose(p, [0.4, 1.0, 0.4, 1.0])
 
 
-def test_pvalue_keeps_shape_and_is_fast():
+def test_pvalue_keeps_shape_on_large_inputs():
+    # its speed (20k values against 20k references, target 0.5 s): benchmarks/pvalues_bench.py
     rng = np.random.default_rng(0)
     ref, vals = rng.normal(size=20_000), rng.normal(size=(20_000,))
-    t0 = time.perf_counter()
     p = P.empirical_pvalue(ref, vals, "two-sided")
-    assert time.perf_counter() - t0 < 0.5
     assert p.shape == vals.shape and (p > 0).all() and (p <= 1).all()
     assert P.empirical_pvalue(REF, np.zeros((2, 3))).shape == (2, 3)
 

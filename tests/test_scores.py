@@ -130,6 +130,46 @@ def test_iw_bound_is_at_least_the_mean_when_s_is_above_1(model, images):
     assert np.array_equal(s["-ELBO_S"], -t.columns["elbo_iw"])
 
 
+def _negated_bounds(n_layers: int, iw: bool) -> dict[str, str]:
+    """Every bound score of :func:`ood_scores` and the ScoreTable column it negates."""
+    ks = range(1, n_layers + 1)
+    pairs = {"-ELBO": "elbo", **{f"-L>{k}": f"L>{k}" for k in ks}}
+    pairs.update({f"-L<{l_}": f"L<{l_}" for l_ in ks})
+    if iw:
+        pairs.update({"-ELBO_S": "elbo_iw", **{f"-L>{k}_S": f"L>{k}_iw" for k in ks}})
+    return pairs
+
+
+def test_every_bound_score_is_minus_its_column(model, images):
+    """Bounds enter as OOD scores negated (higher = more OOD), -L>k_S and -L<l included."""
+    t = score_tensor(model, images[:16], n_samples=4)
+    c, s = t.columns, ood_scores(t)
+    pairs = _negated_bounds(3, iw=True)
+    assert sorted(n for n in s if n.startswith("-")) == sorted(pairs)
+    for name, col in pairs.items():
+        assert np.array_equal(s[name], -c[col]), name
+        # bounds on the log-likelihood of binary images are negative (hundreds of nats):
+        # their OOD scores are positive
+        assert (s[name] > 100.0).all(), name
+    for k in (1, 2, 3):
+        # log-mean-exp >= mean (eq. 9, Jensen): the importance-weighted bound is tighter
+        assert (s[f"-L>{k}_S"] <= s[f"-L>{k}"] + 1e-9).all(), k
+        for l_ in (1, 2, 3):
+            # -L<l and -L>k differ by the generalised ratio LLR>k<l = L<l - L>k (eq. 21)
+            gap = s[f"-L>{k}"] - s[f"-L<{l_}"]
+            np.testing.assert_allclose(gap, s[f"LLR>{k}<{l_}"], rtol=0, atol=1e-9)
+    assert (s["-ELBO_S"] < s["-ELBO"]).all()
+    for l_ in (1, 2, 3):
+        # with the ELBO: -L<l - -ELBO = ELBO - L<l, the ratio to L<(L+1) = ELBO (appendix E)
+        np.testing.assert_allclose(
+            s[f"-L<{l_}"] - s["-ELBO"], c["elbo"] - c[f"L<{l_}"], rtol=0, atol=1e-9
+        )
+    # the same holds at S = 1 (no _S scores then)
+    one = score_tensor(model, images[:4])
+    for name, col in _negated_bounds(3, iw=False).items():
+        assert np.array_equal(ood_scores(one)[name], -one.columns[col]), name
+
+
 def test_llr_names_and_tails():
     assert llr_names(3) == ["LLR>1", "LLR>2", "LLR>3"]
     assert llr_names(2, 5) == ["LLR_S>1 iw-both", "LLR_S>2 iw-both"]
@@ -168,6 +208,33 @@ def test_sample_scores_are_reproducible_under_a_seed(model, images):
     for col in ("elbo", "L>1", "L>2", "L>3", "L<1"):
         assert not np.allclose(a.columns[col], c.columns[col]), col
     assert a.meta["seed"] == 5 and a.meta["prior"] == "sample"
+
+
+def test_the_seed_chooses_the_fixed_binarization(model, images):
+    """A Bernoulli model scores the binarization ``binarize_fixed(x, seed)`` of its inputs:
+    scoring images equals scoring their binarization under that seed (binary images binarize
+    to themselves), and another seed draws other bits, hence other bounds."""
+    assert model.config.likelihood == "bernoulli"
+    x = to_tensor(images[:16])
+    assert ((x > 0) & (x < 1)).any(dim=(1, 2, 3)).all()  # every image has grey pixels
+    for seed in (0, 1, 7):
+        direct = score_tensor(model, x, seed=seed)
+        pre = score_tensor(model, binarize_fixed(x, seed), seed=seed)
+        for col, v in direct.columns.items():
+            assert np.array_equal(v, pre.columns[col]), (seed, col)
+        again = score_tensor(model, images[:16], seed=seed)
+        for col, v in direct.columns.items():
+            assert np.array_equal(v, again.columns[col]), (seed, col)
+    # L>3 with the conditional prior means involves no sampling: it depends on the seed only
+    # through the bits, and they differ
+    a = score_tensor(model, x, seed=0, lt=False).columns
+    b = score_tensor(model, x, seed=1, lt=False).columns
+    assert (a["L>3"] != b["L>3"]).all() and (a["elbo"] != b["elbo"]).all()
+    # images that are binary already get the same bits, and the same L>3, under every seed
+    bits = binarize_fixed(x, 3)
+    a = score_tensor(model, bits, seed=0, lt=False).columns
+    b = score_tensor(model, bits, seed=1, lt=False).columns
+    assert np.array_equal(a["L>3"], b["L>3"])
 
 
 def test_prior_sample_and_mean_differ_only_above_k_0(model, images):
