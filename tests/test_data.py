@@ -73,6 +73,7 @@ def isolated(tmp_path, monkeypatch):
     """Keep the real user cache, system folders and the global registry out of each test."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setattr(data.locate, "SYSTEM_DATA_DIRS", (tmp_path / "system",))
+    monkeypatch.delenv("HVAELAB_DATA_ONLY", raising=False)  # these tests set it where they need it
     saved = dict(data.REGISTRY)
     yield
     data.REGISTRY.clear()
