@@ -29,7 +29,7 @@ from .evaluate import evaluate_tables, format_table1, format_table2, write_resul
 from .model import HVAE
 from .score_names import Family, ScoreName, TableKey
 from .scores import load_tables, save_tables, score_dataset, score_inputs, tables_path
-from .train import TrainConfig, Trainer
+from .train import RESUME_OVERRIDES, TrainConfig, Trainer
 
 
 class CLIError(Exception):
@@ -51,8 +51,12 @@ def _add_field(p: argparse.ArgumentParser, f: dataclasses.Field) -> None:
     hint = typing.get_type_hints(TrainConfig)[f.name]
     kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
     kw: dict = {"default": f.default, "help": f.metadata.get("help", "")}
+    if f.metadata.get("choices"):
+        kw["choices"] = f.metadata["choices"]
     if typing.get_origin(hint) is tuple:
         kw.update(nargs="*", type=typing.get_args(hint)[0])
+    elif kind is bool:
+        kw["action"] = argparse.BooleanOptionalAction
     elif kind in (int, float):
         kw["type"] = kind
     if f.default is not None:
@@ -69,15 +73,17 @@ def _cmd_train(a: argparse.Namespace) -> int:
     # Every option named like a TrainConfig field sets that field.
     kw = {k: v for k, v in vars(a).items() if k in _TRAIN_FIELDS}
     cfg = TrainConfig(**{**kw, "ood": tuple(a.ood)}, model_overrides=overrides)
-    state_file = Artifacts(out).state_card
-    if a.resume and state_file.exists():
-        trainer = Trainer.resume(out, epochs=a.epochs)
+    card = Artifacts(out).card
+    if a.resume and card.exists():  # exact with the training state, else from the weights
+        how = {k: getattr(a, k) for k in RESUME_OVERRIDES}
+        trainer = Trainer.resume(out, epochs=a.epochs, **how)
         print(f"resuming {out} at epoch {trainer.epoch}/{trainer.cfg.epochs}")
     else:
         if a.resume:
-            print(f"no training state at {state_file}: starting a new run")
+            print(f"no checkpoint at {card}: starting a new run")
         trainer = Trainer(cfg)
         print(f"model: {trainer.model.num_parameters():,} parameters on {trainer.device}")
+    print(f"precision {trainer.precision}" + (", compiled step" if trainer.cfg.compile else ""))
     trainer.run(out, until=a.until)
     print(f"wrote {out}.safetensors and {out}.json (epoch {trainer.epoch}/{trainer.cfg.epochs})")
     return 0

@@ -105,7 +105,7 @@ def score_tensor(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=N, desc=f"scoring (S={n_samples})", unit="img")
-    with eval_mode(model):
+    with eval_mode(model), torch.autocast(x.device.type, enabled=False):  # scores in fp32
         for i in range(0, N, batch_size):
             xb = x[i : i + batch_size]
             b = bound_samples(

@@ -9,11 +9,13 @@ N / 2000 unless they are given explicitly.
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import math
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +29,15 @@ from .bounds import bits_per_dim, bound_samples
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .config import HVAEConfig, get_preset
 from .data import load_dataset, to_tensor
-from .device import resolve_device
+from .device import PRECISIONS, hardware, resolve_device, resolve_precision
 from .metrics import auroc
 from .model import HVAE, eval_mode, model_inputs
 from .score_names import ScoreName
 
 
-def _opt(default: Any, help: str) -> Any:
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
     """A setting with its default and its help text (the command line's: ``hvaelab train``)."""
-    return field(default=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
@@ -57,6 +59,8 @@ class TrainConfig:
     init_examples: int = _opt(512, "batch size of the data-dependent initialisation")
     train_examples: int = _opt(0, "use only the first N training images (0: all)")
     device: str = _opt("auto", "cpu, cuda or auto (CUDA when available)")
+    precision: str = _opt("auto", "bf16 autocast where the hardware has it (auto)", PRECISIONS)
+    compile: bool = _opt(False, "torch.compile the training step (CUDA graphs on a GPU)")
     data_dir: str | None = _opt(None, "folder with the datasets (else HVAELAB_DATA, ...)")
     model_overrides: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "HVAEConfig fields to override (e.g. channels)"}
@@ -129,6 +133,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
         self.cfg, self.log = cfg, log
         self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)  # "fp32" or "bf16"
         self.model_cfg: HVAEConfig = get_preset(cfg.preset, **cfg.model_overrides)
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
@@ -142,6 +147,11 @@ class Trainer:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.epoch, self.step, self.history = 0, 0, []
         self.wall = 0.0
+        self.restarts: list[dict[str, Any]] = []  # resumes without optimiser state
+        self._loss = self._step_loss
+        if cfg.compile:  # inductor on the CPU; CUDA graphs on a GPU
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self._loss = torch.compile(self._step_loss, mode=mode)
 
     def _val_sets(self) -> dict[str, torch.Tensor]:
         out = {}
@@ -166,6 +176,21 @@ class Trainer:
         # dynamic binarization (Bernoulli models), resampled every epoch
         return model_inputs(self.model, x01, "dynamic", generator=self.gen, trusted=True).x
 
+    def _step_loss(self, x: torch.Tensor, beta: torch.Tensor, lam: torch.Tensor):
+        """The training objective of one batch (eq. 1 with KL warm-up beta and free bits lam)
+        and the batch's summed ELBO. The forward pass runs under bf16 autocast when the run's
+        precision is bf16; the Gaussian heads, log p(x|z), the KL terms and the loss are float32
+        (the model casts its heads), as are the parameters and the optimiser."""
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self.model(x)
+        loss = -(out.log_px - beta * torch.clamp(out.kl, min=lam)).mean()
+        return loss, out.bound.detach().sum()
+
+    def _scalar(self, v: float) -> torch.Tensor:
+        """A schedule value as a tensor: a compiled step then takes every value without
+        recompiling (a Python float would be baked into the graph)."""
+        return torch.tensor(v, dtype=torch.float32, device=self.device)
+
     def train_epoch(self) -> dict[str, float]:
         cfg, model = self.cfg, self.model
         model.train()
@@ -174,23 +199,24 @@ class Trainer:
         fc, fa, wu = cfg.phases()
         perm = torch.randperm(n, generator=self.gen, device=self.device)
         tot_elbo, tot_n = torch.zeros((), device=self.device), 0
-        bar = tqdm(range(steps), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False)
+        desc = f"epoch {self.epoch + 1}/{cfg.epochs}"
+        bar = tqdm(total=n, desc=desc, unit="img", leave=False)  # images/s and the epoch's ETA
         t0 = time.perf_counter()
-        for j in bar:
+        for j in range(steps):
             t = self.epoch + j / steps
             beta, lam = beta_at(t, wu), free_bits_at(t, cfg.free_bits, fc, fa)
             x = self._prepare(self.x_train[perm[j * cfg.batch_size : (j + 1) * cfg.batch_size]])
-            out = model(x)
-            kl = out.kl
-            loss = -(out.log_px - beta * torch.clamp(kl, min=lam)).mean()
+            loss, elbo_sum = self._loss(x, self._scalar(beta), self._scalar(lam))
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
             self.step += 1
-            tot_elbo += out.bound.detach().sum()
+            tot_elbo += elbo_sum
             tot_n += x.shape[0]
+            bar.update(x.shape[0])
             if j % 20 == 0 or j == steps - 1:
                 bar.set_postfix(elbo=f"{(tot_elbo / tot_n).item():.2f}", beta=f"{beta:.2f}")
+        bar.close()
         self.epoch += 1
         secs = time.perf_counter() - t0
         self.wall += secs
@@ -241,12 +267,10 @@ class Trainer:
                     "examples": len(self.x_train),
                 }
             },
-            "hardware": {
-                "device": str(self.device),
-                "name": _device_name(self.device),
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-            },
+            "hardware": hardware(self.device),
+            "precision": self.precision,
+            "compile": self.cfg.compile,
+            "restarts": self.restarts,
             "wall_seconds": round(self.wall, 1),
             "n_parameters": self.model.num_parameters(),
             "metrics": {k: v for k, v in last.items() if "/" in k},
@@ -277,33 +301,88 @@ class Trainer:
 
     @classmethod
     def resume(
-        cls, out: Path, epochs: int | None = None, log: Callable[[str], None] = print
+        cls,
+        out: Path,
+        epochs: int | None = None,
+        log: Callable[[str], None] = print,
+        **overrides: Any,
     ) -> Trainer:
-        """Rebuild a run from its checkpoint and training state; ``epochs`` may extend it."""
+        """Rebuild a run from its checkpoint and training state; ``overrides`` may change how
+        it runs (``precision``, ``compile``, ``device``, ``data_dir``), not what it learns.
+
+        With the training state (``NAME.state.*``) the resume is exact: optimiser moments,
+        random streams, epoch and step. Without it (a fresh machine holding only the weights
+        and the card) the run continues from the weights with a fresh optimiser, the same epoch
+        count and schedules, and the restart is recorded in the card's ``restarts``.
+        """
+        art = Artifacts(Path(out))
         tensors, card = load_checkpoint(out)
-        obj, extra = load_state(out)
-        cfg = TrainConfig.from_dict(extra["train_config"])
+        exact = art.state_card.exists() and art.state_weights.exists()  # half a state: restart
+        if exact:
+            obj, extra = load_state(out)
+            cfg = TrainConfig.from_dict(extra["train_config"])
+        else:
+            cfg = TrainConfig.from_dict(card["train_config"])
         if epochs is not None and epochs != cfg.epochs:
             raise ValueError(
                 f"this run was planned for {cfg.epochs} epochs and its schedules depend on it; "
                 f"resume it with the same --epochs (got {epochs})"
             )
+        bad = set(overrides) - RESUME_OVERRIDES
+        if bad:
+            raise ValueError(f"a resumed run can change only {sorted(RESUME_OVERRIDES)}, not {bad}")
+        cfg = dataclasses.replace(cfg, **overrides)
         self = cls(cfg, log=log)
         self.model.load_state_dict({k: v.to(self.device) for k, v in tensors.items()})
-        self.opt.load_state_dict(obj["optimizer"])
-        torch.set_rng_state(obj["rng"]["torch"])
-        self.gen.set_state(obj["rng"]["gen"].to(self.gen.get_state().device))
-        if "cuda" in obj["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(obj["rng"]["cuda"], self.device)
-        self.epoch, self.step, self.wall = extra["epoch"], extra["step"], extra["wall"]
-        self.history = list(extra["history"])
+        self.restarts = list(card.get("restarts", []))
+        if exact:
+            self.opt.load_state_dict(obj["optimizer"])
+            torch.set_rng_state(obj["rng"]["torch"])
+            self.gen.set_state(obj["rng"]["gen"].to(self.gen.get_state().device))
+            if "cuda" in obj["rng"] and self.device.type == "cuda":
+                torch.cuda.set_rng_state(obj["rng"]["cuda"], self.device)
+            self.epoch, self.step, self.wall = extra["epoch"], extra["step"], extra["wall"]
+            self.history = list(extra["history"])
+            return self
+        self.epoch, self.step = int(card["epochs_done"]), int(card["steps_done"])
+        self.wall = float(card.get("wall_seconds", 0.0))
+        self.history = read_history(art.history)
+        seed = cfg.seed + 1_000_003 * (len(self.restarts) + 1)  # new streams, still seeded
+        torch.manual_seed(seed)
+        self.gen.manual_seed(seed)
+        self.restarts.append(
+            {
+                "epoch": self.epoch,
+                "step": self.step,
+                "what": "no training state: continued from the weights with a fresh optimiser",
+                "seed": seed,
+                "precision": self.precision,
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+        log(
+            f"no training state beside {art.stem}: continuing from its weights at epoch "
+            f"{self.epoch}/{cfg.epochs} with a fresh optimiser (recorded in the card)"
+        )
         return self
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
+RESUME_OVERRIDES = {"precision", "compile", "device", "data_dir"}
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """A run's ``NAME.history.csv`` back as records (numbers as floats, epoch as int); [] if
+    there is none."""
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        rec: dict[str, Any] = {k: float(v) for k, v in r.items() if v not in ("", None)}
+        rec["epoch"] = int(rec["epoch"])
+        out.append(rec)
+    return out
 
 
 def _format_record(rec: dict[str, Any]) -> str:
@@ -321,7 +400,7 @@ def _format_record(rec: dict[str, Any]) -> str:
 def train(cfg: TrainConfig, out: Path, resume: bool = False, until: int | None = None) -> Trainer:
     """Train (or resume) a run and write ``out``.safetensors/.json (+ training state)."""
     out = Path(out)
-    if resume and Artifacts(out).state_card.exists():
+    if resume and Artifacts(out).card.exists():  # with or without the training state
         trainer = Trainer.resume(out, epochs=cfg.epochs)
     else:
         trainer = Trainer(cfg)

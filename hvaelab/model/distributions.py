@@ -74,5 +74,9 @@ class GaussianHead(nn.Module):
 
     def forward(self, h: Tensor) -> Gaussian:
         out = self.layer(h.flatten(1) if self.dense else h)
+        # Under mixed precision (bf16 autocast) the convolution's output is bf16 and a softplus
+        # after it would stay bf16: the Gaussian (its variance, log-densities, KL) is computed
+        # in the parameters' precision, float32.
+        out = out.to(next(self.layer.parameters()).dtype)
         mean, pre_var = out.chunk(2, dim=1)
         return Gaussian(mean, softplus_var(pre_var, self.min_var))

@@ -273,6 +273,7 @@ class HVAE(nn.Module):
                 kl = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
             layers.append(LayerOutput(i, source[i], q.get(i), priors[i], z[i], kl))
         params = self._likelihood_params(z[1], z.get(2))
+        params = params.to(x.dtype)  # log p(x|z) in full precision, also under bf16 autocast
         log_px = self.likelihood.log_prob(params, x)
         layers.reverse()
         return HVAEOutput(layers, log_px, params, k, l, self.likelihood)
