@@ -158,6 +158,24 @@ def write_csv(path: str | os.PathLike[str], rows: list[dict]) -> Path:
     return atomic_write(path, buf.getvalue())
 
 
+def read_history(path: str | os.PathLike[str]) -> list[dict]:
+    """A run's ``NAME.history.csv`` (written by :func:`write_csv`) as records: numbers as floats,
+    ``epoch`` as int, empty cells left out; [] when there is no file."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        rec: dict = {k: float(v) for k, v in r.items() if v not in ("", None)}
+        rec["epoch"] = int(rec["epoch"])
+        out.append(rec)
+    return out
+
+
 def read_safetensors(path: str | os.PathLike[str], what: str, hint: str, kind: str):
     """(metadata, {name: numpy array}) of a safetensors file holding ``what`` ("score tables").
 

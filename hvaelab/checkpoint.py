@@ -567,6 +567,11 @@ class LoadedModel:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def dataset(self) -> str | None:
+        """The dataset it was trained on (its in-distribution set), as its card records."""
+        return self.card.get("data", {}).get("train", {}).get("name")
+
 
 def load_model(
     path_or_name: str | os.PathLike[str],

@@ -28,7 +28,14 @@ from .device import resolve_device
 from .evaluate import evaluate_tables, format_table1, format_table2, write_results
 from .model import HVAE
 from .score_names import Family, ScoreName, TableKey
-from .scores import load_tables, save_tables, score_dataset, score_inputs, tables_path
+from .scores import (
+    load_tables,
+    reference_key,
+    save_tables,
+    score_dataset,
+    score_inputs,
+    tables_path,
+)
 from .train import RESUME_OVERRIDES, TrainConfig, Trainer
 
 
@@ -90,12 +97,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _load(a: argparse.Namespace):
-
     return load_model(a.checkpoint, device=resolve_device(a.device))
 
 
 def _compute_tables(a, lm, priors, samples):
-
     tables = {}
     for prior in priors:
         for S in samples:
@@ -119,7 +124,6 @@ def _compute_tables(a, lm, priors, samples):
 
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
-
     lm = _load(a)
     if a.tables:
         stored = load_tables(tables_path(lm.path))
@@ -150,7 +154,6 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def _cmd_tables(a: argparse.Namespace) -> int:
-
     lm = _load(a)
     sha = lm.card.get("weights_sha256")
     new = {key: t for (_, key), t in _compute_tables(a, lm, [a.prior], a.samples).items()}
@@ -212,16 +215,14 @@ def _record_evaluation(lm, tables, in_name: str, path: Path) -> None:
 
 
 def _cmd_score(a: argparse.Namespace) -> int:
-
     lm = _load(a)
     images, names = load_inputs(a.inputs)
     path = tables_path(lm.path)
     ref = None
     if path.exists() or a.reference:
         tables = load_tables(path)
-        in_name = lm.card.get("data", {}).get("train", {}).get("name", "fashionmnist")
-        key = a.reference or next((k for k in tables if k.startswith(in_name + "@")), None)
-        if key is None or key not in tables:
+        key = a.reference or reference_key(tables, lm.dataset or "fashionmnist")
+        if key not in tables:
             raise CLIError(f"no reference table {key!r}; available: {', '.join(tables)}")
         ref = tables[key]
     else:
@@ -249,7 +250,6 @@ def _cmd_score(a: argparse.Namespace) -> int:
 
 
 def _cmd_correlate(a: argparse.Namespace) -> int:
-
     device = resolve_device(a.device)
     ma = load_model(a.a, device=device).model
     mb = load_model(a.b, device=device).model if a.b != "random" else _random_like(ma, a.seed)
@@ -289,7 +289,6 @@ def _random_like(model, seed: int):
 
 
 def _cmd_data(a: argparse.Namespace) -> int:
-
     if a.action == "list":
         print(format_inventory(inventory(a.data_dir), a.data_dir))
         return 0
@@ -319,7 +318,6 @@ def _cmd_data(a: argparse.Namespace) -> int:
 
 
 def _cmd_info(a: argparse.Namespace) -> int:
-
     lm = _load(a)
     print(f"{lm.path}: {lm.model.num_parameters():,} parameters")
     print(json.dumps(lm.card, indent=2))

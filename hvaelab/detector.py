@@ -41,6 +41,7 @@ from .scores import (
     llr_names,
     load_tables,
     ood_scores,
+    reference_key,
     score_dataset,
     score_inputs,
     score_tensor,
@@ -194,15 +195,15 @@ class HVAEDetector:
         lm = det.checkpoint
         if lm is None:
             raise TypeError("from_checkpoint needs a checkpoint name or path; for a model use .fit")
-        in_name = lm.card.get("data", {}).get("train", {}).get("name")
+        in_name = lm.dataset
         if not in_name:
             raise ValueError(f"the card of {lm.path} names no training dataset; use .fit(...)")
         path = tables_path(lm.path)
-        stored = load_tables(path).values() if path.exists() else ()
-        table = next(
-            (t for t in stored if t.meta.get("dataset") == in_name and t.n_samples == det.samples),
-            None,
-        )
+        stored = load_tables(path) if path.exists() else {}
+        try:
+            table = stored[reference_key(stored, in_name, det.samples)]
+        except ValueError:  # none stored for this set and S: score it below
+            table = None
         if table is not None:
             sha, want = table.meta.get("weights_sha256"), lm.card.get("weights_sha256")
             if sha and want and sha != want:

@@ -299,31 +299,27 @@ def score_inputs(
     """
     if not 0 < fpr < 1:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
-    if reference is None:
-        return _score_without_reference(model, images, fpr, names, iw_form, batch_size)
-    S, prior = reference.n_samples, reference.meta.get("prior", "mean")
-    if reference.n_layers != model.n_layers:
+    if reference is not None and reference.n_layers != model.n_layers:
         raise ValueError("the reference table was computed with a different model")
+    meta = reference.meta if reference is not None else {}
+    S = reference.n_samples if reference is not None else 1
     table = score_tensor(
         model,
         images,
         n_samples=S,
-        prior=prior,
-        lt=any(c.startswith("L<") for c in reference.columns),
-        seed=int(reference.meta.get("seed", 0)),
+        prior=meta.get("prior", "mean"),
+        lt=reference is None or any(c.startswith("L<") for c in reference.columns),
+        seed=int(meta.get("seed", 0)),
         batch_size=batch_size,
     )
     n = len(table)
     names = names or [f"input {i}" for i in range(n)]
     if len(names) != n:
         raise ValueError(f"{len(names)} names for {n} inputs")
-    scores, ref = ood_scores(table), ood_scores(reference)
-    tol = tie_tolerance(reference)
-    pv = {s: _pvalue(ref[s], v, score_tails(s), tol) for s, v in scores.items()}
     res = InputScores(
         names=names,
-        scores=scores,
-        p_values=pv,
+        scores=ood_scores(table),
+        p_values=None,
         verdict_scores=llr_names(model.n_layers, S, iw_form),
         is_ood=None,
         decisive=None,
@@ -331,17 +327,28 @@ def score_inputs(
         fpr=fpr,
         bits_per_dim=table.bits_per_dim("elbo_iw" if S > 1 else "elbo"),
     )
-    return decide(res, reference, fpr)
+    if reference is None:
+        return res
+    ref, tol = ood_scores(reference), tie_tolerance(reference)
+    res.p_values = {s: _pvalue(ref[s], v, score_tails(s), tol) for s, v in res.scores.items()}
+    return decide(res, reference, fpr, ref)
 
 
-def decide(res: InputScores, reference: ScoreTable, fpr: float) -> InputScores:
+def decide(
+    res: InputScores,
+    reference: ScoreTable,
+    fpr: float,
+    ref_scores: dict[str, np.ndarray] | None = None,
+) -> InputScores:
     """Set ``res``'s verdict at false-positive rate ``fpr`` from its scores (no re-scoring): OOD
-    when any of its LLR>k is unusually large for the reference, Bonferroni over k (sec. 5)."""
+    when any of its LLR>k is unusually large for the reference, Bonferroni over k (sec. 5).
+    ``ref_scores`` is ``ood_scores(reference)`` where the caller already has it."""
     from .pvalues import verdict
 
     if not 0 < fpr < 1:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
-    ref, names = ood_scores(reference), res.verdict_scores
+    ref = ood_scores(reference) if ref_scores is None else ref_scores
+    names = res.verdict_scores
     v = verdict(  # upper tail with ties up to the tolerance, as the p-values
         np.stack([ref[s] for s in names], 1),
         np.stack([res.scores[s] for s in names], 1) - tie_tolerance(reference),
@@ -353,20 +360,18 @@ def decide(res: InputScores, reference: ScoreTable, fpr: float) -> InputScores:
     return res
 
 
-def _score_without_reference(model, images, fpr, names, iw_form, batch_size) -> InputScores:
-    table = score_tensor(model, images, n_samples=1, batch_size=batch_size)
-    n = len(table)
-    names = names or [f"input {i}" for i in range(n)]
-    if len(names) != n:
-        raise ValueError(f"{len(names)} names for {n} inputs")
-    return InputScores(
-        names=names,
-        scores=ood_scores(table),
-        p_values=None,
-        verdict_scores=llr_names(model.n_layers, 1, iw_form),
-        is_ood=None,
-        decisive=None,
-        min_p=None,
-        fpr=fpr,
-        bits_per_dim=table.bits_per_dim("elbo"),
+def reference_key(tables: dict[str, ScoreTable], dataset: str, n_samples: int | None = None) -> str:
+    """The key of ``dataset``'s score table in ``tables``: at ``n_samples`` samples, or the
+    smallest S stored (the full test set at S = 1 for the shipped checkpoints)."""
+    keys = sorted(
+        (k for k in tables if TableKey.parse(k).dataset == dataset),
+        key=lambda k: TableKey.parse(k).n_samples,
     )
+    if n_samples is not None:
+        keys = [k for k in keys if TableKey.parse(k).n_samples == n_samples]
+    if not keys:
+        at = f" at S={n_samples}" if n_samples is not None else ""
+        raise ValueError(
+            f"no score table of {dataset!r}{at}; available: {', '.join(tables) or 'none'}"
+        )
+    return keys[0]

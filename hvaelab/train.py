@@ -9,7 +9,6 @@ N / 2000 unless they are given explicitly.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import time
@@ -24,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .artifacts import Artifacts, write_csv
+from .artifacts import Artifacts, read_history, write_csv
 from .bounds import bits_per_dim, bound_samples
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .config import HVAEConfig, get_preset
@@ -368,21 +367,6 @@ class Trainer:
 
 
 RESUME_OVERRIDES = {"precision", "compile", "device", "data_dir"}
-
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    """A run's ``NAME.history.csv`` back as records (numbers as floats, epoch as int); [] if
-    there is none."""
-    if not Path(path).is_file():
-        return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for r in rows:
-        rec: dict[str, Any] = {k: float(v) for k, v in r.items() if v not in ("", None)}
-        rec["epoch"] = int(rec["epoch"])
-        out.append(rec)
-    return out
 
 
 def _format_record(rec: dict[str, Any]) -> str:

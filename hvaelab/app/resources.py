@@ -14,7 +14,6 @@ Anything missing raises :class:`MissingResourceError` whose message says what to
 
 from __future__ import annotations
 
-import csv
 import html
 from collections.abc import Callable
 from functools import lru_cache
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifacts import Artifacts
+from ..artifacts import Artifacts, read_history
 from ..checkpoint import CheckpointError, LoadedModel, list_checkpoints, load_model
 from ..checkpoint import resolve_checkpoint as _resolve
 from ..data import load_samples
@@ -138,17 +137,14 @@ def load_history(name: str = DEFAULT_CHECKPOINT) -> dict[str, np.ndarray]:
             f"The checkpoint {name!r} has no training curve ({path.name} is missing); "
             "`hvaelab train` writes it after every epoch."
         )
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        rows = read_history(path)
+    except (ValueError, KeyError) as e:
+        raise MissingResourceError(f"{path.name} cannot be read as a training curve: {e}") from e
     if not rows:
         raise MissingResourceError(f"{path.name} holds no epochs yet.")
-    cols: dict[str, np.ndarray] = {}
-    for key in rows[0]:
-        try:
-            cols[key] = np.array([float(r[key]) if r[key] != "" else np.nan for r in rows])
-        except (TypeError, ValueError):
-            continue
-    return cols
+    keys = dict.fromkeys(k for r in rows for k in r)
+    return {k: np.array([r.get(k, np.nan) for r in rows], dtype=float) for k in keys}
 
 
 def clear_caches() -> None:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..data import InvalidInputError, image_from_bytes
 from ..score_names import ScoreName, TableKey, llr_names
-from ..scores import InputScores, ScoreTable, decide, ood_scores, score_inputs
+from ..scores import InputScores, ScoreTable, decide, ood_scores, reference_key, score_inputs
 from .resources import DEFAULT_CHECKPOINT, dataset_label, load_checkpoint, load_score_tables
 from .score_figures import (
     UploadMark,
@@ -97,18 +97,8 @@ class UploadScorer(widgets.VBox):
         lm = load_checkpoint(checkpoint)
         self.model = lm.model
         self.tables = load_score_tables(checkpoint)
-        train_set = (lm.card.get("train_config") or {}).get("dataset") or "fashionmnist"
         if reference is None:
-            keys = sorted(
-                (k for k in self.tables if TableKey.parse(k).dataset == train_set),
-                key=lambda k: TableKey.parse(k).n_samples,
-            )
-            if not keys:
-                raise ValueError(
-                    f"no score table of the training set {train_set!r}; available: "
-                    f"{', '.join(self.tables)}"
-                )
-            reference = keys[0]
+            reference = reference_key(self.tables, lm.dataset or "fashionmnist")
         if reference not in self.tables:
             raise ValueError(f"no score table {reference!r}; available: {', '.join(self.tables)}")
         self.reference_key = reference
@@ -239,7 +229,7 @@ class UploadScorer(widgets.VBox):
         """Verdicts at the current FPR from the stored p-values (no re-scoring)."""
         if self.result is None:
             return
-        decide(self.result.scores, self.reference, float(self.fpr.value))
+        decide(self.result.scores, self.reference, float(self.fpr.value), self.ref_scores)
         self.results.value = self._table_html()
 
     # --------------------------------------------------------------------------- views
