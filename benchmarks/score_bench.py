@@ -29,7 +29,7 @@ def _naive(model, x, ks, n_samples, prior):
     """One complete pass (inference network + generative model) per k and per sample."""
     import torch
 
-    from hvaelab.bounds import example_keys, keyed_noise
+    from hvaelab.noise import example_keys, keyed_noise
 
     keys = example_keys(x, 0)
     shapes = {i: model.shapes[i] for i in range(1, model.n_layers + 1)}

@@ -59,7 +59,8 @@ def time_steps(args, channels: int, precision: str, compile_: bool, channels_las
     tr.initialize()
     if channels_last:
         tr.model.to(memory_format=torch.channels_last)
-    x = tr._prepare(tr.x_train[: args.batch])
+    idx = torch.arange(args.batch)
+    x, eps, scale = tr._prepare(idx), tr._latent_noise(idx), tr._scalar(1 / args.batch)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     beta, lam = tr._scalar(1.0), tr._scalar(0.0)
@@ -67,7 +68,7 @@ def time_steps(args, channels: int, precision: str, compile_: bool, channels_las
     times = []
     for _ in range(args.steps + 1):
         t0 = time.perf_counter()
-        loss, _ = tr._loss(x, beta, lam)
+        loss, _ = tr._loss(x, eps, beta, lam, scale)
         tr.opt.zero_grad(set_to_none=True)
         loss.backward()
         tr.opt.step()

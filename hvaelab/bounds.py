@@ -15,9 +15,8 @@ seed, so results do not depend on batch composition or order.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .model import HVAE
+from .noise import example_keys, keyed_noise
 
 PRIOR_MODES = ("mean", "sample")
 
@@ -37,44 +37,6 @@ def log_mean_exp(values: Tensor, dim: int = -1) -> Tensor:
 def bits_per_dim(nats: Tensor | np.ndarray | float, n_dims: int):
     """Convert a log-likelihood (bound) in nats to bits per dimension, ``-nats / (D ln 2)``."""
     return -nats / (n_dims * math.log(2.0))
-
-
-def example_keys(x: Tensor, seed: int) -> list[int]:
-    """A 63-bit random-number key per example from its content and the seed."""
-    arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
-    keys = []
-    for row in arr:
-        h = hashlib.blake2b(row.tobytes(), digest_size=8, key=str(seed).encode())
-        keys.append(int.from_bytes(h.digest(), "little") >> 1)
-    return keys
-
-
-def keyed_noise(
-    keys: Sequence[int],
-    shapes: dict[int, tuple[int, ...]],
-    samples: range,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> dict[int, Tensor]:
-    """Standard-normal noise per layer for samples ``samples`` of each keyed example.
-
-    Returned tensors are laid out example-major, ``(B * len(samples), *shape)``, matching
-    ``repeat_interleave``. Sample s of an example gets the same noise whatever the chunking.
-    """
-    sizes = {i: math.prod(s) for i, s in shapes.items()}
-    total = sum(sizes.values())
-    rows = []
-    g = torch.Generator()
-    for key in keys:
-        for s in samples:
-            g.manual_seed((key + 1_000_003 * s) % (2**63))
-            rows.append(torch.randn(total, generator=g))
-    flat = torch.stack(rows).to(device=device, dtype=dtype)
-    out, start = {}, 0
-    for i in sorted(shapes):
-        out[i] = flat[:, start : start + sizes[i]].reshape(-1, *shapes[i])
-        start += sizes[i]
-    return out
 
 
 @dataclass

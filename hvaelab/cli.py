@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from . import distributed as ddp
 from .artifacts import Artifacts, atomic_write, write_csv
 from .checkpoint import load_model, update_card
 from .correlation import layer_correlations
@@ -97,7 +98,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _load(a: argparse.Namespace):
-    return load_model(a.checkpoint, device=resolve_device(a.device))
+    return load_model(a.checkpoint, device=ddp.device_of(resolve_device(a.device)))
 
 
 def _compute_tables(a, lm, priors, samples):
@@ -105,7 +106,8 @@ def _compute_tables(a, lm, priors, samples):
     for prior in priors:
         for S in samples:
             for name in [a.in_name, *a.ood]:
-                print(f"scoring {name} (test, S={S}, prior={prior})", file=sys.stderr)
+                if ddp.current().is_main:
+                    print(f"scoring {name} (test, S={S}, prior={prior})", file=sys.stderr)
                 limit = a.limit if S == 1 or not a.iw_limit else a.iw_limit
                 t = score_dataset(
                     lm.model,
@@ -125,6 +127,8 @@ def _compute_tables(a, lm, priors, samples):
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     lm = _load(a)
+    if a.tables and not ddp.current().is_main:  # nothing to share: rank 0 reads and reports
+        return 0
     if a.tables:
         stored = load_tables(tables_path(lm.path))
         per_prior = {}
@@ -132,6 +136,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
             per_prior.setdefault(t.meta.get("prior", "mean"), {})[key] = t
     else:
         tables = _compute_tables(a, lm, a.prior, a.samples)
+        if not ddp.current().is_main:  # under torchrun: rank 0 reports and writes
+            return 0
         per_prior = {}
         for (prior, key), t in tables.items():
             per_prior.setdefault(prior, {})[key] = t
@@ -157,6 +163,8 @@ def _cmd_tables(a: argparse.Namespace) -> int:
     lm = _load(a)
     sha = lm.card.get("weights_sha256")
     new = {key: t for (_, key), t in _compute_tables(a, lm, [a.prior], a.samples).items()}
+    if not ddp.current().is_main:  # under torchrun: every rank scored a share; rank 0 writes
+        return 0
     for t in new.values():
         t.meta["weights_sha256"] = sha
     path = tables_path(lm.path)
@@ -425,10 +433,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands that run as one job over the processes torchrun starts (hvaelab.distributed).
+DISTRIBUTED_COMMANDS = ("train", "tables", "evaluate")
+
+
+def _join_group(args: argparse.Namespace) -> None:
+    """Under torchrun: join the process group; only rank 0 prints to stdout."""
+    if args.command not in DISTRIBUTED_COMMANDS:
+        raise CLIError(
+            f"only {', '.join(DISTRIBUTED_COMMANDS)} run under torchrun; run "
+            f"`hvaelab {args.command}` as one process"
+        )
+    ddp.init(resolve_device(args.device))
+    if not ddp.current().is_main:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of this process
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if ddp.launched():
+            _join_group(args)
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -444,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(line.strip() for line in str(msg).splitlines() if line.strip())
         print(f"hvaelab {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        ddp.close()
 
 
 if __name__ == "__main__":

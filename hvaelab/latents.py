@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .bounds import example_keys, keyed_noise
 from .model import HVAE, eval_mode, model_inputs
+from .noise import example_keys, keyed_noise
 
 MODES = ("mean", "sample")
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import distributed as ddp
 from .artifacts import Artifacts, atomic_write, read_safetensors
 from .bounds import bits_per_dim, bound_samples, log_mean_exp
 from .model import HVAE, eval_mode, model_inputs
@@ -99,32 +100,47 @@ def score_tensor(
     x = model_inputs(model, x01, "fixed", seed).x
     L, N = model.n_layers, x.shape[0]
     ls = list(range(1, L + 1)) if lt else []
-    cols: dict[str, list[np.ndarray]] = {}
+    names = [f"L>{k}" if k else "elbo" for k in range(L + 1)] + [f"L<{l_}" for l_ in ls]
+    cols: dict[str, list[np.ndarray]] = {c: [] for n in names for c in (n, n + "_iw")}
+    # Under torchrun, batches are dealt to ranks round-robin (hvaelab.distributed): every batch
+    # is the one a single process would score, and the columns are gathered on every rank.
+    mine = ddp.shard(-(-N // batch_size))
+    n_mine = sum(min(batch_size, N - b * batch_size) for b in mine)
     bar = None
-    if progress is True:
+    if progress is True and ddp.current().is_main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=N, desc=f"scoring (S={n_samples})", unit="img")
+        world = ddp.current().world_size
+        desc = f"scoring (S={n_samples})" + (f", rank 0 of {world}" if world > 1 else "")
+        bar = tqdm(total=n_mine, desc=desc, unit="img")
+    done = 0
     with eval_mode(model), torch.autocast(x.device.type, enabled=False):  # scores in fp32
-        for i in range(0, N, batch_size):
-            xb = x[i : i + batch_size]
+        for bi in mine:
+            xb = x[bi * batch_size : (bi + 1) * batch_size]
             b = bound_samples(
                 model, xb, ls=ls, n_samples=n_samples, prior=prior, seed=seed, max_rows=max_rows
             )
             for k, v in b.gt.items():
                 name = "elbo" if k == 0 else f"L>{k}"
-                cols.setdefault(name, []).append(v.mean(1).double().cpu().numpy())
-                cols.setdefault(name + "_iw", []).append(log_mean_exp(v.double(), 1).cpu().numpy())
+                cols[name].append(v.mean(1).double().cpu().numpy())
+                cols[name + "_iw"].append(log_mean_exp(v.double(), 1).cpu().numpy())
             for l_, v in b.lt.items():
-                cols.setdefault(f"L<{l_}", []).append(v.mean(1).double().cpu().numpy())
-                cols.setdefault(f"L<{l_}_iw", []).append(log_mean_exp(v.double(), 1).cpu().numpy())
+                cols[f"L<{l_}"].append(v.mean(1).double().cpu().numpy())
+                cols[f"L<{l_}_iw"].append(log_mean_exp(v.double(), 1).cpu().numpy())
+            done += xb.shape[0]
             if bar is not None:
                 bar.update(xb.shape[0])
             elif callable(progress):
-                progress(min(i + batch_size, N), N)
+                progress(done, n_mine)
     if bar is not None:
         bar.close()
-    columns = {k: np.concatenate(v) for k, v in cols.items()}
+    columns = {k: np.concatenate(v) if v else np.zeros(0) for k, v in cols.items()}
+    if ddp.current().active:
+        keys = list(columns)
+        full = ddp.gather(
+            np.stack([columns[k] for k in keys], 1), ddp.owners(N, batch_size), x.device
+        )
+        columns = {k: full[:, j] for j, k in enumerate(keys)}
     meta = {
         "n_samples": n_samples,
         "prior": prior,

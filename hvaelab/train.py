@@ -5,6 +5,12 @@ single-sample KL summed over all layers (free bits "shared among all z_i", Kingm
 ``beta`` warms up linearly from 0 to 1 and ``lambda`` is constant, then annealed linearly to 0.
 The paper spends 200 epochs on each phase within 2,000; a run of N epochs scales the phases by
 N / 2000 unless they are given explicitly.
+
+Every random draw of training is keyed (:mod:`hvaelab.noise`): the dynamic binarization and the
+reparameterisation noise of an example depend on (seed, epoch, the example's index) only, and
+each epoch's permutation on the seed and the epoch. So under ``torchrun`` (see
+:mod:`hvaelab.distributed`) a run sharded over W ranks sees exactly the pixels and noise of a
+single process, and a run may resume at another world size.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
+from . import distributed as ddp
 from .artifacts import Artifacts, read_history, write_csv
 from .bounds import bits_per_dim, bound_samples
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
@@ -31,6 +38,7 @@ from .data import load_dataset, to_tensor
 from .device import PRECISIONS, hardware, resolve_device, resolve_precision
 from .metrics import auroc
 from .model import HVAE, eval_mode, model_inputs
+from .noise import keyed_noise, keyed_uniform, train_keys
 from .score_names import ScoreName
 
 
@@ -130,8 +138,10 @@ class Trainer:
     """Owns the model, optimiser, data and schedules of one run; resumes exactly."""
 
     def __init__(self, cfg: TrainConfig, log: Callable[[str], None] = print) -> None:
-        self.cfg, self.log = cfg, log
-        self.device = resolve_device(cfg.device)
+        self.dist = ddp.current()  # world 1 unless launched by torchrun (hvaelab.distributed)
+        self.cfg = cfg
+        self.log = log if self.dist.is_main else _quiet  # rank 0 alone logs
+        self.device = ddp.device_of(resolve_device(cfg.device))
         self.precision = resolve_precision(cfg.precision, self.device)  # "fp32" or "bf16"
         self.model_cfg: HVAEConfig = get_preset(cfg.preset, **cfg.model_overrides)
         torch.manual_seed(cfg.seed)
@@ -141,8 +151,10 @@ class Trainer:
         self.train_md5 = train.md5
         # The whole training set lives on the device; batches are sliced there (no host copies).
         self.x_train = to_tensor(images).to(self.device)
+        self._check_shards()
         self.model = HVAE(self.model_cfg).to(self.device)
-        self.val = self._val_sets()
+        self.net: torch.nn.Module = self.model  # DistributedDataParallel(model) under torchrun
+        self.val = self._val_sets() if self.dist.is_main else {}  # rank 0 alone monitors
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.epoch, self.step, self.history = 0, 0, []
         self.wall = 0.0
@@ -165,24 +177,77 @@ class Trainer:
             out[name] = model_inputs(self.model, imgs, "fixed").x  # binarized if Bernoulli
         return out
 
+    def _check_shards(self) -> None:
+        n, B, W = len(self.x_train), self.cfg.batch_size, self.dist.world_size
+        if W > 1 and (B < W or 0 < n % B < W):
+            raise ValueError(
+                f"{W} processes cannot each take a share of every batch: batch size {B}, last "
+                f"batch {n % B} of {n} examples; use a batch size >= {W} that leaves a last "
+                f"batch of 0 or >= {W} examples"
+            )
+
     def initialize(self) -> None:
-        """Data-dependent initialisation on a seeded batch of binarized training images."""
+        """Data-dependent initialisation (table 4) on a seeded batch of binarized training
+        images, in float32, before the model is wrapped. Under torchrun only rank 0 computes
+        it; DistributedDataParallel broadcasts rank 0's parameters when it wraps the model."""
         n = min(self.cfg.init_examples, len(self.x_train))
         idx = torch.randperm(len(self.x_train), generator=self.gen, device=self.device)[:n]
-        self.model.initialize(self._prepare(self.x_train[idx]))
+        if self.dist.is_main:  # every rank draws idx: the shuffling stream stays in step
+            self.model.initialize(self._prepare(idx, epoch=-1))
 
-    def _prepare(self, x01: torch.Tensor) -> torch.Tensor:
-        # dynamic binarization (Bernoulli models), resampled every epoch
-        return model_inputs(self.model, x01, "dynamic", generator=self.gen, trusted=True).x
+    def wrap(self) -> None:
+        """Wrap the model in DistributedDataParallel when several processes train it.
 
-    def _step_loss(self, x: torch.Tensor, beta: torch.Tensor, lam: torch.Tensor):
-        """The training objective of one batch (eq. 1 with KL warm-up beta and free bits lam)
-        and the batch's summed ELBO. The forward pass runs under bf16 autocast when the run's
-        precision is bf16; the Gaussian heads, log p(x|z), the KL terms and the loss are float32
-        (the model casts its heads), as are the parameters and the optimiser."""
+        DDP's all-reduce averages gradients over ranks; the loss is scaled so that the result is
+        the gradient of the global batch's mean objective. The model has no batch norm (weight
+        normalisation with data-dependent init, table 4), so a rank's forward pass depends only
+        on its own examples and DDP has no buffers to keep in sync."""
+        if self.dist.active and self.net is self.model:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+
+    def _prepare(self, idx: torch.Tensor, epoch: int | None = None) -> torch.Tensor:
+        """Training examples ``idx`` in model space: dynamic binarization (Bernoulli models),
+        a fresh draw every epoch, keyed by (seed, epoch, example index)."""
+        x01 = self.x_train[idx]
+        if self.model_cfg.likelihood != "bernoulli":
+            return model_inputs(self.model, x01, "none", trusted=True).x
+        e = self.epoch if epoch is None else epoch
+        keys = train_keys("binarize", self.cfg.seed, e, idx)
+        u = keyed_uniform(keys, tuple(x01.shape[1:]), x01.device, x01.dtype)
+        return model_inputs(self.model, (u < x01).to(x01.dtype), "none", trusted=True).x
+
+    def _permutation(self) -> torch.Tensor:
+        """This epoch's order of the training set, keyed by (seed, epoch)."""
+        (key,) = train_keys("shuffle", self.cfg.seed, self.epoch, [0])
+        g = torch.Generator().manual_seed(key)
+        return torch.randperm(len(self.x_train), generator=g).to(self.device)
+
+    def _latent_noise(self, idx: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Reparameterisation noise of examples ``idx`` in this epoch, keyed like _prepare."""
+        keys = train_keys("latent", self.cfg.seed, self.epoch, idx)
+        shapes = {i: self.model.shapes[i] for i in range(1, self.model.n_layers + 1)}
+        return keyed_noise(keys, shapes, device=self.device)
+
+    def _step_loss(
+        self,
+        x: torch.Tensor,
+        eps: dict[int, torch.Tensor],
+        beta: torch.Tensor,
+        lam: torch.Tensor,
+        scale: torch.Tensor,
+    ):
+        """The training objective of this rank's share of a batch (eq. 1 with KL warm-up beta
+        and free bits lam, applied per example) and the share's summed ELBO. ``scale`` is
+        world size / global batch size: DDP averages the ranks' gradients, so the result is the
+        gradient of the global batch's mean (the last, shorter batch too). The forward pass runs
+        under bf16 autocast when the run's precision is bf16; the Gaussian heads, log p(x|z),
+        the KL terms and the loss are float32, as are the parameters and the optimiser."""
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            out = self.model(x)
-        loss = -(out.log_px - beta * torch.clamp(out.kl, min=lam)).mean()
+            out = self.net(x, eps=eps)
+        loss = -(out.log_px - beta * torch.clamp(out.kl, min=lam)).sum() * scale
         return loss, out.bound.detach().sum()
 
     def _scalar(self, v: float) -> torch.Tensor:
@@ -190,40 +255,58 @@ class Trainer:
         recompiling (a Python float would be baked into the graph)."""
         return torch.tensor(v, dtype=torch.float32, device=self.device)
 
+    def backward(self, batch: torch.Tensor, t: float) -> torch.Tensor:
+        """Gradients of the mean objective of the global ``batch`` (training-set indices) at
+        time ``t`` (epochs) into the parameters' ``.grad``; this rank computes its share
+        ``batch[rank::W]``. Returns the share's summed ELBO."""
+        cfg, W = self.cfg, self.dist.world_size
+        fc, fa, wu = cfg.phases()
+        beta, lam = beta_at(t, wu), free_bits_at(t, cfg.free_bits, fc, fa)
+        mine = batch[self.dist.rank :: W]
+        x, eps = self._prepare(mine), self._latent_noise(mine)
+        scale = self._scalar(W / len(batch))
+        loss, elbo_sum = self._loss(x, eps, self._scalar(beta), self._scalar(lam), scale)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        return elbo_sum
+
     def train_epoch(self) -> dict[str, float]:
-        cfg, model = self.cfg, self.model
-        model.train()
+        cfg = self.cfg
+        self.wrap()
+        self.net.train()
         n = len(self.x_train)
         steps = math.ceil(n / cfg.batch_size)
         fc, fa, wu = cfg.phases()
-        perm = torch.randperm(n, generator=self.gen, device=self.device)
-        tot_elbo, tot_n = torch.zeros((), device=self.device), 0
+        perm = self._permutation()  # the same on every rank
+        tot_elbo = torch.zeros((), device=self.device)
         desc = f"epoch {self.epoch + 1}/{cfg.epochs}"
-        bar = tqdm(total=n, desc=desc, unit="img", leave=False)  # images/s and the epoch's ETA
+        # images/s and the epoch's ETA, counted in global images; rank 0 alone shows it
+        bar = tqdm(total=n, desc=desc, unit="img", leave=False, disable=not self.dist.is_main)
         t0 = time.perf_counter()
         for j in range(steps):
             t = self.epoch + j / steps
-            beta, lam = beta_at(t, wu), free_bits_at(t, cfg.free_bits, fc, fa)
-            x = self._prepare(self.x_train[perm[j * cfg.batch_size : (j + 1) * cfg.batch_size]])
-            loss, elbo_sum = self._loss(x, self._scalar(beta), self._scalar(lam))
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            batch = perm[j * cfg.batch_size : (j + 1) * cfg.batch_size]
+            tot_elbo += self.backward(batch, t)
             self.opt.step()
             self.step += 1
-            tot_elbo += elbo_sum
-            tot_n += x.shape[0]
-            bar.update(x.shape[0])
-            if j % 20 == 0 or j == steps - 1:
-                bar.set_postfix(elbo=f"{(tot_elbo / tot_n).item():.2f}", beta=f"{beta:.2f}")
+            bar.update(len(batch))
+            if j % 20 == 0 or j == steps - 1:  # this rank's running mean
+                done = min((j + 1) * cfg.batch_size, n) / self.dist.world_size
+                bar.set_postfix(
+                    elbo=f"{(tot_elbo / done).item():.2f}", beta=f"{beta_at(t, wu):.2f}"
+                )
         bar.close()
+        ddp.all_reduce_sum(tot_elbo)
         self.epoch += 1
         secs = time.perf_counter() - t0
         self.wall += secs
+        t = self.epoch - 1 / steps
         return {
-            "train/elbo": (tot_elbo / tot_n).item(),
+            "train/elbo": (tot_elbo / n).item(),
             "seconds": secs,
-            "beta": beta,
-            "lambda": lam,
+            "beta": beta_at(t, wu),
+            "lambda": free_bits_at(t, cfg.free_bits, fc, fa),
+            "world_size": self.dist.world_size,
         }
 
     def run(self, out: Path, until: int | None = None) -> dict[str, Any]:
@@ -233,13 +316,15 @@ class Trainer:
             self.initialize()
         while self.epoch < until:
             rec = {"epoch": self.epoch + 1, **self.train_epoch()}
-            rec.update(monitor(self.model, self.val))
+            if self.dist.is_main:
+                rec.update(monitor(self.model, self.val))
             rec["train/bpd"] = float(
                 bits_per_dim(rec["train/elbo"], math.prod(self.model_cfg.in_shape))
             )
             self.history.append(rec)
             self.log(_format_record(rec))
             self.save(out)
+        ddp.barrier()  # no rank leaves before rank 0 has written the last checkpoint
         return self.history[-1] if self.history else {}
 
     # --------------------------------------------------------------------- persistence
@@ -267,6 +352,7 @@ class Trainer:
                 }
             },
             "hardware": hardware(self.device),
+            "distributed": self.dist.describe(),  # of the latest segment; per epoch: history
             "precision": self.precision,
             "compile": self.cfg.compile,
             "restarts": self.restarts,
@@ -277,6 +363,9 @@ class Trainer:
         }
 
     def save(self, out: Path) -> None:
+        """Write the checkpoint, history and training state (rank 0 only; atomic files)."""
+        if not self.dist.is_main:
+            return
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
@@ -310,9 +399,11 @@ class Trainer:
         it runs (``precision``, ``compile``, ``device``, ``data_dir``), not what it learns.
 
         With the training state (``NAME.state.*``) the resume is exact: optimiser moments,
-        random streams, epoch and step. Without it (a fresh machine holding only the weights
-        and the card) the run continues from the weights with a fresh optimiser, the same epoch
-        count and schedules, and the restart is recorded in the card's ``restarts``.
+        epoch and step (shuffling, binarization and noise are keyed by seed, epoch and example,
+        so any world size continues the same sequence). Without it (a fresh machine holding
+        only the weights and the card) the run continues from the weights with a fresh
+        optimiser, the same epoch count, schedules and data order, and the restart is recorded
+        in the card's ``restarts``.
         """
         art = Artifacts(Path(out))
         tensors, card = load_checkpoint(out)
@@ -346,20 +437,17 @@ class Trainer:
         self.epoch, self.step = int(card["epochs_done"]), int(card["steps_done"])
         self.wall = float(card.get("wall_seconds", 0.0))
         self.history = read_history(art.history)
-        seed = cfg.seed + 1_000_003 * (len(self.restarts) + 1)  # new streams, still seeded
-        torch.manual_seed(seed)
-        self.gen.manual_seed(seed)
+        # Shuffling, binarization and noise are keyed by (seed, epoch): they continue as planned.
         self.restarts.append(
             {
                 "epoch": self.epoch,
                 "step": self.step,
                 "what": "no training state: continued from the weights with a fresh optimiser",
-                "seed": seed,
                 "precision": self.precision,
                 "when": datetime.now(UTC).isoformat(timespec="seconds"),
             }
         )
-        log(
+        self.log(
             f"no training state beside {art.stem}: continuing from its weights at epoch "
             f"{self.epoch}/{cfg.epochs} with a fresh optimiser (recorded in the card)"
         )
@@ -367,6 +455,10 @@ class Trainer:
 
 
 RESUME_OVERRIDES = {"precision", "compile", "device", "data_dir"}
+
+
+def _quiet(msg: str) -> None:
+    """The log of ranks other than 0."""
 
 
 def _format_record(rec: dict[str, Any]) -> str:

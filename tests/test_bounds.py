@@ -14,10 +14,11 @@ import math
 import pytest
 import torch
 
-from hvaelab.bounds import bound_samples, example_keys, keyed_noise, log_mean_exp
+from hvaelab.bounds import bound_samples, log_mean_exp
 from hvaelab.config import get_preset
 from hvaelab.model import HVAE
 from hvaelab.model.linear_gaussian import LinearGaussianHVAE
+from hvaelab.noise import example_keys, keyed_noise
 
 N_SAMPLES = 4000  # Monte Carlo samples per example for the averages below
 Z_MAX = 4.0  # tolerance in Monte Carlo standard errors

@@ -16,7 +16,7 @@ from hvaelab.app.latent_figures import (
     samples_figure,
     tile_grid,
 )
-from hvaelab.bounds import bound_samples, example_keys, keyed_noise
+from hvaelab.bounds import bound_samples
 from hvaelab.config import get_preset
 from hvaelab.data import InvalidInputError, binarize_fixed
 from hvaelab.latents import (
@@ -26,6 +26,7 @@ from hvaelab.latents import (
     layer_kl_per_dim,
 )
 from hvaelab.model import HVAE
+from hvaelab.noise import example_keys, keyed_noise
 
 N = 6
 

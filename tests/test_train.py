@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from hvaelab.bounds import keyed_noise
 from hvaelab.checkpoint import load_model
 from hvaelab.data import load_dataset
+from hvaelab.noise import keyed_noise
 from hvaelab.train import TrainConfig, Trainer, beta_at, free_bits_at, monitor, train
 
 

@@ -61,6 +61,12 @@ def test_precision_resolves_by_hardware():
     assert info["device"] == "cpu" and info["bf16_native"] == bf16_native(cpu)
 
 
+def _batch(tr: Trainer, n: int):
+    """The first n training examples as the training step sees them: (x, eps, scale)."""
+    idx = torch.arange(n)
+    return tr._prepare(idx), tr._latent_noise(idx), tr._scalar(1 / n)
+
+
 def test_bf16_step_keeps_heads_losses_parameters_and_optimiser_in_float32(datasets):
     tr = Trainer(_cfg(datasets, precision="bf16"), log=_quiet)
     assert tr.precision == "bf16"
@@ -68,14 +74,14 @@ def test_bf16_step_keeps_heads_losses_parameters_and_optimiser_in_float32(datase
     tr.initialize()  # the data-dependent initialisation runs in float32
     assert seen["conv"] == {torch.float32} and seen["head"] == {torch.float32}
     seen["conv"].clear(), seen["head"].clear()
-    x = tr._prepare(tr.x_train[:32])
+    x, eps, scale = _batch(tr, 32)
     with torch.autocast("cpu", torch.bfloat16):
         out = tr.model(x)
     assert torch.bfloat16 in seen["conv"]  # autocast is on: the convolutions run in bf16
     assert seen["head"] == {torch.float32}  # ... but the Gaussian heads are cast back
     assert out.log_px.dtype == out.kl.dtype == out.bound.dtype == torch.float32
     assert all(layer.kl.dtype == torch.float32 for layer in out.layers)
-    loss, elbo = tr._loss(x, tr._scalar(0.5), tr._scalar(1.0))
+    loss, elbo = tr._loss(x, eps, tr._scalar(0.5), tr._scalar(1.0), scale)
     assert loss.dtype == elbo.dtype == torch.float32 and torch.isfinite(loss)
     tr.opt.zero_grad()
     loss.backward()
@@ -93,7 +99,8 @@ def test_fp32_step_runs_no_bf16_and_scoring_stays_fp32_under_autocast(datasets):
     tr = Trainer(_cfg(datasets, precision="fp32"), log=_quiet)
     tr.initialize()
     seen, hooks = _record_dtypes(tr.model)
-    tr._loss(tr._prepare(tr.x_train[:8]), tr._scalar(1.0), tr._scalar(0.0))
+    x, eps, scale = _batch(tr, 8)
+    tr._loss(x, eps, tr._scalar(1.0), tr._scalar(0.0), scale)
     assert seen["conv"] == {torch.float32}
     imgs = tr.x_train[:6]
     plain = score_tensor(tr.model, imgs)
@@ -108,25 +115,20 @@ def test_fp32_step_runs_no_bf16_and_scoring_stays_fp32_under_autocast(datasets):
 
 
 @pytest.mark.slow
-def test_compiled_step_gives_the_eager_loss_and_gradients(datasets, monkeypatch):
+def test_compiled_step_gives_the_eager_loss_and_gradients(datasets):
     import torch._dynamo
-    import torch._inductor.config
 
-    # the step samples z: the compiled code draws from the same generator as eager code
-    monkeypatch.setattr(torch._inductor.config, "fallback_random", True)
     torch._dynamo.reset()
     tr = Trainer(_cfg(datasets, compile=True), log=_quiet)
     tr.initialize()
-    x = tr._prepare(tr.x_train[:32])
+    x, eps, scale = _batch(tr, 32)  # the step's noise is keyed: the same for both
     params = [p for p in tr.model.parameters() if p.requires_grad]
     assert tr._loss is not tr._step_loss
     for beta, lam in ((0.3, 1.0), (0.9, 0.0)):  # another schedule value: no recompile needed
         b, l_ = tr._scalar(beta), tr._scalar(lam)
-        torch.manual_seed(7)
-        eager, eager_elbo = tr._step_loss(x, b, l_)
+        eager, eager_elbo = tr._step_loss(x, eps, b, l_, scale)
         g_eager = torch.autograd.grad(eager, params)
-        torch.manual_seed(7)
-        compiled, compiled_elbo = tr._loss(x, b, l_)
+        compiled, compiled_elbo = tr._loss(x, eps, b, l_, scale)
         g_comp = torch.autograd.grad(compiled, params)
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-3)
         torch.testing.assert_close(compiled_elbo, eager_elbo, rtol=1e-4, atol=1e-2)

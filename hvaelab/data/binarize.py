@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..noise import splitmix64 as _splitmix64
 from .images import validate_images
 
 
@@ -32,17 +33,6 @@ def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
     return torch.bernoulli(x, generator=generator)
 
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _splitmix64(z: np.ndarray) -> np.ndarray:
-    """SplitMix64 finalizer, elementwise on uint64 (wrapping arithmetic)."""
-    z = z + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 def binarize_fixed(x: torch.Tensor, seed: int = 0, chunk: int = 4096) -> torch.Tensor:
     """Deterministic binarization for evaluation.
 
@@ -60,7 +50,8 @@ def binarize_fixed(x: torch.Tensor, seed: int = 0, chunk: int = 4096) -> torch.T
     p = x.detach().to("cpu", torch.float32).numpy().reshape(n, -1)
     out = np.empty(p.shape, dtype=np.float32)
     with np.errstate(over="ignore"):
-        pix_key = _splitmix64(np.arange(p.shape[1], dtype=np.uint64) * _GOLDEN)
+        golden = np.uint64(0x9E3779B97F4A7C15)
+        pix_key = _splitmix64(np.arange(p.shape[1], dtype=np.uint64) * golden)
         seed_key = _splitmix64(np.array([seed % 2**64], dtype=np.uint64))
         for a in range(0, n, chunk):
             block = p[a : a + chunk] + np.float32(0.0)  # -0.0 -> 0.0
