@@ -1,0 +1,134 @@
+"""End to end: how ``scripts/dashboard`` serves a class (hvaelab/app/serving.py), in Chromium.
+
+Each test starts its own server with short serving settings (the environment variables of
+``scripts/dashboard``) and counts the server's kernels as processes.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from harness import PAGES, PageGuard, figure_signature, nudge_slider, start_voila
+from harness import wait_figures_changed as figures_changed
+
+pytestmark = pytest.mark.e2e
+
+READY_MS = 150_000
+
+
+def kernels(server) -> int:
+    """Kernel processes (ipykernel) the server has started and that are alive."""
+    try:
+        family = psutil.Process(server.process.pid).children(recursive=True)
+    except psutil.Error:
+        return 0
+    n = 0
+    for proc in family:
+        try:
+            if "ipykernel" in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+                n += 1
+        except psutil.Error:
+            pass
+    return n
+
+
+def wait_kernels(server, want: int, timeout: float) -> float:
+    """Seconds until the server holds ``want`` kernels; fails with the count after timeout."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if kernels(server) == want:
+            return time.monotonic() - t0
+        time.sleep(0.5)
+    raise AssertionError(f"{kernels(server)} kernels after {timeout:.0f} s, expected {want}")
+
+
+def open_ready(browser, server, notebook: str):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    guard = PageGuard().attach(page)
+    page.goto(server.page_url(notebook), timeout=READY_MS)
+    page.wait_for_selector(".hvae-ready", state="attached", timeout=READY_MS)
+    return context, page, guard
+
+
+def test_closed_pages_lose_their_kernel_open_idle_pages_keep_it(browser, tmp_path):
+    env = {"HVAELAB_POOL_SIZE": "0", "HVAELAB_CULL_SECONDS": "6", "HVAELAB_CULL_INTERVAL": "2"}
+    server = start_voila(tmp_path / "voila.log", env=env)
+    try:
+        kept, page, guard = open_ready(browser, server, PAGES["explorer"])
+        closed, _, _ = open_ready(browser, server, PAGES["training"])
+        assert kernels(server) == 2
+        closed.close()  # the visitor leaves: no connection, idle -> shut down
+        waited = wait_kernels(server, 1, timeout=60)
+        assert waited < 40
+        assert "Culling" in server.log_tail(200)
+        time.sleep(10)  # the open page sat idle longer than the cull timeout ...
+        assert kernels(server) == 1
+        figs = [".hvae-density-fig", ".hvae-roc-fig"]
+        before = [figure_signature(page, f) for f in figs]
+        nudge_slider(page, "hvae-k-slider")  # ... and still answers
+        figures_changed(page, figs, before, 30_000)
+        guard.assert_clean()
+        kept.close()
+    finally:
+        server.stop()
+
+
+def test_past_the_cap_a_visitor_gets_a_busy_page_not_a_dying_server(browser, tmp_path):
+    env = {
+        "HVAELAB_POOL_SIZE": "0",
+        "HVAELAB_MAX_KERNELS": "1",
+        "HVAELAB_CULL_SECONDS": "3",
+        "HVAELAB_CULL_INTERVAL": "2",
+    }
+    server = start_voila(tmp_path / "voila.log", env=env)
+    try:
+        first, _, _ = open_ready(browser, server, PAGES["training"])
+        context = browser.new_context()
+        page = context.new_page()
+        response = page.goto(server.page_url(PAGES["explorer"]), timeout=READY_MS)
+        assert response.status == 503
+        text = page.inner_text("body")
+        assert re.search(r"All 1 places of this server are taken", text), text
+        assert "try again" in text
+        assert kernels(server) == 1
+        first.close()  # the visitor leaves; once the culler has freed the place ...
+        context.close()
+        wait_kernels(server, 0, timeout=60)  # ... the next visitor is served
+        again, _, guard = open_ready(browser, server, PAGES["explorer"])
+        guard.assert_clean()
+        again.close()
+    finally:
+        server.stop()
+
+
+def test_preheated_pool_serves_at_once_is_refilled_and_never_culled(browser, tmp_path):
+    env = {
+        "HVAELAB_POOL_SIZE": "1",
+        "HVAELAB_FILL_DELAY": "1",
+        "HVAELAB_CULL_SECONDS": "4",
+        "HVAELAB_CULL_INTERVAL": "2",
+        "HVAELAB_NOTEBOOKS": str(Path(__file__).resolve().parents[2] / "notebooks"),
+    }
+    server = start_voila(tmp_path / "voila.log", env=env)
+    try:
+        n_pages = len(PAGES)
+        wait_kernels(server, n_pages, timeout=240)  # one preheated kernel per page
+        deadline = time.monotonic() + 240
+        while server.log_tail(400).count("is filled with 1 kernel") < n_pages:
+            assert time.monotonic() < deadline, server.log_tail(60)
+            time.sleep(1)
+        time.sleep(8)  # longer than the cull timeout: pooled kernels stay
+        assert kernels(server) == n_pages
+        context, page, guard = open_ready(browser, server, PAGES["explorer"])
+        assert "Using pre-heated kernel" in server.log_tail(200)
+        wait_kernels(server, n_pages + 1, timeout=120)  # the pool is refilled
+        guard.assert_clean()
+        context.close()
+        wait_kernels(server, n_pages, timeout=60)  # the visitor left: back to the pool
+    finally:
+        server.stop()
