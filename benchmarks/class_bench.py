@@ -172,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"load average now: {os.getloadavg()[0]:.1f} (2 cores)")
             for e in errors:
                 print("  error:", e)
+            if errors:  # keep the server's log for a look at what happened
+                keep = Path(__file__).resolve().parents[1] / "artifacts" / "class_bench-voila.log"
+                keep.parent.mkdir(parents=True, exist_ok=True)
+                keep.write_bytes((folder / "voila.log").read_bytes())
+                print(f"Voila's log: {keep}")
             return 1 if errors or back is None else 0
         finally:
             server.stop()
