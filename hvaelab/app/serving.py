@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.web import HTTPError
-from traitlets import Integer
+from traitlets import Integer, Set
 
 BUSY_REASON = "Busy"
 BUSY_MESSAGE = (
@@ -43,6 +44,8 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
         "visitor gets a 'busy, try again' page.",
     )
 
+    _seen_pooled = Set()  # pooled at the last look: a kernel that left the pool went to a visitor
+
     def pooled_kernel_ids(self) -> set[str]:
         """Kernels started for Voila's preheated pool and not yet given to a visitor."""
         ids = set()
@@ -52,18 +55,36 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
                     ids.add(task.result().get("kernel_id"))
         return ids
 
+    def _note_handed_out(self) -> set[str]:
+        """The pool now; kernels that left it since the last look were just given to a visitor,
+        whose page has not connected yet: their idle time starts now, so that the culler does
+        not shut down a page while it opens (a preheated kernel may have idled for long)."""
+        pooled = self.pooled_kernel_ids()
+        for kernel_id in self._seen_pooled - pooled:
+            kernel = self._kernels.get(kernel_id)
+            if kernel is not None:
+                kernel.last_activity = utcnow()
+        self._seen_pooled = pooled
+        return pooled
+
     def visitor_kernel_ids(self) -> set[str]:
         return set(self.list_kernel_ids()) - self.pooled_kernel_ids()
 
     async def start_kernel(self, *args: Any, **kwargs: Any) -> str:
+        self._note_handed_out()  # a visit or a refill: look at the pool
         preheat = (kwargs.get("env") or {}).get("VOILA_PREHEAT") == "True"
         if not preheat and len(self.visitor_kernel_ids()) >= self.max_kernels:
             self.log.warning("busy: %d visitors' kernels, refusing another", self.max_kernels)
             raise HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason=BUSY_REASON)
         return await super().start_kernel(*args, **kwargs)
 
+    async def cull_kernels(self) -> None:
+        self._spared = self._note_handed_out()
+        await super().cull_kernels()
+
     async def cull_kernel_if_idle(self, kernel_id: str) -> None:
-        if kernel_id in self.pooled_kernel_ids():  # waiting for its visitor: not abandoned
+        # waiting in the pool for its visitor: not abandoned
+        if kernel_id in getattr(self, "_spared", set()) | self.pooled_kernel_ids():
             return
         await super().cull_kernel_if_idle(kernel_id)
 

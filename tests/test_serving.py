@@ -1,0 +1,79 @@
+"""The kernel manager of scripts/dashboard (hvaelab/app/serving.py), without a browser: the cap,
+the pool spared by the culler, and a kernel handed from the pool to a visitor."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+from jupyter_server._tz import utcnow
+from tornado.web import HTTPError
+
+from hvaelab.app.serving import ClassroomKernelManager
+
+
+def _done(kernel_id: str) -> asyncio.Future:
+    fut = asyncio.get_event_loop_policy().new_event_loop().create_future()
+    fut.set_result({"kernel_id": kernel_id})
+    return fut
+
+
+def _manager(pooled: list[str], visitors: list[str], idle_s: float = 600) -> ClassroomKernelManager:
+    km = ClassroomKernelManager(max_kernels=2, cull_idle_timeout=60)
+    km._pools = {"page.ipynb": [_done(k) for k in pooled]}
+    old = utcnow() - timedelta(seconds=idle_s)
+    for k in pooled + visitors:
+        km._kernels[k] = SimpleNamespace(
+            last_activity=old, execution_state="idle", kernel_name="python3",
+            kernel_spec=SimpleNamespace(metadata={}),
+        )  # fmt: skip
+    return km
+
+
+def test_pooled_kernels_are_not_visitors_and_are_never_culled():
+    km = _manager(["p1"], ["v1"])
+    shut = []
+
+    async def shutdown(kernel_id, *a, **k):
+        shut.append(kernel_id)
+
+    km.shutdown_kernel = shutdown
+    assert km.pooled_kernel_ids() == {"p1"} and km.visitor_kernel_ids() == {"v1"}
+    asyncio.run(km.cull_kernels())
+    assert shut == ["v1"]  # idle for 10 minutes, no connection: abandoned; p1 waits for a visitor
+
+
+def test_a_kernel_handed_from_the_pool_starts_its_idle_time_then():
+    km = _manager(["p1", "p2"], [])
+    km._note_handed_out()
+    km._pools["page.ipynb"].pop(0)  # Voila gives p1 to a visitor whose page is still opening
+    shut = []
+
+    async def shutdown(kernel_id, *a, **k):
+        shut.append(kernel_id)
+
+    km.shutdown_kernel = shutdown
+    asyncio.run(km.cull_kernels())
+    assert shut == []  # p1 is not culled as if it had idled 10 minutes
+    assert (utcnow() - km._kernels["p1"].last_activity).total_seconds() < 5
+
+
+def test_past_the_cap_a_visitor_kernel_is_refused_with_503_a_refill_is_not(monkeypatch):
+    km = _manager(["p1"], ["v1", "v2"])
+    with pytest.raises(HTTPError) as err:
+        asyncio.run(km.start_kernel(env={"VOILA_PREHEAT": "False"}))
+    assert err.value.status_code == 503 and err.value.reason == "Busy"
+    assert "All 2 places" in err.value.log_message % err.value.args
+    started = []
+
+    async def parent_start(self, *a, **k):
+        started.append(k["env"]["VOILA_PREHEAT"])
+        return "p2"
+
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    monkeypatch.setattr(AsyncMappingKernelManager, "start_kernel", parent_start)
+    assert asyncio.run(km.start_kernel(env={"VOILA_PREHEAT": "True"})) == "p2"
+    assert started == ["True"]
