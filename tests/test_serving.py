@@ -4,6 +4,7 @@ the pool spared by the culler, and a kernel handed from the pool to a visitor.""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -12,6 +13,12 @@ from jupyter_server._tz import utcnow
 from tornado.web import HTTPError
 
 from hvaelab.app.serving import ClassroomKernelManager
+
+
+def _run(coro):
+    """Run a coroutine on a loop of its own (a test before may have left one running here)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _done(kernel_id: str) -> asyncio.Future:
@@ -41,7 +48,7 @@ def test_pooled_kernels_are_not_visitors_and_are_never_culled():
 
     km.shutdown_kernel = shutdown
     assert km.pooled_kernel_ids() == {"p1"} and km.visitor_kernel_ids() == {"v1"}
-    asyncio.run(km.cull_kernels())
+    _run(km.cull_kernels())
     assert shut == ["v1"]  # idle for 10 minutes, no connection: abandoned; p1 waits for a visitor
 
 
@@ -55,7 +62,7 @@ def test_a_kernel_handed_from_the_pool_starts_its_idle_time_then():
         shut.append(kernel_id)
 
     km.shutdown_kernel = shutdown
-    asyncio.run(km.cull_kernels())
+    _run(km.cull_kernels())
     assert shut == []  # p1 is not culled as if it had idled 10 minutes
     assert (utcnow() - km._kernels["p1"].last_activity).total_seconds() < 5
 
@@ -63,7 +70,7 @@ def test_a_kernel_handed_from_the_pool_starts_its_idle_time_then():
 def test_past_the_cap_a_visitor_kernel_is_refused_with_503_a_refill_is_not(monkeypatch):
     km = _manager(["p1"], ["v1", "v2"])
     with pytest.raises(HTTPError) as err:
-        asyncio.run(km.start_kernel(env={"VOILA_PREHEAT": "False"}))
+        _run(km.start_kernel(env={"VOILA_PREHEAT": "False"}))
     assert err.value.status_code == 503 and err.value.reason == "Busy"
     assert "All 2 places" in err.value.log_message % err.value.args
     started = []
@@ -75,5 +82,5 @@ def test_past_the_cap_a_visitor_kernel_is_refused_with_503_a_refill_is_not(monke
     from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 
     monkeypatch.setattr(AsyncMappingKernelManager, "start_kernel", parent_start)
-    assert asyncio.run(km.start_kernel(env={"VOILA_PREHEAT": "True"})) == "p2"
+    assert _run(km.start_kernel(env={"VOILA_PREHEAT": "True"})) == "p2"
     assert started == ["True"]
