@@ -46,6 +46,7 @@ from harness import (  # noqa: E402
     nudge_slider,
     start_voila,
     wait_figures_changed,
+    wait_quiet,
 )
 
 TARGET_READY_MS = {"cold": 15_000, "warm": 2_000}
@@ -158,40 +159,6 @@ def bench_upload(page, uploads: int, timing: Timing, folder: Path) -> None:
             VERDICT_CHANGED_JS, arg=[old, VERDICTS], polling="raf", timeout=UPDATE_TIMEOUT_MS
         )
         timing.samples.append(elapsed_ms(page))
-
-
-def wait_quiet(server, quiet_s: float = 3.0, timeout: float = 300.0) -> float:
-    """Wait until the server and its kernels have used under 5% of a core for ``quiet_s``
-    seconds in a row (preheated kernels have finished running their notebooks)."""
-    import time
-
-    import psutil
-
-    def cpu() -> float:
-        total = 0.0
-        try:
-            procs = [psutil.Process(server.process.pid)]
-            procs += procs[0].children(recursive=True)
-        except psutil.Error:
-            return 0.0
-        for proc in procs:
-            try:
-                t = proc.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-        return total
-
-    t0 = time.monotonic()
-    last, calm = cpu(), 0.0
-    while time.monotonic() - t0 < timeout:
-        time.sleep(0.5)
-        now = cpu()
-        calm = calm + 0.5 if now - last < 0.025 else 0.0
-        last = now
-        if calm >= quiet_s:
-            return time.monotonic() - t0
-    raise TimeoutError(f"the server was still busy after {timeout:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from harness import (  # noqa: E402
     launch_chromium,
     screenshot,
     start_voila,
+    wait_quiet,
 )
 
 # Opening a page starts a kernel that imports torch and loads the model: slow on a busy machine.
@@ -45,6 +46,7 @@ FAILED_TEXT = re.compile(r"Traceback|Error", re.IGNORECASE)
 def dashboard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoilaServer]:
     server = start_voila(tmp_path_factory.mktemp("voila") / "voila.log")
     try:
+        wait_quiet(server)  # the preheated kernels have run their notebooks (serving.py)
         yield server
     finally:
         server.stop()

@@ -315,3 +315,34 @@ def screenshot(page: Any, path: Path, max_height: int = 8000) -> Path:
     finally:
         page.set_viewport_size(size)
     return path
+
+
+def wait_quiet(server, quiet_s: float = 3.0, timeout: float = 300.0) -> float:
+    """Wait until the server and its kernels have used under 5% of a core for ``quiet_s``
+    seconds in a row (preheated kernels have finished running their notebooks)."""
+
+    def cpu() -> float:
+        total = 0.0
+        try:
+            procs = [psutil.Process(server.process.pid)]
+            procs += procs[0].children(recursive=True)
+        except psutil.Error:
+            return 0.0
+        for proc in procs:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    t0 = time.monotonic()
+    last, calm = cpu(), 0.0
+    while time.monotonic() - t0 < timeout:
+        time.sleep(0.5)
+        now = cpu()
+        calm = calm + 0.5 if now - last < 0.025 else 0.0
+        last = now
+        if calm >= quiet_s:
+            return time.monotonic() - t0
+    raise TimeoutError(f"the server was still busy after {timeout:.0f} s")
