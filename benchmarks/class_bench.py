@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dashboard_bench import VERDICTS, png_file  # noqa: E402
-from harness import CHROMIUM, CHROMIUM_ARGS, PAGES, start_voila  # noqa: E402
+from harness import CHROMIUM, CHROMIUM_ARGS, PAGES, kernel_count, start_voila  # noqa: E402
 
 READY_MS = 300_000
 
@@ -41,17 +41,6 @@ def family(server) -> list[psutil.Process]:
         return [root, *root.children(recursive=True)]
     except psutil.Error:
         return []
-
-
-def kernel_count(server) -> int:
-    n = 0
-    for proc in family(server)[1:]:
-        try:
-            if "ipykernel" in " ".join(proc.cmdline()):
-                n += 1
-        except psutil.Error:
-            pass
-    return n
 
 
 def rss_gb(server) -> float:

@@ -346,3 +346,19 @@ def wait_quiet(server, quiet_s: float = 3.0, timeout: float = 300.0) -> float:
         if calm >= quiet_s:
             return time.monotonic() - t0
     raise TimeoutError(f"the server was still busy after {timeout:.0f} s")
+
+
+def kernel_count(server) -> int:
+    """Kernel processes (ipykernel) the server has started and that are alive."""
+    try:
+        family = psutil.Process(server.process.pid).children(recursive=True)
+    except psutil.Error:
+        return 0
+    n = 0
+    for proc in family:
+        try:
+            if "ipykernel" in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+                n += 1
+        except psutil.Error:
+            pass
+    return n

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
-import psutil
 import pytest
-from harness import PAGES, PageGuard, figure_signature, nudge_slider, start_voila
+from harness import (
+    PAGES,
+    PageGuard,
+    figure_signature,
+    kernel_count,
+    nudge_slider,
+    start_voila,
+)
 from harness import wait_figures_changed as figures_changed
 
 pytestmark = pytest.mark.e2e
@@ -20,30 +25,22 @@ pytestmark = pytest.mark.e2e
 READY_MS = 150_000
 
 
-def kernels(server) -> int:
-    """Kernel processes (ipykernel) the server has started and that are alive."""
-    try:
-        family = psutil.Process(server.process.pid).children(recursive=True)
-    except psutil.Error:
-        return 0
-    n = 0
-    for proc in family:
-        try:
-            if "ipykernel" in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
-                n += 1
-        except psutil.Error:
-            pass
-    return n
+def serving(pool: int = 0, cull_s: int | None = None, **more: str) -> dict[str, str]:
+    """The environment of a server with these serving settings (scripts/dashboard)."""
+    env = {"HVAELAB_POOL_SIZE": str(pool), **more}
+    if cull_s is not None:
+        env |= {"HVAELAB_CULL_SECONDS": str(cull_s), "HVAELAB_CULL_INTERVAL": "2"}
+    return env
 
 
 def wait_kernels(server, want: int, timeout: float) -> float:
     """Seconds until the server holds ``want`` kernels; fails with the count after timeout."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        if kernels(server) == want:
+        if kernel_count(server) == want:
             return time.monotonic() - t0
         time.sleep(0.5)
-    raise AssertionError(f"{kernels(server)} kernels after {timeout:.0f} s, expected {want}")
+    raise AssertionError(f"{kernel_count(server)} kernels after {timeout:.0f} s, expected {want}")
 
 
 def open_ready(browser, server, notebook: str):
@@ -56,18 +53,17 @@ def open_ready(browser, server, notebook: str):
 
 
 def test_closed_pages_lose_their_kernel_open_idle_pages_keep_it(browser, tmp_path):
-    env = {"HVAELAB_POOL_SIZE": "0", "HVAELAB_CULL_SECONDS": "6", "HVAELAB_CULL_INTERVAL": "2"}
-    server = start_voila(tmp_path / "voila.log", env=env)
+    server = start_voila(tmp_path / "voila.log", env=serving(cull_s=6))
     try:
         kept, page, guard = open_ready(browser, server, PAGES["explorer"])
         closed, _, _ = open_ready(browser, server, PAGES["training"])
-        assert kernels(server) == 2
+        assert kernel_count(server) == 2
         closed.close()  # the visitor leaves: no connection, idle -> shut down
         waited = wait_kernels(server, 1, timeout=60)
         assert waited < 40
         assert "Culling" in server.log_tail(200)
         time.sleep(10)  # the open page sat idle longer than the cull timeout ...
-        assert kernels(server) == 1
+        assert kernel_count(server) == 1
         figs = [".hvae-density-fig", ".hvae-roc-fig"]
         before = [figure_signature(page, f) for f in figs]
         nudge_slider(page, "hvae-k-slider")  # ... and still answers
@@ -79,12 +75,7 @@ def test_closed_pages_lose_their_kernel_open_idle_pages_keep_it(browser, tmp_pat
 
 
 def test_past_the_cap_a_visitor_gets_a_busy_page_not_a_dying_server(browser, tmp_path):
-    env = {
-        "HVAELAB_POOL_SIZE": "0",
-        "HVAELAB_MAX_KERNELS": "1",
-        "HVAELAB_CULL_SECONDS": "3",
-        "HVAELAB_CULL_INTERVAL": "2",
-    }
+    env = serving(cull_s=3, HVAELAB_MAX_KERNELS="1")
     server = start_voila(tmp_path / "voila.log", env=env)
     try:
         first, _, _ = open_ready(browser, server, PAGES["training"])
@@ -95,7 +86,7 @@ def test_past_the_cap_a_visitor_gets_a_busy_page_not_a_dying_server(browser, tmp
         text = page.inner_text("body")
         assert re.search(r"All 1 places of this server are taken", text), text
         assert "try again" in text
-        assert kernels(server) == 1
+        assert kernel_count(server) == 1
         first.close()  # the visitor leaves; once the culler has freed the place ...
         context.close()
         wait_kernels(server, 0, timeout=60)  # ... the next visitor is served
@@ -107,13 +98,7 @@ def test_past_the_cap_a_visitor_gets_a_busy_page_not_a_dying_server(browser, tmp
 
 
 def test_preheated_pool_serves_at_once_is_refilled_and_never_culled(browser, tmp_path):
-    env = {
-        "HVAELAB_POOL_SIZE": "1",
-        "HVAELAB_FILL_DELAY": "1",
-        "HVAELAB_CULL_SECONDS": "4",
-        "HVAELAB_CULL_INTERVAL": "2",
-        "HVAELAB_NOTEBOOKS": str(Path(__file__).resolve().parents[2] / "notebooks"),
-    }
+    env = serving(pool=1, cull_s=4, HVAELAB_FILL_DELAY="1")
     server = start_voila(tmp_path / "voila.log", env=env)
     try:
         n_pages = len(PAGES)
@@ -123,7 +108,7 @@ def test_preheated_pool_serves_at_once_is_refilled_and_never_culled(browser, tmp
             assert time.monotonic() < deadline, server.log_tail(60)
             time.sleep(1)
         time.sleep(8)  # longer than the cull timeout: pooled kernels stay
-        assert kernels(server) == n_pages
+        assert kernel_count(server) == n_pages
         context, page, guard = open_ready(browser, server, PAGES["explorer"])
         assert "Using pre-heated kernel" in server.log_tail(200)
         wait_kernels(server, n_pages + 1, timeout=120)  # the pool is refilled
