@@ -12,6 +12,7 @@ file                       what                                           writte
 ``NAME.history.csv``       the training curves, one row per epoch         ``hvaelab train``
 ``NAME.scores.safetensors``  score tables of its test sets (dashboards)   ``hvaelab tables``
 ``NAME.samples.safetensors`` a few test images per set (dashboards)       ``hvaelab tables``
+``NAME.second-stage.safetensors``  the fitted second stage (its score)   ``hvaelab second-stage``
 =========================  =============================================  ===================
 
 :func:`atomic_write` writes through a temporary file in the target folder, flushed and
@@ -32,12 +33,14 @@ STATE = ".state"
 HISTORY = ".history.csv"
 SCORES = ".scores.safetensors"
 SAMPLES = ".samples.safetensors"
+SECOND_STAGE = ".second-stage.safetensors"
 # Longest first, so that NAME.scores.safetensors is not read as a checkpoint "NAME.scores".
 _SUFFIXES = (
     STATE + WEIGHTS,
     STATE + CARD,
     SCORES,
     SAMPLES,
+    SECOND_STAGE,
     HISTORY,
     WEIGHTS,
     CARD,
@@ -95,9 +98,22 @@ class Artifacts:
     def samples(self) -> Path:
         return self._file(SAMPLES)
 
+    @property
+    def second_stage(self) -> Path:
+        return self._file(SECOND_STAGE)
+
     def files(self) -> dict[str, Path]:
         """Every file by role (present or not)."""
-        roles = ("weights", "card", "state_weights", "state_card", "history", "scores", "samples")
+        roles = (
+            "weights",
+            "card",
+            "state_weights",
+            "state_card",
+            "history",
+            "scores",
+            "samples",
+            "second_stage",
+        )
         return {role: getattr(self, role) for role in roles}
 
 

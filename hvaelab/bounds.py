@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .model import HVAE
+from .model.hvae import EncoderCache
 from .noise import example_keys, keyed_noise
 
 PRIOR_MODES = ("mean", "sample")
@@ -72,14 +73,15 @@ def bound_samples(
     prior: str = "mean",
     seed: int = 0,
     max_rows: int = 2048,
+    cache: EncoderCache | None = None,
 ) -> BoundSamples:
     """L>k for every k in ``ks`` (default 0..L) and L<l for ``ls``, for S samples each.
 
     x is a batch in model space (binarized for Bernoulli). ``prior`` says whether the latents
     below k+1 are the conditional priors' means (as the authors' code) or samples (eq. 5 as
     written; only then is L>k a stochastic lower bound). The mean path of the inference network
-    is computed once and shared by every k and sample; samples are processed in chunks of at
-    most ``max_rows`` rows.
+    is computed once (or taken from ``cache``) and shared by every k and sample; samples are
+    processed in chunks of at most ``max_rows`` rows.
     """
     if prior not in PRIOR_MODES:
         raise ValueError(f"prior must be one of {PRIOR_MODES}, got {prior!r}")
@@ -91,7 +93,7 @@ def bound_samples(
     if 0 not in ks:
         ks = [0, *ks]
     B = x.shape[0]
-    cache = model.encode_means(x)
+    cache = model.encode_means(x) if cache is None else cache
     keys = example_keys(x, seed)
     shapes = {i: model.shapes[i] for i in range(1, L + 1)}
     chunk = max(1, min(n_samples, max_rows // max(B, 1)))

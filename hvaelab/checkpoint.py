@@ -581,7 +581,9 @@ def load_model(
     """Load an HVAE checkpoint by path or name (see :func:`resolve_checkpoint`), in eval mode.
 
     Raises :class:`CheckpointError` if the card has no model configuration or the weights do
-    not fit the architecture it describes.
+    not fit the architecture it describes. A second stage fitted for these very weights
+    (``NAME.second-stage.safetensors``, :mod:`hvaelab.second_stage`) is attached as
+    ``model.second_stage``; one fitted for other weights is ignored with a warning.
     """
     from .config import HVAEConfig
     from .model import HVAE
@@ -601,4 +603,30 @@ def load_model(
         raise CheckpointError(
             f"{json_path}: the weights do not match the model described by its card ({e})."
         ) from e
+    model.second_stage = _second_stage_for(stem, card)
     return LoadedModel(model.to(device).eval(), card, stem)
+
+
+def _second_stage_for(stem: Path, card: dict[str, Any]):
+    """The second stage stored beside checkpoint ``stem`` if it was fitted for its weights."""
+    import warnings
+
+    from .artifacts import Artifacts
+    from .second_stage import SecondStage
+
+    path = Artifacts.of(stem).second_stage
+    if not path.exists():
+        return None
+    try:
+        stage = SecondStage.load(path)
+    except ValueError as e:
+        warnings.warn(f"ignoring the second stage: {e}", stacklevel=3)
+        return None
+    if stage.record.get("weights_sha256") != card.get("weights_sha256"):
+        warnings.warn(
+            f"ignoring {path}: it was fitted for other weights; refit it with "
+            f"`hvaelab second-stage --checkpoint {stem}`",
+            stacklevel=3,
+        )
+        return None
+    return stage

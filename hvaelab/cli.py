@@ -1,4 +1,5 @@
-"""Command line: ``hvaelab train / evaluate / score / tables / correlate / data / info``.
+"""Command line: ``hvaelab train / evaluate / score / tables / second-stage / correlate / data /
+info``.
 
 Every command goes through the library's one scoring entry point (:mod:`hvaelab.scores`), so
 the numbers printed here are the ones the notebooks and dashboards show.
@@ -37,6 +38,7 @@ from .scores import (
     score_inputs,
     tables_path,
 )
+from .second_stage import SecondStageConfig, fit_second_stage
 from .train import RESUME_OVERRIDES, TrainConfig, Trainer
 
 
@@ -257,6 +259,38 @@ def _cmd_score(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_second_stage(a: argparse.Namespace) -> int:
+    """Fit the second stage on the checkpoint's own training split, and nothing else."""
+    lm = _load(a)
+    train = lm.dataset
+    if not train:
+        raise CLIError(f"{lm.path}.json does not say which dataset the model was trained on")
+    cfg = SecondStageConfig(
+        n_fit=a.n_fit,
+        n_select=a.n_select,
+        components=tuple(a.components),
+        reg_covar=a.reg_covar,
+        seed=a.seed,
+    )
+    ds = load_dataset(train, "train", data_dir=a.data_dir)
+    print(f"fitting the second stage of {lm.name} on {train}/train ({len(ds)} images)")
+    stage = fit_second_stage(
+        lm.model, ds.images, cfg, batch_size=a.batch_size, progress=lambda m: print(m, flush=True)
+    )
+    stage.record.update(
+        {
+            "checkpoint": lm.name,
+            "weights_sha256": lm.card.get("weights_sha256"),
+            "train_dataset": train,
+            "train_split": "train",
+            "train_images_md5": ds.md5,
+        }
+    )
+    path = stage.save(Artifacts.of(lm.path).second_stage)
+    print(f"wrote {path}; rescore with `hvaelab tables --checkpoint {lm.path}` to use it")
+    return 0
+
+
 def _cmd_correlate(a: argparse.Namespace) -> int:
     device = resolve_device(a.device)
     ma = load_model(a.a, device=device).model
@@ -315,7 +349,8 @@ def _cmd_data(a: argparse.Namespace) -> int:
             if not checks:
                 print(f"{spec.name} {split}: missing (see `hvaelab data list`)")
             for c in checks:
-                print(f"{c.dataset} {c.split}: {c.result.upper()}  {c.path}  {c.detail}")
+                where = f"  {c.path}" if c.path is not None else ""
+                print(f"{c.dataset} {c.split}: {c.result.upper()}{where}  {c.detail}")
                 bad += c.result == "mismatch"
     if bad:
         print(
@@ -394,6 +429,29 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", default=None, help="write one CSV row per input")
     _add_common(sc)
     sc.set_defaults(func=_cmd_score)
+
+    d = SecondStageConfig()
+    ss = sub.add_parser(
+        "second-stage",
+        help="fit the second stage (beyond the paper) on the checkpoint's training split",
+        description="Fits a Gaussian mixture to the HVAE's mean-path statistics of a seeded "
+        "subset of the checkpoint's own training split; the number of components is chosen by "
+        "the log-likelihood of a disjoint held-out subset of the training split. No test or OOD "
+        "data is read. Writes NAME.second-stage.safetensors beside the checkpoint.",
+    )
+    ss.add_argument("--checkpoint", default="fashionmnist", help="checkpoint name or path")
+    ss.add_argument("--n-fit", type=int, default=d.n_fit, help="training images fitted on")
+    ss.add_argument(
+        "--n-select", type=int, default=d.n_select, help="held-out training images that choose"
+    )
+    ss.add_argument(
+        "--components", type=int, nargs="+", default=list(d.components), help="candidate counts"
+    )
+    ss.add_argument("--reg-covar", type=float, default=d.reg_covar, help="covariance regulariser")
+    ss.add_argument("--seed", type=int, default=d.seed)
+    ss.add_argument("--batch-size", type=int, default=256)
+    _add_common(ss)
+    ss.set_defaults(func=_cmd_second_stage)
 
     co = sub.add_parser("correlate", help="per-layer similarity of two models (paper fig. 2)")
     co.add_argument("--a", default="fashionmnist", help="first checkpoint")

@@ -17,6 +17,11 @@ family         name (S = 1 / S > 1)        value from the table's columns       
 ``LLR>k<l``    ``LLR>k<l``                 ``L<l - L>k``                               eq. 21
 ``select-k``   ``LLR select-k`` /          per example, the k whose LLR>k is the most  sec. 5
                ``LLR_S select-k``          unusual for the reference (needs one)
+``IC``         ``IC`` / ``IC_S``           ``-elbo - png_bits ln 2`` (input            Serrà et
+               (input complexity)          complexity, :mod:`hvaelab.complexity`)       al. 2020
+``second-      ``second-stage``            ``second-stage``: -log density of the       beyond
+stage``                                    HVAE's statistics (:mod:`hvaelab.            the paper
+                                           second_stage`)
 =============  =========================  ==========================================  ==========
 
 Score tables are stored per dataset and S under a :class:`TableKey` (``"DATASET@S<n>"``).
@@ -46,6 +51,8 @@ class Family(StrEnum):
     LT = "L<l"
     LLR_LT = "LLR>k<l"
     SELECT_K = "select-k"
+    IC = "IC"
+    SECOND_STAGE = "second-stage"
 
 
 BOUND_FAMILIES = (Family.ELBO, Family.GT, Family.LT)
@@ -56,7 +63,11 @@ FAMILY_LABELS = {
     Family.LT: "L<l (bound, latents below l from the posterior)",
     Family.LLR_LT: "LLR>k<l = L<l − L>k (generalised ratio)",
     Family.SELECT_K: "per-example selection of k (sec. 5)",
+    Family.IC: "IC = −ELBO − PNG length (input complexity, Serrà et al. 2020)",
+    Family.SECOND_STAGE: "second stage over the HVAE's statistics (beyond the paper)",
 }
+# Families with neither k nor l.
+PLAIN_FAMILIES = (Family.ELBO, Family.SELECT_K, Family.IC, Family.SECOND_STAGE)
 
 # The only parser of score names in hvaelab.
 _NAME = re.compile(
@@ -64,7 +75,9 @@ _NAME = re.compile(
     r"(?: (?P<rest>iw-elbo|iw-both|select-k))?$"
 )
 
-_SLUG = re.compile(r"^(elbo|selectk|llr|lt|l)(\d*)(?:lt(\d+))?(_s)?(?:-(iw-elbo|iw-both))?$")
+_SLUG = re.compile(
+    r"^(elbo|selectk|secondstage|ic|llr|lt|l)(\d*)(?:lt(\d+))?(_s)?(?:-(iw-elbo|iw-both))?$"
+)
 
 
 @dataclass(frozen=True)
@@ -84,11 +97,11 @@ class ScoreName:
 
     def __post_init__(self) -> None:
         fam = self.family
-        needs_k = fam in (Family.GT, Family.LLR, Family.LLR_LT)
+        needs_k = fam in (Family.GT, Family.LLR, Family.LLR_LT)  # PLAIN_FAMILIES need neither
         needs_l = fam in (Family.LT, Family.LLR_LT)
         if needs_k != (self.k > 0) or needs_l != (self.l > 0):
             raise ValueError(f"{fam}: k={self.k}, l={self.l} do not fit this family")
-        if fam in (Family.LT, Family.LLR_LT) and self.iw:
+        if fam in (Family.LT, Family.LLR_LT, Family.SECOND_STAGE) and self.iw:
             raise ValueError(f"{fam} has no importance-weighted form")
         if (fam == Family.LLR and self.iw) != bool(self.form):
             raise ValueError("importance-weighted LLR>k needs form 'iw-elbo' or 'iw-both'")
@@ -122,6 +135,15 @@ class ScoreName:
         return cls(Family.SELECT_K, iw=iw)
 
     @classmethod
+    def ic(cls, iw: bool = False) -> ScoreName:
+        """Input complexity (Serrà et al. 2020): ``-ELBO`` (``-ELBO_S``) minus the PNG length."""
+        return cls(Family.IC, iw=iw)
+
+    @classmethod
+    def second_stage(cls) -> ScoreName:
+        return cls(Family.SECOND_STAGE)
+
+    @classmethod
     def of_family(
         cls, family: str, k: int = 0, l: int = 0, n_samples: int = 1, iw_form: str = "iw-both"
     ) -> ScoreName:
@@ -144,6 +166,10 @@ class ScoreName:
             return cls.lt(l)
         if fam == Family.LLR_LT:
             return cls.llr_lt(k, l)
+        if fam == Family.IC:
+            return cls.ic(iw)
+        if fam == Family.SECOND_STAGE:
+            return cls.second_stage()
         return cls.select_k(iw)
 
     @classmethod
@@ -151,6 +177,9 @@ class ScoreName:
         """``"LLR_S>1 iw-both"`` -> ``ScoreName(Family.LLR, k=1, iw=True, form="iw-both")``."""
         if isinstance(text, ScoreName):
             return text
+        plain = {"IC": cls.ic(), "IC_S": cls.ic(True), "second-stage": cls.second_stage()}
+        if str(text).strip() in plain and str(text) == str(text).strip():
+            return plain[str(text)]
         m = _NAME.match(str(text).strip())
         if m is None:
             raise ValueError(f"not a score name: {text!r} (e.g. -ELBO, LLR>1, LLR_S>2 iw-both)")
@@ -189,6 +218,10 @@ class ScoreName:
             return f"-L<{self.l}"
         if fam == Family.LLR_LT:
             return f"LLR>{self.k}<{self.l}"
+        if fam == Family.IC:
+            return f"IC{s}"
+        if fam == Family.SECOND_STAGE:
+            return "second-stage"
         return f"LLR{s} select-k"
 
     @property
@@ -202,16 +235,22 @@ class ScoreName:
         return -1 if self.is_bound else 1
 
     @property
+    def per_dim(self) -> bool:
+        """Shown in bits/dim: the bounds and input complexity (a bound minus a code length)."""
+        return self.is_bound or self.family == Family.IC
+
+    @property
     def unit(self) -> str:
-        """The unit scores are shown in: bits/dim for bounds, nats for ratios."""
-        return "bits/dim" if self.is_bound else "nats"
+        """The unit scores are shown in: bits/dim for bounds and IC, nats for the others."""
+        return "bits/dim" if self.per_dim else "nats"
 
     @property
     def tail(self) -> str:
         """Tail of its empirical p-value: likelihood ratios LLR>k are upper-tail tests (OOD data
         makes them large); bounds and generalised ratios are two-sided (OOD data can score too
         high as well as too low)."""
-        return "upper" if self.family in (Family.LLR, Family.SELECT_K) else "two-sided"
+        upper = (Family.LLR, Family.SELECT_K, Family.SECOND_STAGE)
+        return "upper" if self.family in upper else "two-sided"
 
     @property
     def quantity(self) -> str:
@@ -230,6 +269,8 @@ class ScoreName:
             Family.LT: f"lt{self.l}",
             Family.LLR_LT: f"llr{self.k}lt{self.l}",
             Family.SELECT_K: "selectk",
+            Family.IC: "ic",
+            Family.SECOND_STAGE: "secondstage",
         }[fam]
         return base + s + (f"-{self.form}" if self.form else "")
 
@@ -244,6 +285,10 @@ class ScoreName:
             return cls.elbo(iw)
         if base == "selectk" and not n:
             return cls.select_k(iw)
+        if base == "ic" and not n:
+            return cls.ic(iw)
+        if base == "secondstage" and not n and not iw:
+            return cls.second_stage()
         if base == "llr" and n:
             return cls.llr_lt(int(n), int(l)) if l else cls.llr(int(n), iw, form or "iw-both")
         if base == "lt" and n:
@@ -259,6 +304,10 @@ class ScoreName:
         ``html_`` the result uses <sup>/<sub> and entities (plotly text and HTML tables).
         """
         fam = self.family
+        if fam == Family.SECOND_STAGE:
+            return "second stage"
+        if fam == Family.IC:
+            return "IC" + (("<sub>S</sub>" if html_ else "_S") if self.iw else "")
         base = "LLR" if fam in (Family.LLR, Family.LLR_LT, Family.SELECT_K) else "L"
         sup = ""
         if fam in (Family.ELBO, Family.GT, Family.LLR, Family.LLR_LT):
@@ -279,9 +328,9 @@ class ScoreName:
         return f"{minus}{self.label(html_=True)} in {self.unit} (higher = more OOD)"
 
     def to_display(self, values: np.ndarray | float, n_dims: int) -> np.ndarray:
-        """Scores in display units: negated bounds in bits/dim, ratios unchanged (nats)."""
+        """Scores in display units: negated bounds and IC in bits/dim, the others unchanged."""
         v = np.asarray(values, dtype=np.float64)
-        return v / (n_dims * math.log(2)) if self.is_bound else v
+        return v / (n_dims * math.log(2)) if self.per_dim else v
 
     # ------------------------------------------------------------------ values
     def values(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -300,12 +349,24 @@ class ScoreName:
             return -c[f"L<{l}"]
         if fam == Family.LLR_LT:
             return c[f"L<{l}"] - c[f"L>{k}"]
+        if fam == Family.IC:  # S(x) = -log2 p(x) - L(x), in nats
+            return -c["elbo" + iw] - c["png_bits"] * math.log(2)
+        if fam == Family.SECOND_STAGE:
+            return c["second-stage"]
         raise ValueError(f"{self} needs a reference table: see hvaelab.pvalues.select_k_scores")
 
 
-def table_scores(n_layers: int, iw: bool, lts: Iterable[int] = ()) -> list[ScoreName]:
+def table_scores(
+    n_layers: int,
+    iw: bool,
+    lts: Iterable[int] = (),
+    ic: bool = False,
+    second_stage: bool = False,
+) -> list[ScoreName]:
     """Every score a table with ``n_layers`` layers has, in the order tables and figures list
-    them: bounds and ratios, their importance-weighted forms when ``iw``, then the L<l family."""
+    them: bounds and ratios, their importance-weighted forms when ``iw``, the L<l family, then
+    input complexity (``ic``: the table has PNG lengths) and the second stage (``second_stage``:
+    the table has its score)."""
     L = range(1, n_layers + 1)
     names = [ScoreName.elbo(), *(ScoreName.gt(k) for k in L), *(ScoreName.llr(k) for k in L)]
     if iw:
@@ -315,6 +376,10 @@ def table_scores(n_layers: int, iw: bool, lts: Iterable[int] = ()) -> list[Score
     lts = sorted(lts)
     names += [ScoreName.lt(l) for l in lts]
     names += [ScoreName.llr_lt(k, l) for k in L for l in lts]
+    if ic:
+        names += [ScoreName.ic()] + ([ScoreName.ic(True)] if iw else [])
+    if second_stage:
+        names.append(ScoreName.second_stage())
     return names
 
 

@@ -31,8 +31,11 @@ from torch import Tensor
 from . import distributed as ddp
 from .artifacts import Artifacts, atomic_write, read_safetensors
 from .bounds import bits_per_dim, bound_samples, log_mean_exp
+from .complexity import png_bits
+from .example_stats import mean_path_stats, stat_names
 from .model import HVAE, eval_mode, model_inputs
 from .score_names import ScoreName, TableKey, llr_names, table_scores
+from .second_stage import SCORE_COLUMN
 
 
 @dataclass
@@ -71,12 +74,14 @@ def ood_scores(table: ScoreTable, iw: bool | None = None) -> dict[str, np.ndarra
     Names (see :mod:`hvaelab.score_names`): ``-ELBO``, ``-L>k``, ``LLR>k`` (S = 1 style:
     averages of single-sample ratios), and when the table has S > 1 (or ``iw=True``):
     ``-ELBO_S``, ``-L>k_S``, ``LLR_S>k iw-elbo`` (eq. 10) and ``LLR_S>k iw-both``. With L<l
-    columns: ``-L<l`` and ``LLR>k<l`` (= L<l - L>k, eq. 21).
+    columns: ``-L<l`` and ``LLR>k<l`` (= L<l - L>k, eq. 21). With PNG lengths: ``IC`` (and
+    ``IC_S``), input complexity; with a second stage's column: ``second-stage``.
     """
     c = table.columns
     iw = table.n_samples > 1 if iw is None else iw
     lts = [int(n[2:]) for n in c if n.startswith("L<") and not n.endswith("_iw")]
-    return {str(n): n.values(c) for n in table_scores(table.n_layers, iw, lts)}
+    names = table_scores(table.n_layers, iw, lts, "png_bits" in c, SCORE_COLUMN in c)
+    return {str(n): n.values(c) for n in names}
 
 
 @torch.no_grad()
@@ -90,18 +95,29 @@ def score_tensor(
     batch_size: int = 128,
     max_rows: int = 2048,
     progress: Callable[[int, int], None] | bool = False,
+    bounds: bool = True,
 ) -> ScoreTable:
     """Score images (N, C, H, W) in [0, 1] (or uint8 arrays (N, 28, 28)) for every k and l.
 
     ``prior`` is how the latents below k+1 are taken: "mean" (the conditional priors' means, as
     the authors' code) or "sample" (eq. 5 as written). Results do not depend on batch size or
-    batch composition and are reproducible under ``seed``.
+    batch composition and are reproducible under ``seed``. Besides the bounds, the table holds
+    the mean-path statistics of :mod:`hvaelab.example_stats`, the PNG length of each input as
+    the model sees it (``png_bits``, :mod:`hvaelab.complexity`) and, for a model with a fitted
+    second stage (``model.second_stage``, :mod:`hvaelab.second_stage`), its score.
+    ``bounds=False`` computes the statistics only (the second stage's fit).
     """
-    x = model_inputs(model, x01, "fixed", seed).x
+    inp = model_inputs(model, x01, "fixed", seed)
+    x = inp.x
     L, N = model.n_layers, x.shape[0]
-    ls = list(range(1, L + 1)) if lt else []
-    names = [f"L>{k}" if k else "elbo" for k in range(L + 1)] + [f"L<{l_}" for l_ in ls]
+    ls = list(range(1, L + 1)) if lt and bounds else []
+    names = [f"L>{k}" if k else "elbo" for k in range(L + 1)] if bounds else []
+    names += [f"L<{l_}" for l_ in ls]
     cols: dict[str, list[np.ndarray]] = {c: [] for n in names for c in (n, n + "_iw")}
+    cols.update({c: [] for c in stat_names(L)})
+    cols["png_bits"] = []
+    binary = model.config.likelihood == "bernoulli"
+    x01_np = inp.x01.detach().cpu().numpy()
     # Under torchrun, batches are dealt to ranks round-robin (hvaelab.distributed): every batch
     # is the one a single process would score, and the columns are gathered on every rank.
     mine = ddp.shard(-(-N // batch_size))
@@ -116,9 +132,28 @@ def score_tensor(
     done = 0
     with eval_mode(model), torch.autocast(x.device.type, enabled=False):  # scores in fp32
         for bi in mine:
-            xb = x[bi * batch_size : (bi + 1) * batch_size]
+            sl = slice(bi * batch_size, (bi + 1) * batch_size)
+            xb = x[sl]
+            cache = model.encode_means(xb)
+            for c, v in mean_path_stats(model, xb, cache).items():
+                cols[c].append(v.double().cpu().numpy())
+            cols["png_bits"].append(png_bits(x01_np[sl], binary))
+            done += xb.shape[0]
+            if not bounds:
+                if bar is not None:
+                    bar.update(xb.shape[0])
+                elif callable(progress):
+                    progress(done, n_mine)
+                continue
             b = bound_samples(
-                model, xb, ls=ls, n_samples=n_samples, prior=prior, seed=seed, max_rows=max_rows
+                model,
+                xb,
+                ls=ls,
+                n_samples=n_samples,
+                prior=prior,
+                seed=seed,
+                max_rows=max_rows,
+                cache=cache,
             )
             for k, v in b.gt.items():
                 name = "elbo" if k == 0 else f"L>{k}"
@@ -127,7 +162,6 @@ def score_tensor(
             for l_, v in b.lt.items():
                 cols[f"L<{l_}"].append(v.mean(1).double().cpu().numpy())
                 cols[f"L<{l_}_iw"].append(log_mean_exp(v.double(), 1).cpu().numpy())
-            done += xb.shape[0]
             if bar is not None:
                 bar.update(xb.shape[0])
             elif callable(progress):
@@ -141,6 +175,9 @@ def score_tensor(
             np.stack([columns[k] for k in keys], 1), ddp.owners(N, batch_size), x.device
         )
         columns = {k: full[:, j] for j, k in enumerate(keys)}
+    stage = getattr(model, "second_stage", None)
+    if stage is not None and N:
+        columns[SCORE_COLUMN] = stage.score(columns)
     meta = {
         "n_samples": n_samples,
         "prior": prior,

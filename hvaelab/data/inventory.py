@@ -36,9 +36,12 @@ class SplitStatus:
     looked: list[tuple[Path, str]]
     get: str  # the command (or thing to do) that gets it when missing
     via: str = ""  # "mnist/test" for a split that reads another dataset's files
+    generated: str = ""  # what a synthetic set is made of (it has no files)
 
 
 def split_status(spec: DatasetSpec, split: str, data_dir: str | Path | None = None) -> SplitStatus:
+    if spec.synthetic is not None:
+        return SplitStatus(spec.name, split, None, [], "", generated=spec.synthetic.describe())
     base, base_split = base_of(spec, split)
     ways = remedies(base)
     commands = [r.command for r in ways if r.command]
@@ -70,7 +73,9 @@ def format_inventory(statuses: list[SplitStatus], data_dir: str | Path | None = 
     for s in statuses:
         label = f"{s.dataset} {s.split}".ljust(width)
         via = f" (from {s.via})" if s.via else ""
-        if s.found is not None:
+        if s.generated:
+            lines.append(f"{label}{s.generated}")
+        elif s.found is not None:
             lines.append(f"{label}found    {s.found.images}{via}  [{s.found.why}]")
         else:
             lines.append(f"{label}missing{via}: get it with: {s.get}")
@@ -86,13 +91,15 @@ class Check:
 
     dataset: str
     split: str
-    path: Path
+    path: Path | None
     result: str
     detail: str = ""
 
 
 def verify_split(spec: DatasetSpec, split: str, data_dir: str | Path | None = None) -> list[Check]:
     """Checksums of a split's files that are present (decompressed payload md5)."""
+    if spec.synthetic is not None:
+        return [Check(spec.name, split, None, "generated", spec.synthetic.describe())]
     base, base_split = base_of(spec, split)
     found = find_split(base, base_split, data_dir)
     if found is None:
@@ -120,6 +127,8 @@ def fetch(name: str, split: str | None = None, progress: bool = True) -> list[st
     per-user cache (verified). Returns one line per split saying what was done."""
     spec = get_spec(name)
     lines = []
+    if spec.synthetic is not None:
+        return [f"{spec.name}: {spec.synthetic.describe()} when loaded; nothing to fetch"]
     for sp in [split] if split else list(spec.splits):
         base, base_split = base_of(spec, sp)
         found = find_split(base, base_split)

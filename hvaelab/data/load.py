@@ -18,6 +18,7 @@ from .idx import images_md5, read_idx_md5
 from .images import IMAGE_SIZE, IMAGE_SUFFIXES, image_file_to_array, list_files, validate_images
 from .locate import locate, verify_md5
 from .registry import INVERTED_SUFFIX, DatasetSpec, check_split, get_spec, split_indices
+from .synthetic import Synthetic, generate
 
 
 @dataclass(eq=False)
@@ -63,6 +64,11 @@ def _folder_cached(folder: str, listing: tuple[tuple[str, int, int], ...]) -> np
     arr = np.stack([image_file_to_array(root / rel) for rel, _, _ in listing])
     arr.setflags(write=False)
     return arr
+
+
+@functools.lru_cache(maxsize=8)
+def _generated(spec: Synthetic) -> np.ndarray:
+    return generate(spec)
 
 
 def _check_images(arr: np.ndarray, path: Path) -> None:
@@ -140,6 +146,7 @@ def load_dataset(
 ) -> Dataset:
     """Load a registered dataset split as uint8 (N,28,28) images (+ labels where known).
 
+    Synthetic sets (:mod:`hvaelab.data.synthetic`) are generated, never looked for.
     ``NAME-inverted`` loads ``NAME`` and inverts it (``255 - x``, paper appendix A). Files are
     looked for in ``data_dir``, ``$HVAELAB_DATA``, the per-user cache, system locations, then
     downloaded (unless ``download=False`` or ``HVAELAB_NO_DOWNLOAD=1``). Raises
@@ -151,6 +158,9 @@ def load_dataset(
     check_split(spec, split)
     if spec.loader == "subset":
         images, labels, source = _read_subset(spec, split, data_dir, download)
+    elif spec.loader == "synthetic":
+        assert spec.synthetic is not None
+        images, labels, source = _generated(spec.synthetic), None, spec.synthetic.describe()
     else:
         paths = locate(spec, split, data_dir, download, progress)
         read = _read_folder if spec.loader == "image_folder" else _read_files
@@ -169,5 +179,5 @@ def load_dataset(
 
 def clear_cache() -> None:
     """Forget arrays cached in this process (e.g. after replacing files in place)."""
-    for f in (_idx_cached, _folder_cached, _npy_cached):
+    for f in (_idx_cached, _folder_cached, _npy_cached, _generated):
         f.cache_clear()

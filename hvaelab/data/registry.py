@@ -15,10 +15,11 @@ from typing import Literal
 import numpy as np
 
 from .errors import UnknownDatasetError
+from .synthetic import Synthetic
 
 INVERTED_SUFFIX = "-inverted"
-Loader = Literal["idx", "image_folder", "npy", "subset"]
-LOADER_KINDS = ("idx", "image_folder", "npy", "subset")
+Loader = Literal["idx", "image_folder", "npy", "subset", "synthetic"]
+LOADER_KINDS = ("idx", "image_folder", "npy", "subset", "synthetic")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
 
 
@@ -44,7 +45,8 @@ class DatasetSpec:
     of each search location; absolute names are used as they are. ``md5`` maps a file name to the
     md5 of its decompressed contents; ``urls`` are download base URLs (``<url><file>.gz``) and
     ``gz_md5`` the published md5 of each ``.gz``. ``loader="subset"`` takes its data from
-    ``subset`` instead of files.
+    ``subset`` instead of files, ``loader="synthetic"`` generates it from ``synthetic`` (one
+    split, ``test``).
     """
 
     name: str
@@ -59,6 +61,7 @@ class DatasetSpec:
     homepage: str = ""
     system_package: str = ""
     subset: SubsetOf | None = None
+    synthetic: Synthetic | None = None
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -85,6 +88,10 @@ class DatasetSpec:
                 k: (f"{s.dataset}/{s.split} permuted with seed {s.seed}, [{a}:{b}]", None)
                 for k, (a, b) in s.ranges.items()
             }
+        if self.loader == "synthetic":
+            if self.synthetic is None:
+                raise ValueError(f"{self.name}: loader 'synthetic' needs synthetic=Synthetic(...)")
+            self.splits = {"test": (self.synthetic.describe(), None)}
         if not self.splits:
             raise ValueError(f"{self.name}: a dataset needs at least one split")
         self.splits = {k: (v[0], v[1]) for k, v in self.splits.items()}

@@ -36,6 +36,12 @@ class Gaussian:
         lp = -0.5 * (_LOG_2PI + self.var.log() + (z - self.mean).pow(2) / self.var)
         return lp.flatten(1).sum(1)
 
+    def kl(self, other: Gaussian) -> Tensor:
+        """Closed-form KL(self || other) of two diagonal Gaussians, summed per example, (B,)."""
+        ratio = self.var / other.var
+        kl = 0.5 * (ratio - 1.0 - ratio.log() + (self.mean - other.mean).pow(2) / other.var)
+        return kl.flatten(1).sum(1)
+
     def sample(self, eps: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Reparameterised sample ``mean + std * eps`` (eps drawn if not given)."""
         if eps is None:

@@ -128,6 +128,9 @@ class HVAE(nn.Module):
             GaussianHead(C, res[i], shapes[i], cfg.min_var) for i in range(1, L)
         )
         self.out_head = WNConv2d(C, self.likelihood.num_params(cfg.in_shape[0]), 3)
+        # A fitted second stage (hvaelab.second_stage.SecondStage), attached by load_model when
+        # one is stored beside the checkpoint; not a parameter, not in the weights.
+        self.second_stage = None
 
     # ----------------------------------------------------------------------------- helpers
     @property
