@@ -200,9 +200,11 @@ def _cmd_tables(a: argparse.Namespace) -> int:
 
 def _key_score(name: ScoreName) -> bool:
     """The rows of Table 2 kept in a checkpoint's card: the ELBO, LLR>1, LLR>2, every
-    importance-weighted LLR>k and the per-example selection of k."""
+    importance-weighted LLR>k, the per-example selection of k, input complexity and the second
+    stage."""
     fam = name.family
-    return fam in (Family.ELBO, Family.SELECT_K) or (fam == Family.LLR and (name.iw or name.k <= 2))
+    plain = (Family.ELBO, Family.SELECT_K, Family.IC, Family.SECOND_STAGE)
+    return fam in plain or (fam == Family.LLR and (name.iw or name.k <= 2))
 
 
 def _record_evaluation(lm, tables, in_name: str, path: Path) -> None:
@@ -248,7 +250,8 @@ def _cmd_score(a: argparse.Namespace) -> int:
             every = "  ".join(f"{s}={r[s]:.1f}" for s in res.scores)
             print(f"{r['input']}: bits/dim={r['bits_per_dim']:.3f}  {every}")
             continue
-        llr = "  ".join(f"{s}={r[s]:.1f} (p={r['p(' + s + ')']:.3g})" for s in res.verdict_scores)
+        shown = [*res.verdict_scores, *(s for s in ("second-stage",) if s in res.p_values)]
+        llr = "  ".join(f"{s}={r[s]:.1f} (p={r['p(' + s + ')']:.3g})" for s in shown)
         print(
             f"{r['input']}: {r['verdict']} (decided by {r['decided_by']}, p={r['min_p']:.3g}, "
             f"alpha={a.fpr}/{len(res.verdict_scores)})  bits/dim={r['bits_per_dim']:.3f}  {llr}"

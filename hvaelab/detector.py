@@ -57,11 +57,13 @@ class NotFittedError(RuntimeError):
     """A detector was asked for scores before it was given an in-distribution reference."""
 
 
-def valid_scores(n_layers: int, samples: int = 1) -> list[str]:
+def valid_scores(n_layers: int, samples: int = 1, second_stage: bool = False) -> list[str]:
     """The score names :func:`~hvaelab.scores.ood_scores` gives for a table of an ``n_layers``
-    model scored with ``samples`` importance samples (every k and l; see
-    :mod:`hvaelab.score_names`)."""
-    return [str(n) for n in table_scores(n_layers, samples > 1, range(1, n_layers + 1))]
+    model scored with ``samples`` importance samples (every k and l, input complexity, and the
+    second stage for a model that has one; see :mod:`hvaelab.score_names`)."""
+    lts = range(1, n_layers + 1)
+    names = table_scores(n_layers, samples > 1, lts, ic=True, second_stage=second_stage)
+    return [str(n) for n in names]
 
 
 class HVAEDetector:
@@ -101,7 +103,8 @@ class HVAEDetector:
                 f"{type(checkpoint_or_model).__name__}"
             )
         self.samples = int(samples)
-        self.valid_scores = valid_scores(self.model.n_layers, self.samples)
+        has_stage = getattr(self.model, "second_stage", None) is not None
+        self.valid_scores = valid_scores(self.model.n_layers, self.samples, has_stage)
         if score not in self.valid_scores:
             raise ValueError(self._unknown_score(score))
         llr_names(1, 1, iw_form)  # validates iw_form
@@ -113,6 +116,8 @@ class HVAEDetector:
         msg = f"unknown score {score!r} for a {L}-layer model at samples={S}"
         if S == 1 and score in valid_scores(L, 2):
             msg += " (it needs samples > 1)"
+        if score == "second-stage":
+            msg += " (this model has no second stage: fit one with `hvaelab second-stage`)"
         return f"{msg}; valid scores: {', '.join(self.valid_scores)}"
 
     def __repr__(self) -> str:
@@ -172,7 +177,8 @@ class HVAEDetector:
             )
         if self.score not in ood_scores(table):
             raise ValueError(
-                f"the reference table has no {self.score!r} (scored without L<l bounds?)"
+                f"the reference table has no {self.score!r} (scored without L<l bounds, or "
+                "before IC and the second stage existed? rerun `hvaelab tables`)"
             )
         self.reference = table
         return self

@@ -45,4 +45,4 @@ def mean_path_stats(model: HVAE, x: Tensor, cache: EncoderCache | None = None) -
             for layer in res.layers:
                 assert layer.posterior is not None
                 out[f"kl{layer.index}"] = layer.posterior.kl(layer.prior)
-    return out
+    return {name: out[name] for name in stat_names(model.n_layers)}

@@ -127,7 +127,8 @@ def score_tensor(
         from tqdm.auto import tqdm
 
         world = ddp.current().world_size
-        desc = f"scoring (S={n_samples})" + (f", rank 0 of {world}" if world > 1 else "")
+        desc = f"scoring (S={n_samples})" if bounds else "statistics"
+        desc += f", rank 0 of {world}" if world > 1 else ""
         bar = tqdm(total=n_mine, desc=desc, unit="img")
     done = 0
     with eval_mode(model), torch.autocast(x.device.type, enabled=False):  # scores in fp32
@@ -322,7 +323,8 @@ class InputScores:
             row: dict[str, Any] = {"input": name, "bits_per_dim": float(self.bits_per_dim[i])}
             for s, v in self.scores.items():
                 row[s] = float(v[i])
-                row[f"p({s})"] = float(self.p_values[s][i]) if self.p_values else None
+                p = self.p_values.get(s) if self.p_values else None
+                row[f"p({s})"] = float(p[i]) if p is not None else None
             ref = self.has_reference
             row.update(
                 verdict=("OOD" if self.is_ood[i] else "in-distribution") if ref else None,
@@ -383,7 +385,10 @@ def score_inputs(
     if reference is None:
         return res
     ref, tol = ood_scores(reference), tie_tolerance(reference)
-    res.p_values = {s: _pvalue(ref[s], v, score_tails(s), tol) for s, v in res.scores.items()}
+    # scores the reference lacks (a table written before they were added) get no p-value
+    res.p_values = {
+        s: _pvalue(ref[s], v, score_tails(s), tol) for s, v in res.scores.items() if s in ref
+    }
     return decide(res, reference, fpr, ref)
 
 

@@ -267,7 +267,26 @@ def fit_second_stage(
     ).columns
     n_layers = model.n_layers
     f_all = features(stats, n_layers)
-    f_fit, f_sel = f_all[: len(fit_idx)], f_all[len(fit_idx) :]
+    stage = fit_features(f_all[: len(fit_idx)], f_all[len(fit_idx) :], cfg, n_layers, say)
+    stage.record.update(
+        {
+            "fit_indices_sha256": _sha(fit_idx),
+            "select_indices_sha256": _sha(sel_idx),
+            "n_train": int(len(train_images)),
+        }
+    )
+    return stage
+
+
+def fit_features(
+    f_fit: np.ndarray,
+    f_sel: np.ndarray,
+    cfg: SecondStageConfig,
+    n_layers: int,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> SecondStage:
+    """Standardise on ``f_fit``, fit a mixture per candidate count on it, keep the count with the
+    highest mean log-likelihood of the held-out ``f_sel`` (the smaller count on ties)."""
     mean, std = f_fit.mean(0), f_fit.std(0)
     std = np.where(std > 1e-8, std, 1.0)
     z_fit, z_sel = (f_fit - mean) / std, (f_sel - mean) / std
@@ -285,7 +304,8 @@ def fit_second_stage(
         say(f"  {k:>2} components: held-out log-likelihood {held:.4f} ({iters} EM iterations)")
         if best is None or held > best[0] + 1e-9:
             best = (held, mix)
-    assert best is not None
+    if best is None:
+        raise ValueError(f"no candidate component count fits {len(z_fit)} examples")
     chosen = len(best[1].weights)
     say(f"chosen: {chosen} components")
     record = {
@@ -294,9 +314,6 @@ def fit_second_stage(
         ],
         "selection": candidates,
         "chosen_components": chosen,
-        "fit_indices_sha256": _sha(fit_idx),
-        "select_indices_sha256": _sha(sel_idx),
-        "n_train": int(len(train_images)),
     }
     return SecondStage(n_layers, mean, std, best[1], cfg, record)
 

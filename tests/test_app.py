@@ -538,3 +538,24 @@ def test_under_voila_figures_and_ready_markers_wait_for_the_browser(monkeypatch)
     assert "hvae-ready" in marker._dom_classes
     later = FigureSlot(go.Figure([go.Bar(y=[1])]), "y-fig")  # once open: at once
     assert _sent(later)["data"][0]["type"] == "bar"
+
+
+def test_explorer_offers_input_complexity_and_the_second_stage(app_checkpoints):
+    from hvaelab.scores import load_tables, ood_scores
+
+    tables = load_tables(app_checkpoints / "fashionmnist.scores.safetensors")
+    with_stage = {k for k, t in tables.items() if "second-stage" in t.columns}
+    ex = LikelihoodRatioExplorer("fashionmnist")
+    families = [v for _, v in ex.score_select.options]
+    assert "IC" in families and "second-stage" in families
+    ex.score_select.value = "second-stage"
+    assert ex.score_name == "second-stage" and ex.k_slider.disabled
+    # only the S whose tables hold the second stage's score are offered
+    offered = {v for _, v in ex.samples_select.options}
+    assert offered == {int(k.rsplit("@S", 1)[1]) for k in with_stage}
+    ref = ood_scores(tables[f"{ex.in_select.value}@S{ex.n_samples}"])["second-stage"]
+    shown = ex.density_fig.data[0]
+    assert min(shown.x) <= ref.min() and max(shown.x) >= ref.max()  # nats, as stored
+    assert "second stage" in ex.info.value and "AUROC" in ex.info.value
+    ex.score_select.value = "IC"
+    assert ex.score_name.startswith("IC") and "bits/dim" in ex.density_fig.layout.xaxis.title.text

@@ -20,6 +20,7 @@ def test_every_file_of_a_checkpoint_has_one_name(tmp_path):
         "history": "fmnist.v2.history.csv",
         "scores": "fmnist.v2.scores.safetensors",
         "samples": "fmnist.v2.samples.safetensors",
+        "second_stage": "fmnist.v2.second-stage.safetensors",
     }
     for p in a.files().values():  # any file of the family leads back to its stem
         assert Artifacts.of(p) == a

@@ -926,3 +926,27 @@ def test_missing_data_errors_name_the_fetch_command(tmp_path, monkeypatch):
         assert rc == 2 and "Traceback" not in err, err
         assert last.startswith(f"hvaelab {cmd}: error: dataset 'mnist' split 'test' not found")
         assert "`hvaelab data fetch mnist`" in last
+
+
+def test_synthetic_ood_sets_are_generated_seeded_and_what_they_say():
+    from hvaelab.data import load_dataset
+    from hvaelab.data.inventory import fetch, format_inventory, inventory, verify_split
+    from hvaelab.data.registry import get_spec
+
+    uni, ber, con = (load_dataset(n) for n in ("noise-uniform", "noise-bernoulli", "constant"))
+    for ds in (uni, ber, con):
+        assert ds.images.shape == (10_000, 28, 28) and ds.images.dtype == np.uint8
+        assert ds.labels is None and ds.source.startswith("generated")
+    assert set(np.unique(ber.images)) == {0, 255}
+    assert abs(ber.images.mean() / 255 - 0.5) < 0.01
+    assert abs(uni.images.mean() - 127.5) < 1 and len(np.unique(uni.images)) == 256
+    assert np.all(con.images == con.images[:, :1, :1])  # one level per image
+    assert len(np.unique(con.images[:, 0, 0])) == 256
+    load_dataset.__globals__["clear_cache"]()
+    assert load_dataset("constant").md5 == con.md5  # the same images on every machine
+    inv = load_dataset("constant-inverted")
+    assert np.array_equal(inv.images, 255 - con.images)
+    listing = format_inventory(inventory())
+    assert "noise-uniform test" in listing and "generated: 10000 uniform images" in listing
+    assert "nothing to fetch" in fetch("constant")[0]
+    assert verify_split(get_spec("constant"), "test")[0].result == "generated"

@@ -17,7 +17,11 @@ from hvaelab.score_names import (
 )
 from hvaelab.scores import ScoreTable, ood_scores
 
-EVERY = [*table_scores(3, True, [1, 2, 3]), ScoreName.select_k(), ScoreName.select_k(True)]
+EVERY = [
+    *table_scores(3, True, [1, 2, 3], ic=True, second_stage=True),
+    ScoreName.select_k(),
+    ScoreName.select_k(True),
+]
 
 
 def test_every_name_round_trips_through_text_and_slug():
@@ -37,6 +41,9 @@ def test_every_name_round_trips_through_text_and_slug():
         "LLR>1 iw-both",  # S = 1 has no importance-weighting form
         "LLR_S>1",  # S > 1 needs one
         "LLR_S>1 iw-half",
+        "second-stage_S",  # the second stage has no importance-weighted form
+        "-IC",
+        " IC",
         "-L<1_S",
         "-L>0",  # that is -ELBO
         "LLR>0",
@@ -69,7 +76,8 @@ def test_sign_units_and_tails():
         bound = name.family in (Family.ELBO, Family.GT, Family.LT)
         assert name.is_bound == bound == str(name).startswith("-")
         assert name.sign == (-1 if bound else 1)
-        assert name.unit == ("bits/dim" if bound else "nats")
+        per_dim = bound or name.family == Family.IC  # IC: a bound minus a code length
+        assert name.unit == ("bits/dim" if per_dim else "nats")
     assert ScoreName.parse("LLR>2").tail == "upper"
     assert ScoreName.parse("LLR_S>1 iw-both").tail == "upper"
     assert ScoreName.parse("-ELBO").tail == "two-sided"
@@ -134,3 +142,24 @@ def test_llr_names_and_table_keys():
     for bad in ("fashionmnist", "@S1", "fashionmnist@S", "fashionmnist@Sx"):
         with pytest.raises(ValueError, match="DATASET@S<n>"):
             TableKey.parse(bad)
+
+
+def test_input_complexity_and_the_second_stage_are_named_like_every_score():
+    assert [str(n) for n in table_scores(1, True, ic=True, second_stage=True)][-3:] == [
+        "IC",
+        "IC_S",
+        "second-stage",
+    ]
+    assert str(ScoreName.of_family("IC", n_samples=4)) == "IC_S"
+    assert ScoreName.of_family("second-stage", n_samples=4) == ScoreName.second_stage()
+    stage = ScoreName.second_stage()
+    assert (stage.tail, stage.unit, stage.is_bound, stage.slug) == (
+        "upper",
+        "nats",
+        False,
+        "secondstage",
+    )
+    with pytest.raises(ValueError, match="no importance-weighted form"):
+        ScoreName(Family.SECOND_STAGE, iw=True)
+    assert stage.values({"second-stage": np.array([2.5])})[0] == 2.5
+    assert ScoreName.ic(True).label(html_=True) == "IC<sub>S</sub>"

@@ -75,10 +75,13 @@ def test_ood_score_names_of_a_three_layer_model(ref):
     names = list(ood_scores(ref))
     expected = ["-ELBO", "-L>1", "-L>2", "-L>3", "LLR>1", "LLR>2", "LLR>3", "-L<1", "-L<2"]
     expected += ["-L<3"] + [f"LLR>{k}<{l_}" for k in (1, 2, 3) for l_ in (1, 2, 3)]
+    expected += ["IC"]  # input complexity; a model without a second stage has no second-stage
     assert names == expected  # L<l for l = 1..L only: L<(L+1) is the ELBO itself
-    assert set(ref.columns) == {
+    bounds = {
         c + s for c in ("elbo", "L>1", "L>2", "L>3", "L<1", "L<2", "L<3") for s in ("", "_iw")
     }
+    stats = {"rec>0", "rec>1", "rec>2", "kl1", "kl2", "kl3", "png_bits"}
+    assert set(ref.columns) == bounds | stats
     no_lt = ScoreTable({k: v for k, v in ref.columns.items() if "<" not in k}, dict(ref.meta))
     assert not any("<" in n for n in ood_scores(no_lt))
 

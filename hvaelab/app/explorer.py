@@ -47,7 +47,18 @@ from .score_figures import (
 from .widgets import FigureSlot, close_unshown, with_class
 
 # The score families the explorer offers (select-k needs a reference split: see evaluate.py).
-FAMILIES = (Family.ELBO, Family.GT, Family.LLR, Family.LT, Family.LLR_LT)
+FAMILIES = (
+    Family.ELBO,
+    Family.GT,
+    Family.LLR,
+    Family.LT,
+    Family.LLR_LT,
+    Family.IC,
+    Family.SECOND_STAGE,
+)
+# Families computed from a column only some tables have (tables from before they were added;
+# importance-sampled tables of a subset): the S menu offers only the S whose tables have it.
+_NEEDS_COLUMN = {Family.IC: "png_bits", Family.SECOND_STAGE: "second-stage"}
 
 
 @dataclass
@@ -136,6 +147,12 @@ class LikelihoodRatioExplorer(widgets.VBox):
         self.n_dims = int(first.meta["n_dims"])
         has_lt = any(c.startswith("L<") for c in first.columns)
         families = [f for f in FAMILIES if has_lt or f not in (Family.LT, Family.LLR_LT)]
+        families = [
+            f
+            for f in families
+            if f not in _NEEDS_COLUMN
+            or any(_NEEDS_COLUMN[f] in t.columns for t in self.tables.values())
+        ]
 
         style = {"description_width": "110px"}
 
@@ -170,6 +187,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
             ),
             "hvae-score-select",
         )
+        self._set_sample_options(n_samples)  # the S that have the chosen score
         self.k_slider = with_class(
             widgets.IntSlider(
                 value=min(max(k, 1), self.n_layers),
@@ -211,8 +229,9 @@ class LikelihoodRatioExplorer(widgets.VBox):
         self.table = with_class(widgets.HTML(self._table(ctx, score)), "hvae-metrics-table")
         self._update_controls()
 
-        for w in (self.score_select, self.k_slider, self.l_slider, self.kind_toggle):
+        for w in (self.k_slider, self.l_slider, self.kind_toggle):
             w.observe(self._on_change, "value")
+        self.score_select.observe(self._on_datasets_change, "value")  # S menu follows it
         self.show_uploads.observe(self._on_change, "value")
         self.samples_select.observe(self._on_change, "value")
         self.ood_select.observe(self._on_datasets_change, "value")
@@ -258,6 +277,15 @@ class LikelihoodRatioExplorer(widgets.VBox):
         fam, k, l_ = self.score_select.value, self.k_slider.value, self.l_slider.value
         return str(ScoreName.of_family(fam, k, l_, self.n_samples))
 
+    def _has_family(self, S: int) -> bool:
+        """Whether the tables of both datasets at S have what the chosen score needs."""
+        select = getattr(self, "score_select", None)  # not built yet on the first call
+        need = _NEEDS_COLUMN.get(select.value) if select is not None else None
+        if need is None:
+            return True
+        keys = (TableKey(self.in_select.value, S), TableKey(self.ood_select.value, S))
+        return all(need in self.tables[str(k)].columns for k in keys)
+
     def _set_sample_options(self, wanted: int | None = None) -> None:
         both = sorted(self._by_set[self.in_select.value] & self._by_set[self.ood_select.value])
         if not both:
@@ -265,6 +293,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
                 f"no S has score tables for both {self.in_select.value!r} and "
                 f"{self.ood_select.value!r}"
             )
+        both = [S for S in both if self._has_family(S)] or both
         current = wanted if wanted is not None else self.samples_select.value
         options = [(str(s), s) for s in both]
         if list(self.samples_select.options) != options:
@@ -363,7 +392,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
     # ---------------------------------------------------------------------- callbacks
     def _update_controls(self) -> None:
         fam = self.score_select.value
-        self.k_slider.disabled = fam in ("ELBO", "L<l")
+        self.k_slider.disabled = fam in (Family.ELBO, Family.LT, Family.IC, Family.SECOND_STAGE)
         self.l_slider.disabled = fam not in (Family.LT, Family.LLR_LT)
         self.l_slider.layout.visibility = "visible" if "<" in fam else "hidden"
         self.show_uploads.disabled = not self._uploads[0]
@@ -401,6 +430,10 @@ class LikelihoodRatioExplorer(widgets.VBox):
         self._update_controls()
         ctx = self._context()
         score = self.score_name
+        if score not in ctx.s_in:  # not computed for these tables: back to the paper's score
+            with self._quiet():
+                self.score_select.value = Family.LLR
+            score = self.score_name
         dens, roc = self._density(ctx, score), self._roc(ctx, score)
         self.density.show(dens)
         self.roc.show(roc)

@@ -139,6 +139,8 @@ class UploadScorer(widgets.VBox):
         verdict_names = self._verdict_names()
         options = [(pretty_score(s, html_=False), s) for s in verdict_names]
         options.append(("ELBO (bits/dim)", str(ScoreName.elbo(self.n_samples > 1))))
+        if "second-stage" in self.ref_scores:  # a checkpoint with a fitted second stage
+            options.append(("second stage (beyond the paper)", "second-stage"))
         self.score_select = with_class(
             widgets.Dropdown(
                 options=options,
@@ -246,7 +248,8 @@ class UploadScorer(widgets.VBox):
     def _table_html(self) -> str:
         assert self.result is not None
         s, imgs = self.result.scores, self.result.images
-        vnames = s.verdict_scores
+        # the verdict's scores, then the second stage (shown with its p-value, not in the verdict)
+        vnames = [*s.verdict_scores, *(n for n in ("second-stage",) if n in (s.p_values or {}))]
         head = "".join(
             f'<th style="padding:2px 8px">{pretty_score(n)}<br><small>nats (p)</small></th>'
             for n in vnames
@@ -271,11 +274,13 @@ class UploadScorer(widgets.VBox):
                 f'<td style="padding:2px 8px">{pretty_score(s.decisive[i])} '
                 f"(p = {s.min_p[i]:.3g})</td></tr>"
             )
-        K = len(vnames)
+        K = len(s.verdict_scores)
         return (
             '<table style="border-collapse:collapse;font-size:13px">'
             f'<caption style="caption-side:top;text-align:left">Verdict at FPR = {s.fpr:.3f}: '
-            f"OOD when the smallest p-value is below FPR / {K} = {s.fpr / K:.4f}.</caption>"
+            f"OOD when the smallest p-value of LLR&gt;k is below FPR / {K} = {s.fpr / K:.4f}"
+            + (" (the second stage is shown, not voted)" if len(vnames) > K else "")
+            + ".</caption>"
             '<thead><tr style="border-bottom:1px solid #444"><th>image</th><th>file</th>'
             "<th>−ELBO<br><small>bits/dim</small></th>"
             f"{head}<th>verdict</th><th>decided by</th></tr></thead>"
