@@ -29,7 +29,13 @@ import numpy as np
 from ..evaluate import table2_rows
 from ..score_names import FAMILY_LABELS, Family, ScoreName, TableKey
 from ..scores import ScoreTable, ood_scores
-from .resources import DEFAULT_CHECKPOINT, dataset_label, load_checkpoint, load_score_tables
+from .resources import (
+    DEFAULT_CHECKPOINT,
+    dataset_label,
+    default_ood,
+    load_checkpoint,
+    load_score_tables,
+)
 from .score_figures import (
     DensityCurves,
     RocCurve,
@@ -141,7 +147,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
                 f"the score tables hold only {in_name!r}; an OOD dataset is needed to compare "
                 "(compute tables with `hvaelab tables --ood ...`)"
             )
-        ood_name = ood_name if ood_name in others else others[0]
+        ood_name = ood_name if ood_name in others else default_ood(names, in_name)
         first = next(iter(self.tables.values()))
         self.n_layers = first.n_layers
         self.n_dims = int(first.meta["n_dims"])

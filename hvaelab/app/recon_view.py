@@ -20,7 +20,13 @@ import torch
 from ..data import to_tensor
 from ..latents import LatentReconstructions, latent_reconstructions, layer_kl
 from .latent_figures import kl_figure, reconstruction_grid_figure, samples_figure
-from .resources import DEFAULT_CHECKPOINT, dataset_label, load_checkpoint, load_shipped_samples
+from .resources import (
+    DEFAULT_CHECKPOINT,
+    dataset_label,
+    is_comparison_set,
+    load_checkpoint,
+    load_shipped_samples,
+)
 from .widgets import FigureSlot, status_html, with_class
 
 MODES = (("means", "mean"), ("samples", "sample"))
@@ -71,9 +77,10 @@ def first_columns(rec: LatentReconstructions, k_max: int) -> LatentReconstructio
 class ReconstructionExplorer(widgets.VBox):
     """Inputs (8 + 8 by default) x k grid of latent reconstructions, KL per layer, model samples.
 
-    ``datasets`` are keys of the checkpoint's shipped samples (default: every set there, the
-    training set first); ``indices`` picks the inputs (``{dataset: [i, ...]}``) instead of
-    drawing ``n_per_set`` at random (:meth:`set_inputs` does the same later).
+    ``datasets`` are keys of the checkpoint's shipped samples (default: the training set first,
+    then every real dataset there, not the derived noise, constant or inverted sets);
+    ``indices`` picks the inputs (``{dataset: [i, ...]}``) instead of drawing ``n_per_set`` at
+    random (:meth:`set_inputs` does the same later).
     """
 
     def __init__(
@@ -90,7 +97,8 @@ class ReconstructionExplorer(widgets.VBox):
         self.samples = load_shipped_samples(checkpoint)
         train_set = (lm.card.get("train_config") or {}).get("dataset")
         if datasets is None:
-            datasets = sorted(self.samples, key=lambda n: (n != train_set, n))
+            real = [n for n in self.samples if n == train_set or is_comparison_set(n)]
+            datasets = sorted(real, key=lambda n: (n != train_set, n))
         missing = [d for d in datasets if d not in self.samples]
         if missing:
             raise ValueError(

@@ -37,6 +37,11 @@ DATASET_LABELS = {
     "kmnist": "KMNIST",
     "notmnist": "notMNIST",
     "omniglot": "Omniglot",
+    "fashionmnist-inverted": "FashionMNIST, inverted",
+    "mnist-inverted": "MNIST, inverted",
+    "noise-uniform": "uniform noise",
+    "noise-bernoulli": "Bernoulli noise",
+    "constant": "constant images",
 }
 
 
@@ -47,6 +52,31 @@ class MissingResourceError(FileNotFoundError):
 def dataset_label(name: str) -> str:
     """``"fashionmnist"`` -> ``"FashionMNIST"`` (unknown names unchanged)."""
     return DATASET_LABELS.get(name, name)
+
+
+def is_comparison_set(name: str) -> bool:
+    """A real dataset, not a derived one: neither synthetic (noise, constant) nor ``-inverted``.
+
+    Pages compare the in-distribution set with these first (MNIST for FashionMNIST); the derived
+    sets are there to be chosen."""
+    from ..data.errors import UnknownDatasetError
+    from ..data.registry import INVERTED_SUFFIX, get_spec
+
+    try:
+        spec = get_spec(name)
+    except UnknownDatasetError:  # a set registered in another process: take it as real
+        return not name.endswith(INVERTED_SUFFIX)
+    return spec.synthetic is None and not name.lower().endswith(INVERTED_SUFFIX)
+
+
+def default_ood(names: list[str], in_name: str) -> str:
+    """The OOD set a page shows first: ``mnist`` if there, else the first real dataset."""
+    others = [n for n in names if n != in_name]
+    if not others:
+        raise ValueError(f"no OOD set besides {in_name!r}")
+    if "mnist" in others:
+        return "mnist"
+    return next((n for n in others if is_comparison_set(n)), others[0])
 
 
 def _stem(name: str) -> Path:

@@ -24,7 +24,13 @@ from PIL import Image
 from ..data import InvalidInputError, image_from_bytes
 from ..score_names import ScoreName, TableKey, llr_names
 from ..scores import InputScores, ScoreTable, decide, ood_scores, reference_key, score_inputs
-from .resources import DEFAULT_CHECKPOINT, dataset_label, load_checkpoint, load_score_tables
+from .resources import (
+    DEFAULT_CHECKPOINT,
+    dataset_label,
+    is_comparison_set,
+    load_checkpoint,
+    load_score_tables,
+)
 from .score_figures import (
     UploadMark,
     density_figure,
@@ -110,7 +116,9 @@ class UploadScorer(widgets.VBox):
         self.ood_sets = {
             key.dataset: ood_scores(self.tables[k])
             for k, key in keys.items()
-            if key.n_samples == self.n_samples and key.dataset != self.in_name
+            if key.n_samples == self.n_samples
+            and key.dataset != self.in_name
+            and is_comparison_set(key.dataset)  # MNIST, not noise or inverted images
         }
         self.on_scored = on_scored
         self.result: UploadResult | None = None
