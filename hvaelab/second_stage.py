@@ -19,8 +19,9 @@ Honest by construction (:func:`fit_second_stage` receives training images and no
 * its only choice, the number of components, is made by the mean log-likelihood of a disjoint
   held-out subset of the *training* split (``n_select`` images); the in-distribution test set
   stays the evaluation reference, and no OOD data or label is ever seen;
-* the fit and its record are stored beside the checkpoint as ``NAME.second-stage.safetensors``
-  (arrays + JSON metadata, no pickle) and reproduce exactly under the same seed.
+* the fit, its record and the training features it was fitted on are stored beside the
+  checkpoint as ``NAME.second-stage.safetensors`` (arrays + JSON metadata, no pickle) and
+  reproduce exactly under the same seed.
 
 Paper: https://arxiv.org/abs/2102.08248 (this score is not in it).
 """
@@ -169,6 +170,10 @@ class SecondStage:
     mixture: Mixture
     config: SecondStageConfig
     record: dict[str, Any] = field(default_factory=dict)
+    # the features it was fitted on and selected with (N, 2L), kept so that a fit can be
+    # inspected or redone without the model (None for fits made from features alone)
+    fit_features: np.ndarray | None = None
+    select_features: np.ndarray | None = None
 
     def standardise(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         return (features(columns, self.n_layers) - self.feature_mean) / self.feature_std
@@ -188,8 +193,12 @@ class SecondStage:
             "weights": self.mixture.weights,
             "means": self.mixture.means,
             "covariances": self.mixture.covariances,
+            "fit_features": self.fit_features,
+            "select_features": self.select_features,
         }
-        arrays = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}
+        arrays = {
+            k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items() if v is not None
+        }
         meta = {
             "kind": KIND,
             "n_layers": str(self.n_layers),
@@ -215,6 +224,8 @@ class SecondStage:
                 mixture=Mixture(arrays["weights"], arrays["means"], arrays["covariances"]),
                 config=SecondStageConfig(**cfg),
                 record=json.loads(meta["record"]),
+                fit_features=arrays.get("fit_features"),
+                select_features=arrays.get("select_features"),
             )
             k, f = out.mixture.means.shape
             shapes_ok = (
@@ -223,6 +234,10 @@ class SecondStage:
                 and out.mixture.weights.shape == (k,)
                 and out.mixture.covariances.shape == (k, f, f)
             )
+            for feats in (out.fit_features, out.select_features):
+                shapes_ok = shapes_ok and (
+                    feats is None or (feats.ndim == 2 and feats.shape[1] == f)
+                )
             if not shapes_ok:
                 raise ValueError("its arrays do not fit together")
         except (KeyError, TypeError, ValueError) as e:
@@ -268,6 +283,7 @@ def fit_second_stage(
     n_layers = model.n_layers
     f_all = features(stats, n_layers)
     stage = fit_features(f_all[: len(fit_idx)], f_all[len(fit_idx) :], cfg, n_layers, say)
+    stage.fit_features, stage.select_features = f_all[: len(fit_idx)], f_all[len(fit_idx) :]
     stage.record.update(
         {
             "fit_indices_sha256": _sha(fit_idx),

@@ -156,6 +156,8 @@ def test_fit_is_reproducible_under_its_seed(trained, train_images):
     assert np.array_equal(one.mixture.covariances, two.mixture.covariances)
     assert np.array_equal(one.feature_mean, two.feature_mean)
     assert one.record == two.record
+    assert one.fit_features.shape == (160, 6) and one.select_features.shape == (64, 6)
+    assert np.allclose(one.fit_features.mean(0), one.feature_mean)  # standardised on the fit set
     other = fit_second_stage(model, train_images, SecondStageConfig(160, 64, (1, 2), seed=3))
     assert other.record["fit_indices_sha256"] != one.record["fit_indices_sha256"]
     assert not np.array_equal(other.feature_mean, one.feature_mean)
@@ -237,8 +239,10 @@ def test_a_fitted_stage_is_a_score_everywhere(trained, datasets, train_images):
 def test_storage_round_trips_without_pickle_and_rejects_foreign_files(tmp_path, trained):
     rng = np.random.default_rng(0)
     stage = fit_features(rng.normal(size=(300, 4)), rng.normal(size=(50, 4)), SMALL, 2)
+    stage.fit_features = rng.normal(size=(300, 4))
     path = stage.save(tmp_path / "m.second-stage.safetensors")
     back = SecondStage.load(path)
+    assert np.array_equal(back.fit_features, stage.fit_features) and back.select_features is None
     cols = {n: rng.uniform(1, 5, 7) * (-1 if n.startswith("rec") else 1) for n in stat_names(2)}
     assert np.array_equal(back.score(cols), stage.score(cols))
     assert back.config == stage.config and back.record == stage.record
