@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -48,6 +49,7 @@ from hvaelab.data import (
     validate_images,
     write_idx,
 )
+from hvaelab.data.inventory import format_inventory, inventory, verify_split
 from hvaelab.data.package import (
     check_against_source,
     package_specs,
@@ -929,8 +931,7 @@ def test_missing_data_errors_name_the_fetch_command(tmp_path, monkeypatch):
 
 
 def test_synthetic_ood_sets_are_generated_seeded_and_what_they_say():
-    from hvaelab.data import load_dataset
-    from hvaelab.data.inventory import fetch, format_inventory, inventory, verify_split
+    from hvaelab.data.inventory import fetch
     from hvaelab.data.registry import get_spec
 
     uni, ber, con = (load_dataset(n) for n in ("noise-uniform", "noise-bernoulli", "constant"))
@@ -950,3 +951,179 @@ def test_synthetic_ood_sets_are_generated_seeded_and_what_they_say():
     assert "noise-uniform test" in listing and "generated: 10000 uniform images" in listing
     assert "nothing to fetch" in fetch("constant")[0]
     assert verify_split(get_spec("constant"), "test")[0].result == "generated"
+
+
+# ------------------------------------------------------------------------------------------
+# Natural-image sets: CIFAR binary records, SVHN MATLAB files, archives (written here in the
+# real formats; no CIFAR or SVHN file exists on these machines)
+# ------------------------------------------------------------------------------------------
+
+
+def _colour_images(n: int, seed: int) -> np.ndarray:
+    """(n, 32, 32, 3) with a distinct value per channel and position, so that a swapped channel
+    order, a transposed plane or a shifted record shows."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+
+
+def _cifar_record_by_hand(image: np.ndarray, label_bytes: list[int]) -> bytes:
+    """One record as the CIFAR page describes it, written without hvaelab's encoder."""
+    r, g, b = (image[:, :, c] for c in range(3))
+    return bytes(label_bytes) + r.tobytes() + g.tobytes() + b.tobytes()  # row-major planes
+
+
+def test_cifar10_binary_batches_decode_to_what_was_written(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    train = [(_colour_images(3, i), np.arange(3) + i) for i in range(5)]
+    for i, (imgs, labs) in enumerate(train, 1):
+        raw = b"".join(_cifar_record_by_hand(x, [int(y)]) for x, y in zip(imgs, labs, strict=True))
+        (folder / f"data_batch_{i}.bin").write_bytes(raw)
+    test_imgs = _colour_images(4, 9)
+    (folder / "test_batch.bin").write_bytes(data.natural.cifar_bin_bytes(test_imgs, [9, 0, 1, 2]))
+    ds = load_dataset("cifar10", "train", data_dir=tmp_path, download=False)
+    assert ds.images.shape == (15, 32, 32, 3) and ds.images.dtype == np.uint8
+    assert np.array_equal(ds.images, np.concatenate([t[0] for t in train]))  # batches in order
+    assert ds.labels.tolist() == [0, 1, 2, 1, 2, 3, 2, 3, 4, 3, 4, 5, 4, 5, 6]
+    te = load_dataset("cifar10", "test", data_dir=tmp_path, download=False)
+    assert np.array_equal(te.images, test_imgs) and te.labels.tolist() == [9, 0, 1, 2]
+    # the red plane is the first 1,024 pixel bytes of a record, row-major
+    first = (folder / "test_batch.bin").read_bytes()[1 : 1 + 1024]
+    assert first == test_imgs[0, :, :, 0].tobytes()
+
+
+def test_cifar100_takes_the_fine_label_after_the_coarse_one(tmp_path):
+    folder = tmp_path / "cifar-100-binary"
+    folder.mkdir()
+    imgs = _colour_images(3, 1)
+    raw = b"".join(
+        _cifar_record_by_hand(x, [c, f])
+        for x, c, f in zip(imgs, [19, 0, 7], [99, 3, 42], strict=True)
+    )
+    (folder / "test.bin").write_bytes(raw)
+    ds = load_dataset("cifar100", "test", data_dir=tmp_path, download=False)
+    assert ds.labels.tolist() == [99, 3, 42] and np.array_equal(ds.images, imgs)
+    assert raw == data.natural.cifar_bin_bytes(imgs, [99, 3, 42], coarse=[19, 0, 7])
+
+
+def test_svhn_mat_decodes_pixels_and_maps_label_10_to_0(tmp_path):
+    from scipy.io import savemat
+
+    folder = tmp_path / "svhn"
+    folder.mkdir()
+    imgs = _colour_images(5, 2)
+    x = imgs.transpose(1, 2, 3, 0)  # SVHN's (32, 32, 3, N)
+    savemat(folder / "test_32x32.mat", {"X": x, "y": np.array([[10], [1], [9], [10], [3]])})
+    # our own file: no pinned md5, no download
+    data.REGISTRY["svhn"] = dataclasses.replace(data.REGISTRY["svhn"], md5={}, urls=())
+    ds = load_dataset("svhn", "test", data_dir=tmp_path, download=False)
+    assert np.array_equal(ds.images, imgs) and ds.labels.tolist() == [0, 1, 9, 0, 3]
+    assert np.array_equal(ds.images[3], x[:, :, :, 3])
+    back = data.natural.read_svhn_mat(io.BytesIO(data.natural.svhn_mat_bytes(imgs, ds.labels)))
+    assert np.array_equal(back[0], imgs) and back[1].tolist() == [0, 1, 9, 0, 3]
+
+
+def test_svhn_files_are_checked_against_the_pinned_md5(tmp_path):
+    from scipy.io import savemat
+
+    folder = tmp_path / "svhn"
+    folder.mkdir()
+    savemat(
+        folder / "test_32x32.mat",
+        {"X": _colour_images(2, 0).transpose(1, 2, 3, 0), "y": [[1], [2]]},
+    )
+    with pytest.raises(ChecksumError, match="eb5a983be6a315427106f1b164d9cef3"):
+        load_dataset("svhn", "test", data_dir=tmp_path, download=False)
+    checks = verify_split(data.REGISTRY["svhn"], "test", tmp_path)
+    assert [c.result for c in checks] == ["mismatch"]
+
+
+def test_corrupt_natural_files_get_clear_errors(tmp_path):
+    from scipy.io import savemat
+
+    for sub in ("cifar-10-batches-bin", "svhn"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "cifar-10-batches-bin" / "test_batch.bin").write_bytes(b"\x00" * 3000)
+    with pytest.raises(DataFormatError, match="not a whole number of 3073-byte CIFAR records"):
+        load_dataset("cifar10", "test", data_dir=tmp_path, download=False)
+    data.REGISTRY["svhn"] = dataclasses.replace(data.REGISTRY["svhn"], md5={}, urls=())
+    savemat(tmp_path / "svhn" / "test_32x32.mat", {"X": np.zeros((28, 28, 1, 2), np.uint8)})
+    with pytest.raises(DataFormatError, match="holds variables X and y"):
+        load_dataset("svhn", "test", data_dir=tmp_path, download=False)
+    data.clear_cache()
+    (tmp_path / "svhn" / "test_32x32.mat").write_bytes(b"not a MATLAB file at all")
+    with pytest.raises(DataFormatError, match="not a readable MATLAB"):
+        load_dataset("svhn", "test", data_dir=tmp_path, download=False)
+    with pytest.raises(DataFormatError, match="label 10 is not a class"):
+        data.natural.read_cifar_bin(
+            [_write(tmp_path / "x.bin", _cifar_record_by_hand(_colour_images(1, 0)[0], [10]))],
+            1,
+            10,
+        )
+
+
+def _write(path: Path, blob: bytes) -> Path:
+    path.write_bytes(blob)
+    return path
+
+
+def _cifar_archive(root: Path, name: str, evil: bool = False) -> tuple[str, np.ndarray]:
+    """A tar.gz laid out like cifar-10-binary.tar.gz; returns its md5 and the test images."""
+    import tarfile
+
+    imgs = _colour_images(4, 5)
+    files = {
+        f"data_batch_{i}.bin": data.natural.cifar_bin_bytes(imgs[:1], [i]) for i in range(1, 6)
+    }
+    files["test_batch.bin"] = data.natural.cifar_bin_bytes(imgs, [3, 1, 4, 1])
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for fname, blob in files.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{fname}")
+            info.size = len(blob)
+            tf.addfile(info, io.BytesIO(blob))
+        if evil:  # a path outside the target must never be written
+            info = tarfile.TarInfo("../../outside.bin")
+            info.size = 3
+            tf.addfile(info, io.BytesIO(b"bad"))
+    (root / name).write_bytes(buf.getvalue())
+    return hashlib.md5(buf.getvalue()).hexdigest(), imgs
+
+
+def test_cifar_archive_is_downloaded_verified_and_extracted(http_root, tmp_path):
+    root, url = http_root
+    md5, imgs = _cifar_archive(root, "cifar-10-binary.tar.gz", evil=True)
+    data.REGISTRY["cifar10"] = dataclasses.replace(
+        data.REGISTRY["cifar10"], urls=(url,), archive_md5=md5
+    )
+    ds = load_dataset("cifar10", "test")
+    assert np.array_equal(ds.images, imgs) and ds.labels.tolist() == [3, 1, 4, 1]
+    cache = data.user_cache_dir() / "cifar-10-batches-bin"
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    )  # every split from the one archive, the archive itself removed, nothing else written
+    assert not list(tmp_path.rglob("outside.bin"))
+    assert len(load_dataset("cifar10", "train")) == 5  # no second download needed
+    (root / "cifar-10-binary.tar.gz").unlink()
+    assert len(load_dataset("cifar10", "train")) == 5
+
+
+def test_cifar_archive_with_another_md5_is_refused_and_deleted(http_root):
+    root, url = http_root
+    _cifar_archive(root, "cifar-10-binary.tar.gz")
+    data.REGISTRY["cifar10"] = dataclasses.replace(
+        data.REGISTRY["cifar10"], urls=(url,), archive_md5="0" * 32
+    )
+    with pytest.raises(ChecksumError, match="does not match its published md5"):
+        load_dataset("cifar10", "test")
+    assert not list((data.user_cache_dir() / "cifar-10-batches-bin").glob("*"))
+
+
+def test_natural_sets_are_listed_with_the_command_that_gets_them(tmp_path):
+    listing = format_inventory(inventory(tmp_path))
+    for name in ("cifar10", "cifar100", "svhn"):
+        assert f"hvaelab data fetch {name}" in listing
+    assert "cifar10 train" in listing and "svhn test" in listing
+    spec = data.REGISTRY["cifar10"]
+    assert spec.colour and spec.image_shape == (32, 32, 3)
+    assert spec.files("train")[0] == "data_batch_1.bin" and len(spec.files("train")) == 5

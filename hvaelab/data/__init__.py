@@ -21,6 +21,7 @@ every registered dataset by appending ``-inverted`` to its name.
 """
 
 from . import catalogue as catalogue  # registers the built-in datasets
+from . import natural as natural
 from .binarize import binarize, binarize_fixed, to_tensor
 from .catalogue import MNIST_TESTSPLIT
 from .errors import (

@@ -23,7 +23,7 @@ from .locate import (
     remedies,
     search_roots,
 )
-from .registry import DatasetSpec, get_spec, list_datasets
+from .registry import NATURAL_LOADERS, DatasetSpec, get_spec, list_datasets
 
 
 @dataclass
@@ -107,11 +107,12 @@ def verify_split(spec: DatasetSpec, split: str, data_dir: str | Path | None = No
     out = []
     for name, path in found.paths.items():
         expected = base.md5.get(name)
-        if base.loader != "idx" or expected is None:
-            out.append(Check(spec.name, split, path, "unchecked", "no checksum known"))
+        if base.loader not in ("idx", *NATURAL_LOADERS) or expected is None:
+            why = "verified with its archive when downloaded" if base.archive else "no checksum"
+            out.append(Check(spec.name, split, path, "unchecked", why))
             continue
         try:
-            got = md5_file(path)
+            got = md5_file(path, decompress=base.loader == "idx")
         except (OSError, EOFError) as e:
             out.append(Check(spec.name, split, path, "mismatch", f"unreadable ({e})"))
             continue

@@ -14,16 +14,26 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataFormatError, InvalidInputError
-from .idx import images_md5, read_idx_md5
-from .images import IMAGE_SIZE, IMAGE_SUFFIXES, image_file_to_array, list_files, validate_images
+from .idx import images_md5, md5_file, read_idx_md5
+from .images import IMAGE_SUFFIXES, image_file_to_array, list_files, validate_images
 from .locate import locate, verify_md5
-from .registry import INVERTED_SUFFIX, DatasetSpec, check_split, get_spec, split_indices
+from .natural import read_cifar_bin, read_svhn_mat
+from .registry import (
+    GREY_SHAPE,
+    INVERTED_SUFFIX,
+    NATURAL_LOADERS,
+    DatasetSpec,
+    check_split,
+    get_spec,
+    split_indices,
+)
 from .synthetic import Synthetic, generate
 
 
 @dataclass(eq=False)
 class Dataset:
-    """Images (uint8, (N,28,28); possibly read-only, shared with the in-process cache) + labels."""
+    """Images (uint8, (N, 28, 28) grey or (N, 32, 32, 3) colour; possibly read-only, shared with
+    the in-process cache) + labels."""
 
     name: str
     split: str
@@ -71,10 +81,11 @@ def _generated(spec: Synthetic) -> np.ndarray:
     return generate(spec)
 
 
-def _check_images(arr: np.ndarray, path: Path) -> None:
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+def _check_images(arr: np.ndarray, path: Path, shape: tuple[int, ...] = GREY_SHAPE) -> None:
+    if arr.dtype != np.uint8 or arr.shape[1:] != shape:
+        want = ", ".join(map(str, shape))
         raise DataFormatError(
-            f"{path}: expected uint8 images of shape (N, 28, 28), found {arr.dtype} {arr.shape}."
+            f"{path}: expected uint8 images of shape (N, {want}), found {arr.dtype} {arr.shape}."
         )
 
 
@@ -106,6 +117,30 @@ def _read_files(spec: DatasetSpec, split: str, paths: dict[str, Path]):
             verify_md5(spec, labels_name, paths[labels_name], lmd5)
         _check_labels(labels, len(images), paths[labels_name])
     return images, labels, str(paths[images_name])
+
+
+@functools.lru_cache(maxsize=4)
+def _natural_cached(loader: str, files: tuple[tuple[str, int, int], ...]):
+    paths = [f[0] for f in files]
+    if loader == "svhn_mat":
+        images, labels = read_svhn_mat(paths[0])
+    else:
+        label_bytes, classes = (1, 10) if loader == "cifar10_bin" else (2, 100)
+        images, labels = read_cifar_bin(paths, label_bytes, classes)
+    images.setflags(write=False)
+    return images, labels
+
+
+def _read_natural(spec: DatasetSpec, split: str, paths: dict[str, Path]):
+    """Read a CIFAR or SVHN split (:mod:`hvaelab.data.natural`); known md5s are checked."""
+    names = spec.image_files(split)
+    for name in names:
+        if name in spec.md5:
+            verify_md5(spec, name, paths[name], md5_file(paths[name], decompress=False))
+    files = tuple(_stat_key(paths[n]) for n in names)
+    images, labels = _natural_cached(spec.loader, files)
+    _check_images(images, paths[names[0]], spec.image_shape)
+    return images, labels, str(paths[names[0]])
 
 
 def _read_folder(spec: DatasetSpec, split: str, paths: dict[str, Path]):
@@ -144,7 +179,8 @@ def load_dataset(
     download: bool = True,
     progress: bool = False,
 ) -> Dataset:
-    """Load a registered dataset split as uint8 (N,28,28) images (+ labels where known).
+    """Load a registered dataset split as uint8 images (+ labels where known): (N, 28, 28) grey,
+    or (N, 32, 32, 3) colour for the natural-image sets (CIFAR, SVHN).
 
     Synthetic sets (:mod:`hvaelab.data.synthetic`) are generated, never looked for.
     ``NAME-inverted`` loads ``NAME`` and inverts it (``255 - x``, paper appendix A). Files are
@@ -163,8 +199,12 @@ def load_dataset(
         images, labels, source = _generated(spec.synthetic), None, spec.synthetic.describe()
     else:
         paths = locate(spec, split, data_dir, download, progress)
-        read = _read_folder if spec.loader == "image_folder" else _read_files
-        images, labels, source = read(spec, split, paths)
+        if spec.loader == "image_folder":
+            images, labels, source = _read_folder(spec, split, paths)
+        elif spec.loader in NATURAL_LOADERS:
+            images, labels, source = _read_natural(spec, split, paths)
+        else:
+            images, labels, source = _read_files(spec, split, paths)
     if inverted:
         images = 255 - images
     return Dataset(
@@ -179,5 +219,5 @@ def load_dataset(
 
 def clear_cache() -> None:
     """Forget arrays cached in this process (e.g. after replacing files in place)."""
-    for f in (_idx_cached, _folder_cached, _npy_cached, _generated):
+    for f in (_idx_cached, _folder_cached, _npy_cached, _generated, _natural_cached):
         f.cache_clear()

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import platformdirs
 
-from .errors import ChecksumError, DataNotFoundError, Remedy
+from .errors import ChecksumError, DataFormatError, DataNotFoundError, Remedy
 from .idx import GZIP_MAGIC, md5_file
 from .registry import DatasetSpec, check_split, get_spec
 
@@ -219,6 +220,12 @@ def download(
     logger = pooch.get_logger()
     level = logger.level
     logger.setLevel(logging.WARNING)  # pooch logs every download's sha256 at INFO
+    if spec.archive:
+        try:
+            return _download_archive(spec, split, target, progress, data_dir)
+        finally:
+            logger.setLevel(level)
+    gz = ".gz" if spec.loader == "idx" else ""  # natural-image files are served as they are
     try:
         for name in spec.files(split):
             have = _hit(target, name, spec)
@@ -228,13 +235,13 @@ def download(
             errors: list[str] = []
             bad: list[str] = []
             for base in spec.urls:
-                url = f"{base}{name}.gz"
+                url = f"{base}{name}{gz}"
                 try:
                     path = Path(
                         pooch.retrieve(
                             url,
                             known_hash=None,
-                            fname=f"{name}.gz",
+                            fname=f"{name}{gz}",
                             path=target,
                             progressbar=progress,
                             downloader=pooch.HTTPDownloader(
@@ -266,6 +273,81 @@ def download(
     finally:
         logger.setLevel(level)
     return found
+
+
+def _fetch(url: str, fname: str, target: Path, progress: bool) -> Path:
+    import pooch
+
+    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=DOWNLOAD_TIMEOUT_S)
+    return Path(
+        pooch.retrieve(
+            url,
+            known_hash=None,
+            fname=fname,
+            path=target,
+            progressbar=progress,
+            downloader=downloader,
+        )
+    )
+
+
+def extract_members(archive: Path, names: Iterable[str], target: Path) -> dict[str, Path]:
+    """Extract the regular files called ``names`` (by base name) from a tar archive into
+    ``target``, each written atomically; nothing else is extracted (no paths, no links)."""
+    import tarfile
+
+    from ..artifacts import atomic_write
+
+    want, out = set(names), {}
+    try:
+        with tarfile.open(archive, "r:*") as tf:
+            for member in tf:
+                base = PurePosixPath(member.name).name
+                if base in want and base not in out and member.isfile():
+                    f = tf.extractfile(member)
+                    assert f is not None
+                    out[base] = atomic_write(target / base, f.read())
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise DataFormatError(f"{archive}: not a readable tar archive ({e})") from None
+    missing = sorted(want - set(out))
+    if missing:
+        raise DataFormatError(f"{archive}: the archive lacks {', '.join(missing)}")
+    return out
+
+
+def _download_archive(
+    spec: DatasetSpec, split: str, target: Path, progress: bool, data_dir
+) -> dict[str, Path]:
+    """Download ``spec.archive`` from the first mirror that serves it, check its published md5,
+    extract every split's files (one archive holds them all) and delete the archive."""
+    import requests
+
+    errors: list[str] = []
+    bad: list[str] = []
+    for base in spec.urls:
+        url = f"{base}{spec.archive}"
+        try:
+            path = _fetch(url, spec.archive, target, progress)
+        except (OSError, ValueError, requests.RequestException) as e:
+            errors.append(f"{url}: {e}")
+            continue
+        got = md5_file(path, decompress=False)
+        if got != spec.archive_md5:
+            path.unlink(missing_ok=True)
+            bad.append(
+                f"downloaded {url} does not match its published md5: {got}; expected "
+                f"{spec.archive_md5}. The download was deleted."
+            )
+            continue
+        extract_members(path, spec.files(), target)
+        path.unlink(missing_ok=True)
+        return {n: target / n for n in spec.files(split)}
+    if bad:
+        raise ChecksumError(
+            "\n".join(bad + errors)
+            + f"\nThe server(s) for '{spec.name}' served a different archive than published."
+        )
+    raise not_found(spec, split, data_dir, "failed: " + "; ".join(errors))
 
 
 def locate(

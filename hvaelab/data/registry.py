@@ -18,8 +18,22 @@ from .errors import UnknownDatasetError
 from .synthetic import Synthetic
 
 INVERTED_SUFFIX = "-inverted"
-Loader = Literal["idx", "image_folder", "npy", "subset", "synthetic"]
-LOADER_KINDS = ("idx", "image_folder", "npy", "subset", "synthetic")
+Loader = Literal[
+    "idx", "image_folder", "npy", "subset", "synthetic", "cifar10_bin", "cifar100_bin", "svhn_mat"
+]
+LOADER_KINDS = (
+    "idx",
+    "image_folder",
+    "npy",
+    "subset",
+    "synthetic",
+    "cifar10_bin",
+    "cifar100_bin",
+    "svhn_mat",
+)
+# Loaders of files whose labels are inside the images' file (hvaelab.data.natural).
+NATURAL_LOADERS = ("cifar10_bin", "cifar100_bin", "svhn_mat")
+GREY_SHAPE = (28, 28)
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
 
 
@@ -40,18 +54,24 @@ class DatasetSpec:
 
     ``splits`` maps a split name to ``(images, labels)``: for ``loader="idx"`` IDX file names
     without ``.gz`` (``.gz`` is accepted too), for ``"npy"`` ``.npy`` file names, for
-    ``"image_folder"`` a folder of images (read recursively); ``labels`` may be ``None``. Relative
+    ``"image_folder"`` a folder of images (read recursively); ``labels`` may be ``None``. The
+    natural-image loaders (``"cifar10_bin"``, ``"cifar100_bin"``, ``"svhn_mat"``,
+    :mod:`hvaelab.data.natural`) read labels from the images' files; their images entry may be a
+    tuple of files read in order (CIFAR-10's five training batches). ``image_shape`` is the shape
+    of one image: (28, 28) grey, (32, 32, 3) colour. Relative
     names are looked for in ``<base>/<subfolder>/`` for each of ``subfolders`` and in ``<base>/``
     of each search location; absolute names are used as they are. ``md5`` maps a file name to the
     md5 of its decompressed contents; ``urls`` are download base URLs (``<url><file>.gz``) and
-    ``gz_md5`` the published md5 of each ``.gz``. ``loader="subset"`` takes its data from
+    ``gz_md5`` the published md5 of each ``.gz``; for a dataset published as one archive,
+    ``archive`` is its file name (under each of ``urls``) and ``archive_md5`` its published md5,
+    and its files are extracted from it. ``loader="subset"`` takes its data from
     ``subset`` instead of files, ``loader="synthetic"`` generates it from ``synthetic`` (one
     split, ``test``).
     """
 
     name: str
     description: str
-    splits: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    splits: dict[str, tuple[str | tuple[str, ...], str | None]] = field(default_factory=dict)
     loader: Loader = "idx"
     subfolders: tuple[str, ...] = ()
     md5: dict[str, str] = field(default_factory=dict)
@@ -62,6 +82,9 @@ class DatasetSpec:
     system_package: str = ""
     subset: SubsetOf | None = None
     synthetic: Synthetic | None = None
+    image_shape: tuple[int, ...] = GREY_SHAPE
+    archive: str = ""
+    archive_md5: str = ""
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -94,14 +117,28 @@ class DatasetSpec:
             self.splits = {"test": (self.synthetic.describe(), None)}
         if not self.splits:
             raise ValueError(f"{self.name}: a dataset needs at least one split")
-        self.splits = {k: (v[0], v[1]) for k, v in self.splits.items()}
+        self.splits = {
+            k: (tuple(v[0]) if isinstance(v[0], list | tuple) else v[0], v[1])
+            for k, v in self.splits.items()
+        }
         for url in self.urls:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{self.name}: download URL {url!r} must be http:// or https://")
+        self.image_shape = tuple(self.image_shape)
+        if self.image_shape not in (GREY_SHAPE, (32, 32, 3)):
+            raise ValueError(
+                f"{self.name}: image_shape must be (28, 28) or (32, 32, 3), not {self.image_shape}"
+            )
+        if bool(self.archive) != bool(self.archive_md5):
+            raise ValueError(f"{self.name}: an archive needs its published md5 (archive_md5)")
         if self.urls:
-            if self.loader != "idx":
-                raise ValueError(f"{self.name}: downloads are only supported for IDX datasets")
+            if self.loader not in ("idx", *NATURAL_LOADERS):
+                raise ValueError(
+                    f"{self.name}: downloads are supported for IDX and natural-image datasets"
+                )
             for f in self.files():
+                if self.archive:  # verified as part of the archive
+                    continue
                 if f not in self.md5 and f not in self.gz_md5:
                     raise ValueError(
                         f"{self.name}: file {f!r} is downloadable but has no md5 to verify it; "
@@ -111,7 +148,20 @@ class DatasetSpec:
     def files(self, split: str | None = None) -> list[str]:
         """File names of one split (images first), or of all splits."""
         pairs = [self.splits[split]] if split is not None else list(self.splits.values())
-        return [f for pair in pairs for f in pair if f is not None]
+        out: list[str] = []
+        for images, labels in pairs:
+            out += list(images) if isinstance(images, tuple) else [images]
+            out += [labels] if labels is not None else []
+        return out
+
+    def image_files(self, split: str) -> tuple[str, ...]:
+        """The files holding one split's images, in the order they are read."""
+        images = self.splits[split][0]
+        return images if isinstance(images, tuple) else (images,)
+
+    @property
+    def colour(self) -> bool:
+        return len(self.image_shape) == 3
 
     @property
     def folder(self) -> str:
