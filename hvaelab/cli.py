@@ -228,7 +228,7 @@ def _record_evaluation(lm, tables, in_name: str, path: Path) -> None:
 
 def _cmd_score(a: argparse.Namespace) -> int:
     lm = _load(a)
-    images, names = load_inputs(a.inputs)
+    images, names = load_inputs(a.inputs, colour=lm.model.config.colour)
     path = tables_path(lm.path)
     ref = None
     if path.exists() or a.reference:

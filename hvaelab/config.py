@@ -59,6 +59,11 @@ class HVAEConfig:
         """Number of stochastic layers L."""
         return len(self.latents)
 
+    @property
+    def colour(self) -> bool:
+        """Whether the model takes colour (3-channel) images: 32x32 RGB, 8-bit, no binarization."""
+        return self.in_shape[0] == 3
+
     def resolutions(self) -> list[int]:
         """Spatial size r_0 (input), r_1, ..., r_L of each stage's output."""
         res = [self.in_shape[1]]

@@ -151,6 +151,13 @@ class Trainer:
         self.train_md5 = train.md5
         # The whole training set lives on the device; batches are sliced there (no host copies).
         self.x_train = to_tensor(images).to(self.device)
+        if tuple(self.x_train.shape[1:]) != tuple(self.model_cfg.in_shape):
+            kind = "colour 32x32" if self.x_train.shape[1] == 3 else "grey 28x28"
+            raise ValueError(
+                f"{cfg.dataset} holds {kind} images {tuple(self.x_train.shape[1:])}, but the "
+                f"preset {cfg.preset!r} takes {tuple(self.model_cfg.in_shape)}: use "
+                f"{'hvae-natural' if self.x_train.shape[1] == 3 else 'hvae-grey or hvae-tiny'}"
+            )
         self._check_shards()
         self.model = HVAE(self.model_cfg).to(self.device)
         self.net: torch.nn.Module = self.model  # DistributedDataParallel(model) under torchrun

@@ -196,7 +196,7 @@ class UploadScorer(widgets.VBox):
         images, names, errors = [], [], []
         for name, data in files:
             try:
-                images.append(image_from_bytes(data, name))
+                images.append(image_from_bytes(data, name, colour=self.model.config.colour))
                 names.append(name)
             except InvalidInputError as e:
                 errors.append(str(e))

@@ -14,9 +14,12 @@ from .images import validate_images
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 images (N,28,28) -> float32 tensor (N,1,28,28) in [0, 1]."""
+    """uint8 images -> float32 tensor in [0, 1]: grey (N,28,28) -> (N,1,28,28), colour
+    (N,32,32,3) -> (N,3,32,32) (see :func:`hvaelab.data.validate_images` for what is accepted)."""
     arr = validate_images(images).astype(np.float32)
     arr /= 255.0
+    if arr.ndim == 4:  # colour, channels last -> channels first
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
     return torch.from_numpy(arr).unsqueeze(1)
 
 

@@ -21,6 +21,8 @@ from .errors import DataFormatError, InvalidInputError
 from .idx import looks_like_idx, read_idx
 
 IMAGE_SIZE = 28
+COLOUR_SIZE = 32  # the natural-image sets (CIFAR, SVHN)
+COLOUR_SHAPE = (COLOUR_SIZE, COLOUR_SIZE, 3)
 MAX_FILE_BYTES = 20 * 1024 * 1024  # user inputs larger than this are refused
 MAX_IMAGE_PIXELS = 50_000_000  # user images larger than this are refused (decompression bombs)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
@@ -28,10 +30,12 @@ NPY_MAGIC = b"\x93NUMPY"
 
 
 def validate_images(arr, name: str = "input") -> np.ndarray:
-    """Check user images and return them as C-contiguous uint8 (N,28,28).
+    """Check user images and return them as C-contiguous uint8: (N,28,28) grey or (N,32,32,3)
+    colour (channels last, R, G, B).
 
-    Accepts (28,28), (N,28,28) or (N,1,28,28) arrays of uint8/ints in [0,255], floats in [0,1]
-    or bools (0/255). Raises :class:`InvalidInputError` saying what is wrong otherwise.
+    Accepts grey (28,28), (N,28,28) or (N,1,28,28) and colour (32,32,3), (N,32,32,3) or
+    (N,3,32,32) arrays of uint8/ints in [0,255], floats in [0,1] or bools (0/255). Raises
+    :class:`InvalidInputError` saying what is wrong otherwise.
     """
     if isinstance(arr, torch.Tensor):
         arr = arr.detach().cpu().numpy()
@@ -51,15 +55,19 @@ def validate_images(arr, name: str = "input") -> np.ndarray:
     if arr.size == 0:
         raise InvalidInputError(f"{name}: no images (empty array of shape {arr.shape}).")
     shape = arr.shape
-    if arr.ndim == 2:
+    if arr.shape[-3:] == COLOUR_SHAPE and arr.ndim in (3, 4):  # colour, channels last
+        arr = arr[None] if arr.ndim == 3 else arr
+    elif arr.ndim == 4 and arr.shape[1:] == (3, COLOUR_SIZE, COLOUR_SIZE):  # channels first
+        arr = arr.transpose(0, 2, 3, 1)
+    elif arr.ndim == 2:
         arr = arr[None]
     elif arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]
-    if arr.ndim != 3 or arr.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+    if arr.shape[1:] not in ((IMAGE_SIZE, IMAGE_SIZE), COLOUR_SHAPE):
         raise InvalidInputError(
-            f"{name}: expected one 28x28 image (28, 28) or a stack (N, 28, 28) / (N, 1, 28, 28), "
-            f"got shape {shape}. Resize images to 28x28 grey first (load_inputs does this for "
-            "image files)."
+            f"{name}: expected grey 28x28 images ((28, 28), (N, 28, 28) or (N, 1, 28, 28)) or "
+            f"colour 32x32 ones ((32, 32, 3), (N, 32, 32, 3) or (N, 3, 32, 32)), got shape "
+            f"{shape}. Resize images first (load_inputs does this for image files)."
         )
     if kind == "b":
         return np.ascontiguousarray(arr, dtype=np.uint8) * np.uint8(255)
@@ -96,8 +104,9 @@ def list_files(folder: Path, suffixes: Iterable[str] | None = None) -> list[Path
     return sorted(files, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _image_to_array(source: str | Path | BinaryIO, name: str) -> np.ndarray:
-    """Decode one image with Pillow -> grey "L", bilinear 28x28, uint8 (28,28)."""
+def _image_to_array(source: str | Path | BinaryIO, name: str, colour: bool = False) -> np.ndarray:
+    """Decode one image with Pillow -> grey "L", bilinear 28x28, uint8 (28,28); with ``colour``
+    "RGB", bilinear 32x32, uint8 (32,32,3)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -109,8 +118,9 @@ def _image_to_array(source: str | Path | BinaryIO, name: str) -> np.ndarray:
                         "allowed; shrink it first (it is resized to 28x28 anyway)."
                     )
                 im = ImageOps.exif_transpose(im) or im
-                grey = im.convert("L").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-                return np.array(grey, dtype=np.uint8)
+                mode, side = ("RGB", COLOUR_SIZE) if colour else ("L", IMAGE_SIZE)
+                out = im.convert(mode).resize((side, side), Image.Resampling.BILINEAR)
+                return np.array(out, dtype=np.uint8)
     except InvalidInputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -140,7 +150,9 @@ def _is_input_file(path: Path) -> bool:
     )
 
 
-def _load_input_file(path: Path, label: str, max_bytes: int) -> tuple[np.ndarray, list[str]]:
+def _load_input_file(
+    path: Path, label: str, max_bytes: int, colour: bool = False
+) -> tuple[np.ndarray, list[str]]:
     size = path.stat().st_size
     if size > max_bytes:
         raise InvalidInputError(
@@ -168,18 +180,23 @@ def _load_input_file(path: Path, label: str, max_bytes: int) -> tuple[np.ndarray
             raise InvalidInputError(str(e)) from None
         arr = validate_images(arr, name=label)
     else:
-        return _image_to_array(path, label)[None], [label]
+        return _image_to_array(path, label, colour)[None], [label]
     names = [label] if len(arr) == 1 else [f"{label}[{i}]" for i in range(len(arr))]
     return arr, names
 
 
 def load_inputs(
-    paths: Sequence[str | Path] | str | Path, *, max_file_bytes: int = MAX_FILE_BYTES
+    paths: Sequence[str | Path] | str | Path,
+    *,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    colour: bool = False,
 ) -> tuple[np.ndarray, list[str]]:
-    """Read user inputs into uint8 (N,28,28) images and one name per image.
+    """Read user inputs into uint8 (N,28,28) images (``colour``: (N,32,32,3)) and one name per
+    image.
 
-    Accepts ``.npy`` arrays ((N,28,28) or (28,28); uint8 or floats in [0,1]), IDX files (plain
-    or gz), images Pillow can read (converted to grey, resized to 28x28 bilinear) and folders of
+    Accepts ``.npy`` arrays (any shape :func:`validate_images` takes; uint8 or floats in
+    [0,1]), IDX files (plain or gz), images Pillow can read (converted to grey and resized to
+    28x28 bilinear, or with ``colour`` to RGB 32x32 bilinear, for a colour model) and folders of
     those (read recursively in sorted order; other files in folders are skipped).
     """
     if isinstance(paths, (str, Path)):
@@ -204,14 +221,15 @@ def load_inputs(
         else:
             raise InvalidInputError(f"{p}: no such file or folder; check the path.")
         for f, label in entries:
-            arr, n = _load_input_file(f, label, max_file_bytes)
+            arr, n = _load_input_file(f, label, max_file_bytes, colour)
             arrays.append(arr)
             names.extend(n)
     return np.concatenate(arrays), names
 
 
-def image_from_bytes(data: bytes, name: str = "upload") -> np.ndarray:
-    """Decode one uploaded image (PNG/JPEG/... or a .npy holding one 28x28 image) -> (28,28)."""
+def image_from_bytes(data: bytes, name: str = "upload", colour: bool = False) -> np.ndarray:
+    """Decode one uploaded image (PNG/JPEG/... or a .npy holding one image) -> (28,28), or with
+    ``colour`` (32,32,3) RGB for a colour model."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidInputError(f"{name}: expected the uploaded file's bytes, got {type(data)}.")
     data = bytes(data)
@@ -235,4 +253,4 @@ def image_from_bytes(data: bytes, name: str = "upload") -> np.ndarray:
                 f"{name}: holds {len(arr)} images; upload one image at a time (or use load_inputs)."
             )
         return arr[0]
-    return _image_to_array(io.BytesIO(data), name)
+    return _image_to_array(io.BytesIO(data), name, colour)
