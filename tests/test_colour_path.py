@@ -182,3 +182,49 @@ def test_reconstructions_of_colour_inputs(colour):
     # each k decodes from other latents: the grids differ (a constant grid would pass above)
     for j in range(1, L + 1):
         assert not torch.allclose(rec.images[j], rec.images[0])
+
+
+def test_dashboard_builders_take_a_colour_checkpoint(colour, monkeypatch):
+    """The pages' builders with a colour checkpoint (tables and samples from the test above):
+    colour reconstruction grids, the explorer, and a colour upload scored in colour."""
+    import io as _io
+
+    from hvaelab.app import resources
+    from hvaelab.app.explorer import LikelihoodRatioExplorer
+    from hvaelab.app.recon_view import ReconstructionExplorer
+    from hvaelab.app.upload_view import UploadScorer
+
+    folder, stem = colour
+    if not tables_path(stem).exists():
+        cli_main(
+            [
+                "tables",
+                "--checkpoint",
+                str(stem),
+                "--data-dir",
+                str(folder),
+                "--in",
+                "cifar10",
+                "--ood",
+                "svhn",
+                "--samples-per-set",
+                "8",
+            ]
+        )
+    monkeypatch.setenv("HVAELAB_CHECKPOINTS", str(stem.parent))
+    resources.clear_caches()
+    try:
+        rec = ReconstructionExplorer(stem.name, n_per_set=2)
+        assert rec.images.shape[1:] == (32, 32, 3)  # the inputs, as stored
+        assert rec.grid.figure.data[0].type == "image"
+        ex = LikelihoodRatioExplorer(stem.name)
+        assert ex.in_select.value == "cifar10" and ex.ood_select.value == "svhn"
+        assert "AUROC" in ex.info.value
+        up = UploadScorer(stem.name)
+        buf = _io.BytesIO()
+        Image.fromarray(_blocky(1, 4)[0]).save(buf, format="PNG")
+        result = up.score_files([("house.png", buf.getvalue())])
+        assert result is not None and result.images.shape == (1, 32, 32, 3)
+        assert "data-verdict" in up.results.value
+    finally:
+        resources.clear_caches()

@@ -62,9 +62,11 @@ def upload_files(value: Any) -> list[tuple[str, bytes]]:
 
 
 def thumbnail_html(image: np.ndarray, size: int = 56) -> str:
-    """A uint8 (28, 28) image as an inline <img> (nearest-neighbour upscaled)."""
+    """A uint8 (28, 28) grey or (32, 32, 3) colour image as an inline <img> (nearest-neighbour
+    upscaled)."""
+    arr = np.asarray(image, dtype=np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8), mode="L").save(buf, format="PNG")
+    Image.fromarray(arr, mode="RGB" if arr.ndim == 3 else "L").save(buf, format="PNG")
     src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
     return (
         f'<img src="{src}" width="{size}" height="{size}" '
@@ -76,7 +78,7 @@ def thumbnail_html(image: np.ndarray, size: int = 56) -> str:
 class UploadResult:
     """Scored uploads: the images, their scores, and the verdict at the current FPR."""
 
-    images: np.ndarray  # uint8 (N, 28, 28)
+    images: np.ndarray  # uint8 (N, 28, 28), or (N, 32, 32, 3) for a colour model
     scores: InputScores
     errors: list[str]
 

@@ -12,7 +12,8 @@ from .images import validate_images
 
 
 def save_samples(path: str | Path, sets: dict[str, np.ndarray]) -> Path:
-    """Write a few uint8 (N,28,28) images per dataset to one safetensors file, atomically."""
+    """Write a few uint8 images per dataset ((N,28,28) grey or (N,32,32,3) colour) to one
+    safetensors file, atomically."""
     from safetensors.numpy import save
 
     path = Path(path)
@@ -21,7 +22,7 @@ def save_samples(path: str | Path, sets: dict[str, np.ndarray]) -> Path:
 
 
 def load_samples(path: str | Path) -> dict[str, np.ndarray]:
-    """Read image samples written by :func:`save_samples` (dataset name -> uint8 (N,28,28))."""
+    """Read image samples written by :func:`save_samples` (dataset name -> uint8 images)."""
     hint = "write them with `hvaelab tables --checkpoint NAME`"
     try:
         meta, arrays = read_safetensors(path, "image samples", hint, "samples")
