@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 import plotly.graph_objects as go
 
+from ..checkpoint import CheckpointError
 from ..correlation import MEASURES, layer_correlations
 from ..data import to_tensor
 from .correlation_figures import correlation_figure
@@ -34,6 +35,14 @@ def placeholder_figure(text: str) -> go.Figure:
     return fig
 
 
+def _in_shape(name: str) -> tuple[int, ...] | None:
+    """The input shape of checkpoint ``name``, or None where it cannot be read."""
+    try:
+        return tuple(load_checkpoint(name).model.config.in_shape)
+    except (CheckpointError, OSError, ValueError):  # MissingResourceError is an OSError
+        return None
+
+
 class CorrelationView(widgets.VBox):
     """Two checkpoint dropdowns, N images per dataset, a compute button and the fig. 2 plot.
 
@@ -55,9 +64,11 @@ class CorrelationView(widgets.VBox):
         names = checkpoint_names()
         if checkpoint_a not in names:
             load_checkpoint(checkpoint_a)  # raises a clear MissingResourceError
-        if checkpoint_b is None:
+        if checkpoint_b is None:  # the first other model that takes the same inputs
             others = [n for n in DEFAULT_B if n in names and n != checkpoint_a]
-            others += [n for n in names if n != checkpoint_a]
+            others += [n for n in names if n != checkpoint_a and n not in others]
+            shape = tuple(load_checkpoint(checkpoint_a).model.config.in_shape)
+            others = [n for n in others if _in_shape(n) == shape]
             checkpoint_b = others[0] if others else checkpoint_a
         self.samples = load_shipped_samples(samples_from or checkpoint_a)
         if datasets is None:

@@ -29,6 +29,19 @@ from ..data import load_samples
 from ..scores import ScoreTable, load_tables, tables_path
 
 DEFAULT_CHECKPOINT = "fashionmnist"
+ENV_CHECKPOINT = "HVAELAB_CHECKPOINT"  # the checkpoint every page shows
+
+
+def page_checkpoint() -> str:
+    """The checkpoint the pages show: ``$HVAELAB_CHECKPOINT`` if set, else ``fashionmnist``.
+
+    Serving another model, e.g. a colour one, is ``HVAELAB_CHECKPOINT=cifar10 make dashboard``
+    (with the checkpoint in ``checkpoints/`` or ``$HVAELAB_CHECKPOINTS``)."""
+    import os
+
+    return os.environ.get(ENV_CHECKPOINT, "").strip() or DEFAULT_CHECKPOINT
+
+
 # Display names of the datasets the pages know; others are shown as they are named.
 DATASET_LABELS = {
     "fashionmnist": "FashionMNIST",
@@ -42,6 +55,9 @@ DATASET_LABELS = {
     "noise-uniform": "uniform noise",
     "noise-bernoulli": "Bernoulli noise",
     "constant": "constant images",
+    "cifar10": "CIFAR10",
+    "cifar100": "CIFAR100",
+    "svhn": "SVHN",
 }
 
 

@@ -1,0 +1,115 @@
+"""End to end: a tiny colour model (the natural-image path) served on every dashboard page.
+
+A CIFAR-10-format and an SVHN-format file are written here, a tiny ``hvae-natural`` model is
+trained on them for one short epoch, its tables and samples are written, and ``scripts/dashboard``
+serves it as every page's checkpoint (``HVAELAB_CHECKPOINT``). Each page must reach
+``.hvae-ready`` with no error on the page, in the console or in the network log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness import PAGES, PageGuard, figure_data, screenshot, start_voila
+
+pytestmark = pytest.mark.e2e
+
+READY_MS = 150_000
+ERRORS = ".hvae-page-error, [data-mime-type='application/vnd.jupyter.stderr']"
+
+
+def _blocky(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    base = np.kron(rng.integers(0, 256, (n, 4, 4, 3)).astype(np.float32), np.ones((1, 8, 8, 1)))
+    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def colour_checkpoints(tmp_path_factory) -> Path:
+    from hvaelab import data
+    from hvaelab.cli import main as cli_main
+    from hvaelab.data.natural import cifar_bin_bytes, svhn_mat_bytes
+    from hvaelab.train import TrainConfig, Trainer
+
+    root = tmp_path_factory.mktemp("colour-e2e")
+    cifar = root / "data" / "cifar-10-batches-bin"
+    cifar.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(1, 6):
+        (cifar / f"data_batch_{i}.bin").write_bytes(
+            cifar_bin_bytes(_blocky(32, i), rng.integers(0, 10, 32))
+        )
+    (cifar / "test_batch.bin").write_bytes(cifar_bin_bytes(_blocky(40, 9), rng.integers(0, 10, 40)))
+    (root / "data" / "svhn").mkdir()
+    svhn = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    (root / "data" / "svhn" / "test_32x32.mat").write_bytes(
+        svhn_mat_bytes(svhn, rng.integers(0, 10, 40))
+    )
+    saved = data.REGISTRY["svhn"]
+    data.REGISTRY["svhn"] = dataclasses.replace(saved, md5={}, urls=())  # our own file
+    try:
+        cfg = TrainConfig(
+            dataset="cifar10",
+            preset="hvae-natural",
+            model_overrides={"channels": 8, "blocks_per_stage": 1},
+            train_examples=160,
+            val_examples=24,
+            batch_size=32,
+            init_examples=32,
+            epochs=1,
+            ood=("svhn",),
+            data_dir=str(root / "data"),
+            device="cpu",
+        )
+        stem = root / "checkpoints" / "cifar-tiny"
+        Trainer(cfg, log=lambda _: None).run(stem)
+        args = ["tables", "--checkpoint", str(stem), "--data-dir", str(root / "data")]
+        args += ["--in", "cifar10", "--ood", "svhn", "--samples-per-set", "8"]
+        assert cli_main(args) == 0
+    finally:
+        data.REGISTRY["svhn"] = saved
+        data.clear_cache()
+    return stem.parent
+
+
+def test_a_colour_model_runs_through_every_page(browser, colour_checkpoints, screenshots, tmp_path):
+    env = {
+        "HVAELAB_CHECKPOINTS": str(colour_checkpoints),
+        "HVAELAB_CHECKPOINT": "cifar-tiny",
+        "HVAELAB_POOL_SIZE": "0",  # cold kernels: each page loads the colour model itself
+    }
+    server = start_voila(tmp_path / "voila.log", env=env)
+    shots = screenshots
+    try:
+        for name, notebook in PAGES.items():
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            try:
+                page = context.new_page()
+                guard = PageGuard().attach(page)
+                page.goto(server.page_url(notebook), timeout=READY_MS)
+                try:
+                    page.wait_for_selector(".hvae-ready", state="attached", timeout=READY_MS)
+                except Exception as exc:
+                    screenshot(page, shots / f"colour_{name}_not_ready.png")
+                    raise AssertionError(
+                        f"{name}: not ready with a colour model.\n{page.inner_text('body')[-2000:]}"
+                        f"\nVoila log:\n{server.log_tail()}"
+                    ) from exc
+                errors = page.locator(ERRORS)
+                assert errors.count() == 0, f"{name}: " + "\n".join(errors.all_inner_texts())
+                text = page.inner_text("body")
+                assert "Traceback" not in text, f"{name} shows a traceback"
+                if name not in ("training",):
+                    page.wait_for_selector(".js-plotly-plot", state="attached")
+                    assert figure_data(page, "body"), f"{name}: no plotly data"
+                if name == "explorer":
+                    assert "CIFAR" in text or "cifar10" in text
+                screenshot(page, shots / f"colour_{name}.png")
+                guard.assert_clean()
+            finally:
+                context.close()
+    finally:
+        server.stop()
