@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from colour_data import blocky, write_colour_data
 from PIL import Image
 
 from hvaelab import data
@@ -16,18 +17,10 @@ from hvaelab.bounds import bound_samples
 from hvaelab.checkpoint import load_model
 from hvaelab.cli import main as cli_main
 from hvaelab.data import InvalidInputError, load_dataset, load_inputs, to_tensor
-from hvaelab.data.natural import cifar_bin_bytes, svhn_mat_bytes
 from hvaelab.latents import latent_reconstructions
 from hvaelab.noise import example_keys, keyed_noise
 from hvaelab.scores import load_tables, ood_scores, tables_path
 from hvaelab.train import TrainConfig, Trainer
-
-
-def _blocky(n: int, seed: int) -> np.ndarray:
-    """Colour images with structure at 8x8 blocks plus noise (not noise alone)."""
-    rng = np.random.default_rng(seed)
-    base = np.kron(rng.integers(0, 256, (n, 4, 4, 3)).astype(np.float32), np.ones((1, 8, 8, 1)))
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +28,7 @@ def colour(tmp_path_factory):
     """A data folder holding CIFAR-10 and SVHN in their file formats, and a tiny colour
     checkpoint trained on it for one short epoch; the registry's SVHN without its pinned md5."""
     root = tmp_path_factory.mktemp("colour")
-    cifar = root / "data" / "cifar-10-batches-bin"
-    cifar.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(1, 6):
-        (cifar / f"data_batch_{i}.bin").write_bytes(
-            cifar_bin_bytes(_blocky(40, i), rng.integers(0, 10, 40))
-        )
-    (cifar / "test_batch.bin").write_bytes(cifar_bin_bytes(_blocky(48, 9), rng.integers(0, 10, 48)))
-    (root / "data" / "svhn").mkdir()
-    svhn = rng.integers(0, 256, (48, 32, 32, 3), dtype=np.uint8)
-    (root / "data" / "svhn" / "test_32x32.mat").write_bytes(
-        svhn_mat_bytes(svhn, rng.integers(0, 10, 48))
-    )
+    write_colour_data(root / "data", 40, 48)
     saved = data.REGISTRY["svhn"]
     data.REGISTRY["svhn"] = dataclasses.replace(saved, md5={}, urls=())  # our own file
     cfg = TrainConfig(
@@ -160,7 +141,7 @@ def test_tables_evaluate_and_score_a_png_through_the_command_line(colour, tmp_pa
     printed = capsys.readouterr().out
     assert "OOD: svhn" in printed and "LLR>1" in printed
     png = tmp_path / "house.png"
-    Image.fromarray(_blocky(1, 3)[0]).resize((64, 48)).save(png)
+    Image.fromarray(blocky(1, 3)[0]).resize((64, 48)).save(png)
     images, _ = load_inputs([png], colour=True)
     assert images.shape == (1, 32, 32, 3)  # kept in colour, resized to 32x32
     assert not np.array_equal(images[0, :, :, 0], images[0, :, :, 1])  # not made grey
@@ -222,7 +203,7 @@ def test_dashboard_builders_take_a_colour_checkpoint(colour, monkeypatch):
         assert "AUROC" in ex.info.value
         up = UploadScorer(stem.name)
         buf = _io.BytesIO()
-        Image.fromarray(_blocky(1, 4)[0]).save(buf, format="PNG")
+        Image.fromarray(blocky(1, 4)[0]).save(buf, format="PNG")
         result = up.score_files([("house.png", buf.getvalue())])
         assert result is not None and result.images.shape == (1, 32, 32, 3)
         assert "data-verdict" in up.results.value

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pytest
+from colour_data import write_colour_data
 from harness import PAGES, PageGuard, figure_data, screenshot, start_voila
 
 pytestmark = pytest.mark.e2e
@@ -21,33 +21,14 @@ READY_MS = 150_000
 ERRORS = ".hvae-page-error, [data-mime-type='application/vnd.jupyter.stderr']"
 
 
-def _blocky(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    base = np.kron(rng.integers(0, 256, (n, 4, 4, 3)).astype(np.float32), np.ones((1, 8, 8, 1)))
-    return np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def colour_checkpoints(tmp_path_factory) -> Path:
     from hvaelab import data
     from hvaelab.cli import main as cli_main
-    from hvaelab.data.natural import cifar_bin_bytes, svhn_mat_bytes
     from hvaelab.train import TrainConfig, Trainer
 
     root = tmp_path_factory.mktemp("colour-e2e")
-    cifar = root / "data" / "cifar-10-batches-bin"
-    cifar.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(1, 6):
-        (cifar / f"data_batch_{i}.bin").write_bytes(
-            cifar_bin_bytes(_blocky(32, i), rng.integers(0, 10, 32))
-        )
-    (cifar / "test_batch.bin").write_bytes(cifar_bin_bytes(_blocky(40, 9), rng.integers(0, 10, 40)))
-    (root / "data" / "svhn").mkdir()
-    svhn = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
-    (root / "data" / "svhn" / "test_32x32.mat").write_bytes(
-        svhn_mat_bytes(svhn, rng.integers(0, 10, 40))
-    )
+    write_colour_data(root / "data", 32, 40)
     saved = data.REGISTRY["svhn"]
     data.REGISTRY["svhn"] = dataclasses.replace(saved, md5={}, urls=())  # our own file
     try:
