@@ -310,6 +310,8 @@ class InputScores:
     min_p: np.ndarray | None  # (N,) that smallest p-value
     fpr: float
     bits_per_dim: np.ndarray  # (N,) -ELBO in bits/dim
+    # per-example mean-path statistics (rec>k, kl<i>: hvaelab.example_stats), by name
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def has_reference(self) -> bool:
@@ -381,6 +383,7 @@ def score_inputs(
         min_p=None,
         fpr=fpr,
         bits_per_dim=table.bits_per_dim("elbo_iw" if S > 1 else "elbo"),
+        stats={c: table.columns[c] for c in stat_names(model.n_layers) if c in table.columns},
     )
     if reference is None:
         return res

@@ -19,12 +19,14 @@ once and cached, so moving the k slider only swaps precomputed arrays (one ``bat
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import ipywidgets as widgets
 import numpy as np
+import plotly.graph_objects as go
 
 from ..evaluate import table2_rows
 from ..score_names import FAMILY_LABELS, Family, ScoreName, TableKey
@@ -48,9 +50,12 @@ from .score_figures import (
     pretty_score,
     roc_data,
     roc_figure,
+    roc_point,
     to_display,
 )
 from .widgets import FigureSlot, close_unshown, with_class
+
+SELECTED_COLOR = "#2ca02c"  # the selected example, in every view (also .linked)
 
 # The score families the explorer offers (select-k needs a reference split: see evaluate.py).
 FAMILIES = (
@@ -133,6 +138,8 @@ class LikelihoodRatioExplorer(widgets.VBox):
         self._busy = False
         self._uploads: tuple[list[str], dict[str, np.ndarray]] = ([], {})
         self._uploads_s: int | None = None
+        self._selected: tuple[str, dict[str, float]] | None = None  # set_selected
+        self._listeners: list = []  # called after every refresh (on_refresh)
         by_set: dict[str, set[int]] = {}
         for key in self.tables:
             tk = TableKey.parse(key)
@@ -342,6 +349,15 @@ class LikelihoodRatioExplorer(widgets.VBox):
             )
             for n, v in self._upload_values(score).items()
         ]
+        if self._selected is not None and score in self._selected[1]:
+            name, v = self._selected[0], self._selected[1][score]
+            marks.append(
+                UploadMark(
+                    f"selected: {name}",
+                    float(to_display(score, v, self.n_dims)),
+                    percentile_of(ctx.s_in[score], v),
+                )
+            )
         curves = self._curves(ctx, score)
         if marks:  # a grid that also covers the user's inputs, if they fall outside
             curves = self._curves(ctx, score, [m.value for m in marks])
@@ -365,7 +381,22 @@ class LikelihoodRatioExplorer(widgets.VBox):
             f"ROC: {dataset_label(self.ood_select.value)} as OOD vs "
             f"{dataset_label(self.in_select.value)}, S = {self.n_samples}"
         )
-        return roc_figure(curves, highlight=score, title=title)
+        fig = roc_figure(curves, highlight=score, title=title)
+        if self._selected is not None and score in self._selected[1]:
+            name, v = self._selected[0], self._selected[1][score]
+            f, t = roc_point(ctx.s_in[score], ctx.s_ood[score], v, self.seed)
+            fig.add_trace(
+                go.Scatter(
+                    x=[f],
+                    y=[t],
+                    mode="markers",
+                    name=f"selected: {name} (flagged at its own score)",
+                    marker={"color": SELECTED_COLOR, "size": 13, "symbol": "x"},
+                    hovertemplate=f"{html.escape(name)}<br>FPR %{{x:.3f}}, TPR %{{y:.3f}}"
+                    "<extra></extra>",
+                )
+            )
+        return fig
 
     def table_scores(self, ctx: _Context) -> list[str]:
         """Table 2 rows shown: ELBO, every L>k, every LLR>k, select-k, and the chosen score."""
@@ -445,6 +476,20 @@ class LikelihoodRatioExplorer(widgets.VBox):
         self.roc.show(roc)
         self.table.value = self._table(ctx, score)
         self._refresh_info(ctx, score)
+        for listener in self._listeners:
+            listener(self)
+
+    def on_refresh(self, listener) -> None:
+        """Call ``listener(explorer)`` after every redraw (e.g. a strip that follows the score)."""
+        self._listeners.append(listener)
+
+    def set_selected(self, name: str | None, scores: Mapping[str, float] | None = None) -> None:
+        """Mark one selected example (its ``{score: value}``) on the density and on the ROC
+        curve at its own threshold; ``None`` removes the mark (linked views, :mod:`.linked`)."""
+        self._selected = (
+            None if name is None else (name, {k: float(v) for k, v in (scores or {}).items()})
+        )
+        self.refresh()
 
     def precompute(self, families: Sequence[str] | None = None) -> None:
         """Compute densities and ROC curves of every k for the current datasets and S."""

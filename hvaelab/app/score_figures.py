@@ -262,6 +262,15 @@ def roc_data(s_in: np.ndarray, s_ood: np.ndarray, seed: int = 0, max_points: int
     return RocCurve(np.asarray(fpr), np.asarray(tpr), m)
 
 
+def roc_point(
+    s_in: np.ndarray, s_ood: np.ndarray, threshold: float, seed: int = 0
+) -> tuple[float, float]:
+    """The point of :func:`roc_data`'s curve where inputs scoring ``>= threshold`` are flagged:
+    ``(FPR, TPR)`` on the same equal-size subsets (higher score = more OOD)."""
+    a, b = equal_size(s_in, s_ood, seed)
+    return float(np.mean(a >= threshold)), float(np.mean(b >= threshold))
+
+
 def roc_label(score: str, metrics: Mapping[str, Any]) -> str:
     return (
         f"{pretty_score(score)}: AUROC {metrics['auroc']:.3f} · AUPRC {metrics['auprc']:.3f} · "

@@ -57,7 +57,7 @@ def served_by_voila() -> bool:
 
 
 def figure_output(
-    fig: go.Figure, config: Mapping[str, Any] | None = None, spec_json: str | None = None
+    fig: go.Figure | dict, config: Mapping[str, Any] | None = None, spec_json: str | None = None
 ) -> dict[str, Any]:
     """``fig`` as one ``display_data`` output (nbformat) for plotly's mime renderer.
 
@@ -67,7 +67,7 @@ def figure_output(
     """
     spec = json.loads(spec_json or pio.to_json(fig, validate=False))
     spec["config"] = dict(PLOT_CONFIG if config is None else config)
-    title = fig.layout.title.text or "a plotly figure"
+    title = _title(fig) or "a plotly figure"
     return {
         "output_type": "display_data",
         "data": {PLOTLY_MIME: spec, "text/plain": f"<Figure: {title}>"},
@@ -75,8 +75,17 @@ def figure_output(
     }
 
 
-def figure_height(fig: go.Figure) -> int:
+def _title(fig: go.Figure | dict) -> str | None:
+    if isinstance(fig, dict):
+        title = fig.get("layout", {}).get("title")
+        return title.get("text") if isinstance(title, dict) else title
+    return fig.layout.title.text
+
+
+def figure_height(fig: go.Figure | dict) -> int:
     """The height in px the figure is drawn with."""
+    if isinstance(fig, dict):
+        return int(fig.get("layout", {}).get("height") or DEFAULT_HEIGHT)
     return int(fig.layout.height or DEFAULT_HEIGHT)
 
 
@@ -130,10 +139,12 @@ class FigureSlot:
     screen yet. An unchanged figure sends nothing. The Output keeps at least the height of the
     figure, so the page does not jump while a figure is swapped or still on its way.
 
-    ``figure`` is the ``go.Figure`` shown, ``box`` the ``Output`` (contract class, layout).
+    ``figure`` is the figure shown, ``box`` the ``Output`` (contract class, layout). A figure is
+    a ``go.Figure`` or, for views redrawn on every stroke of a drawing, a plotly figure dict
+    (``fig.to_plotly_json()`` with changed traces: no validation on the way out).
     """
 
-    def __init__(self, fig: go.Figure, css_class: str, **layout: Any) -> None:
+    def __init__(self, fig: go.Figure | dict, css_class: str, **layout: Any) -> None:
         self.box = widgets.Output(layout=widgets.Layout(**layout))
         self.box.add_class(css_class)
         self.box.add_class("hvae-figure")
@@ -141,7 +152,7 @@ class FigureSlot:
         self._json: str | None = None
         self.show(fig)
 
-    def show(self, fig: go.Figure) -> None:
+    def show(self, fig: go.Figure | dict) -> None:
         """Show ``fig`` instead of the current figure (under Voilà: once :data:`GATE` opens)."""
         self.figure = fig
         height = f"{figure_height(fig)}px"

@@ -64,8 +64,12 @@ from .registry import (
     split_indices,
 )
 from .samples import load_samples, save_samples
+from .strokes import Stroke, image_to_strokes, strokes_to_image
 
 __all__ = [
+    "Stroke",
+    "image_to_strokes",
+    "strokes_to_image",
     "ChecksumError",
     "DataFormatError",
     "DataNotFoundError",

@@ -49,6 +49,7 @@ PAGES = {
     "upload": "04_score_your_images.ipynb",
     "teaching": "05_teaching_the_likelihood_ratio.ipynb",
     "training": "06_training_curves.ipynb",
+    "draw": "07_draw_and_inspect.ipynb",
 }
 
 

@@ -1,0 +1,120 @@
+"""Draw an input and watch every k decide: the canvas page (and the teaching page's section).
+
+Each finished stroke on the :class:`~hvaelab.app.canvas.DrawCanvas` becomes the 28x28 image the
+model sees (:mod:`hvaelab.data.strokes`: a 280x280 raster of the strokes, white ink on black,
+averaged over 10x10 blocks to grey levels in [0, 1]; the model's input door then binarizes it
+for a model with a Bernoulli likelihood, keyed by the image's content as for the test sets).
+The drawing is selected in a :class:`~hvaelab.app.linked.Selection`, so its latent
+reconstructions for every k, every LLR>k with its p-value, the per-layer KL, the markers on the
+densities and ROC curves and the verdict all follow the stroke. "Start from a test image" puts
+a shipped test image on the canvas to draw over.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+import numpy as np
+
+from ..data import InvalidInputError
+from .canvas import DrawCanvas
+from .linked import Example, ExampleInspector, comparison_sets, selection_for
+from .resources import dataset_label, sample_images
+from .widgets import status_html, with_class
+
+PREPROCESSING = (
+    "What the model sees: the 280×280 canvas (white ink on black, like MNIST) is averaged over "
+    "10×10 blocks to a 28×28 image with grey levels in [0, 1]"
+)
+
+
+class DrawView(widgets.VBox):
+    """A drawing canvas beside the views of what the model makes of the drawing."""
+
+    def __init__(self, checkpoint: str, fpr: float = 0.05, seed: int = 0) -> None:
+        self.selection, tables, in_name, _ = selection_for(checkpoint, fpr)
+        model = self.selection.model
+        if model.config.colour:
+            raise ValueError(
+                f"the drawing canvas makes 28x28 grey images; {checkpoint!r} takes colour "
+                "images (use the upload page)"
+            )
+        binarizes = model.config.likelihood == "bernoulli"
+        self.checkpoint = checkpoint
+        self.sets = comparison_sets(tables, in_name)
+        self.rng = np.random.default_rng(seed)
+        self.canvas = DrawCanvas()
+        self.start_set = with_class(
+            widgets.Dropdown(
+                options=[(dataset_label(n), n) for n in self.sets],
+                value=self.sets[0],
+                layout=widgets.Layout(width="150px"),
+            ),
+            "hvae-draw-start-set",
+        )
+        self.start = with_class(
+            widgets.Button(
+                description="start from a test image", layout=widgets.Layout(width="190px")
+            ),
+            "hvae-draw-start",
+        )
+        self.error = with_class(widgets.HTML(), "hvae-draw-error")
+        self.status = widgets.HTML()
+        note = widgets.HTML(
+            f'<div style="font-size:12px;color:#444;max-width:290px">{PREPROCESSING}'
+            + (
+                "; this model then binarizes it (each pixel black or white, drawn with its grey "
+                "level as probability, the same draw for the same image)."
+                if binarizes
+                else "."
+            )
+            + " Both are shown on the right.</div>"
+        )
+        left = widgets.VBox(
+            [
+                self.canvas,
+                widgets.HBox([self.start_set, self.start]),
+                note,
+                self.status,
+                self.error,
+            ],
+            layout=widgets.Layout(width="300px", min_width="300px"),
+        )
+        self.inspector = ExampleInspector(self.selection, tables, in_name, lead=left)
+        self.canvas.observe(self._on_revision, "revision")
+        self.start.on_click(lambda _b: self.start_from_test_image())
+        super().__init__([self.inspector], layout=widgets.Layout(width="100%"))
+        self.add_class("hvae-draw-view")
+        self.update()  # the empty canvas: every view shows something from the start
+
+    def start_from_test_image(self, dataset: str | None = None, index: int | None = None) -> None:
+        """Put a shipped test image of ``dataset`` (default: the menu's) on the canvas."""
+        name = dataset or self.start_set.value
+        imgs = sample_images(name, self.checkpoint)
+        i = int(self.rng.integers(len(imgs))) if index is None else int(index)
+        self._start_label = f"{dataset_label(name)} test image {i + 1}"
+        self.canvas.load(imgs[i])
+
+    def _on_revision(self, change) -> None:
+        self.update()
+
+    def update(self) -> None:
+        """Score the canvas as it is now and redraw every view; then tell the browser."""
+        revision = self.canvas.revision
+        try:
+            image = self.canvas.image
+            self.error.value = ""
+            n = len(self.canvas.strokes)
+            base = (
+                getattr(self, "_start_label", None) if self.canvas.base_image is not None else None
+            )
+            what = (f"{base} + " if base else "") + f"{n} stroke{'s' if n != 1 else ''}"
+            self.selection.select(Example("your drawing", image, what))
+        except (InvalidInputError, ValueError) as e:
+            self.error.value = status_html(html.escape(str(e)), "error")
+        finally:
+            self.canvas.done_revision = max(revision, self.canvas.done_revision)
+
+
+__all__ = ["PREPROCESSING", "DrawView"]

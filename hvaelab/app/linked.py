@@ -1,0 +1,638 @@
+"""Linked views of one example: select it anywhere, see it everywhere.
+
+A page holds one :class:`Selection`. Whatever selects an example -- a point of an
+:class:`ExampleStrip` under a density, a drawing (:mod:`.draw_view`), an upload, a row of the
+reconstruction grid -- calls :meth:`Selection.select`; the example's
+:class:`hvaelab.example_report.ExampleReport` is computed once (the one scoring entry point) and
+every subscribed view redraws from it:
+
+* :class:`ExampleInspector`: the input and what the model sees, its latent reconstructions for
+  every k (figs. 1, 3), every LLR>k with its p-value and the verdict (sec. 5), its per-layer KL
+  against the in-distribution test set (eq. 4, sec. 4.1), a marker on the density of each
+  LLR>k (fig. 5) and on each ROC curve at the example's own threshold (figs. 6-7);
+* :meth:`hvaelab.app.explorer.LikelihoodRatioExplorer.set_selected`: a marker on the explorer's
+  density and ROC curve.
+
+The inspector's figures are plotly figure dicts built once; an update only swaps the marker
+traces, so a view follows a drawing stroke by stroke.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import anywidget
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+import traitlets
+from PIL import Image
+
+from ..example_report import ExampleReport, example_report, reference_layer_kl
+from ..model import HVAE
+from ..score_names import ScoreName, TableKey
+from ..scores import ScoreTable, ood_scores, reference_key, score_inputs
+from .explorer import SELECTED_COLOR, LikelihoodRatioExplorer
+from .resources import (
+    dataset_label,
+    default_ood,
+    is_comparison_set,
+    load_checkpoint,
+    load_score_tables,
+    sample_images,
+)
+from .score_figures import (
+    _rgba,
+    dataset_color,
+    density_curves,
+    pretty_score,
+    roc_data,
+    roc_point,
+)
+from .widgets import FigureSlot, with_class
+
+
+@dataclass
+class Example:
+    """An input to show: a name, where it came from, and the image (uint8 (28, 28) grey or
+    (32, 32, 3) colour, as :func:`hvaelab.data.validate_images` takes)."""
+
+    name: str
+    image: np.ndarray
+    source: str = ""  # e.g. "your drawing", "upload", "FashionMNIST test"
+
+
+class Selection:
+    """The one selected example of a page and the views that follow it.
+
+    ``select(example)`` scores it once (:func:`hvaelab.example_report.example_report` against
+    ``reference``) and calls every ``observe``-d view with the report.
+    """
+
+    def __init__(
+        self, model: HVAE, reference: ScoreTable, fpr: float = 0.05, iw_form: str = "iw-both"
+    ) -> None:
+        self.model, self.reference, self.fpr, self.iw_form = model, reference, fpr, iw_form
+        self.example: Example | None = None
+        self.report: ExampleReport | None = None
+        self._views: list[Callable[[Example, ExampleReport], None]] = []
+
+    def observe(self, view: Callable[[Example, ExampleReport], None]) -> None:
+        """Call ``view(example, report)`` on every selection (and now, if one is selected)."""
+        self._views.append(view)
+        if self.example is not None and self.report is not None:
+            view(self.example, self.report)
+
+    def select(self, example: Example) -> ExampleReport:
+        """Select ``example``: compute its report and update every view."""
+        report = example_report(
+            self.model, example.image, self.reference, example.name, self.fpr, self.iw_form
+        )
+        self.example, self.report = example, report
+        for view in self._views:
+            view(example, report)
+        return report
+
+
+# ------------------------------------------------------------------------------ small pieces
+def image_src(image: np.ndarray) -> str:
+    """A PNG data URI of a uint8 (H, W) / (H, W, 3) image or a float (C, H, W) one in [0, 1]."""
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        arr = np.round(np.clip(arr.astype(np.float32), 0, 1) * 255).astype(np.uint8)
+        arr = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode="RGB" if arr.ndim == 3 else "L").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(src: str, caption: str, size: int, cls: str = "") -> str:
+    return (
+        f'<figure class="{cls}" style="margin:0 4px;text-align:center">'
+        f'<img src="{src}" width="{size}" height="{size}" '
+        'style="image-rendering:pixelated;border:1px solid #ccc;display:block">'
+        f'<figcaption style="font-size:11px;color:#444;line-height:1.2">{caption}</figcaption>'
+        "</figure>"
+    )
+
+
+def reconstructions_html(report: ExampleReport, size: int = 84) -> str:
+    """The input as given, what the model sees, then its reconstruction from every k."""
+    rec = report.reconstructions
+    given = report.image
+    parts = [
+        _img(image_src(given), "as given", size, "hvae-inspect-given"),
+        _img(image_src(report.model_input), "model sees", size, "hvae-inspect-seen"),
+    ]
+    for j, k in enumerate(rec.ks):
+        lp = float(rec.log_px[j, 0])
+        parts.append(
+            _img(
+                image_src(rec.images[j, 0].numpy()),
+                f"k = {k}<br><small>log p(x|z) {lp:.0f}</small>",
+                size,
+                "hvae-inspect-rec",
+            )
+        )
+    return (
+        '<div class="hvae-inspect-recons-row" style="display:flex;flex-wrap:wrap;'
+        'align-items:flex-start">' + "".join(parts) + "</div>"
+        '<div style="font-size:11px;color:#666">Reconstruction from k: the latents above k from '
+        "q(z|x), the k lowest from the conditional prior, all at their means (figs. 1, 3).</div>"
+    )
+
+
+def scores_html(report: ExampleReport, n_dims: int) -> str:
+    """Every LLR>k with its p-value, the verdict and what decided it (sec. 5)."""
+    s = report.scores
+    rows = []
+    ks = range(1, len(s.verdict_scores) + 1)
+    for k, name in zip(ks, s.verdict_scores, strict=True):
+        v, p = report.score(name), report.p_value(name)
+        gt = str(ScoreName.gt(k, name.find("_S") >= 0))
+        gt_bpd = (
+            float(ScoreName.parse(gt).to_display(report.score(gt), n_dims))
+            if gt in s.scores
+            else float("nan")
+        )
+        rows.append(
+            f'<tr><td style="padding:1px 8px">k = {k}</td>'
+            f'<td class="hvae-inspect-value" data-score="{html.escape(name)}" '
+            f'data-value="{v:.6g}" style="padding:1px 8px;text-align:right">{v:.2f}</td>'
+            f'<td class="hvae-inspect-p" data-score="{html.escape(name)}" data-value="{p:.6g}" '
+            f'style="padding:1px 8px;text-align:right">{p:.3f}</td>'
+            f'<td style="padding:1px 8px;text-align:right">{gt_bpd:.3f}</td></tr>'
+        )
+    ood = bool(report.is_ood)
+    verdict = "OOD" if ood else "in-distribution"
+    color = "#b00" if ood else "#2a7a2a"
+    decisive = s.decisive[0] if s.decisive else ""
+    K = len(s.verdict_scores)
+    return (
+        f'<div class="hvae-inspect-verdict" data-verdict="{verdict}" '
+        f'style="font-size:15px;color:{color}"><b>{verdict}</b> '
+        f'<span style="color:#444;font-size:12px">(decided by {pretty_score(decisive)}, '
+        f"p = {float(s.min_p[0]):.3g}; OOD when p &lt; FPR/K = {s.fpr:.3f}/{K})</span></div>"
+        f'<div style="font-size:12px">−ELBO: <span class="hvae-inspect-bpd" '
+        f'data-value="{float(s.bits_per_dim[0]):.6g}">{float(s.bits_per_dim[0]):.3f}</span> '
+        "bits/dim</div>"
+        '<table class="hvae-inspect-table" style="border-collapse:collapse;font-size:12px">'
+        '<thead><tr style="border-bottom:1px solid #444"><th></th><th>LLR<sup>&gt;k</sup> '
+        "(nats)</th><th>p-value</th><th>−L<sup>&gt;k</sup> (bits/dim)</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+# --------------------------------------------------------------------------------- the strip
+_STRIP_ESM = (Path(__file__).with_name("js") / "strip.js").read_text()  # the browser side
+
+
+class ExampleStrip(anywidget.AnyWidget):
+    """Examples as points along a score axis, one row per dataset; clicking one selects it.
+
+    ``points``: ``{"x", "row", "label", "src", "color"}`` per example (``src`` a thumbnail
+    data URI shown on hover); ``selected``: the index clicked (-1: none).
+    """
+
+    _esm = _STRIP_ESM
+    points = traitlets.List(traitlets.Dict()).tag(sync=True)
+    rows = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    x_title = traitlets.Unicode("").tag(sync=True)
+    selected = traitlets.Int(-1).tag(sync=True)
+
+
+@lru_cache(maxsize=8)
+def _sample_scores(checkpoint: str, dataset: str, reference: str) -> dict[str, np.ndarray]:
+    """Every score of the shipped test images of ``dataset`` (scored once per process)."""
+    lm = load_checkpoint(checkpoint)
+    ref = load_score_tables(checkpoint)[reference]
+    return score_inputs(lm.model, sample_images(dataset, checkpoint), ref).scores
+
+
+class ExamplePicker:
+    """The shipped test images of the in-distribution and OOD sets as an :class:`ExampleStrip`
+    along one score; clicking a point selects that image in ``selection``."""
+
+    def __init__(
+        self, checkpoint: str, selection: Selection, datasets: Sequence[str], reference: str
+    ) -> None:
+        self.selection = selection
+        self.examples: list[Example] = []
+        self.scores: list[dict[str, float]] = []
+        points_meta = []
+        for row, name in enumerate(datasets):
+            imgs = sample_images(name, checkpoint)
+            sc = _sample_scores(checkpoint, name, reference)
+            for i, img in enumerate(imgs):
+                label = f"{dataset_label(name)} test image {i + 1}"
+                self.examples.append(Example(label, img, f"{dataset_label(name)} test"))
+                self.scores.append({s: float(v[i]) for s, v in sc.items()})
+                points_meta.append((row, label, image_src(img), dataset_color(name)))
+        self._meta = points_meta
+        self.strip = with_class(
+            ExampleStrip(rows=[dataset_label(n) for n in datasets]), "hvae-example-strip"
+        )
+        self.strip.observe(self._on_click, "selected")
+
+    def show_score(self, score: str, n_dims: int) -> None:
+        """Place the examples along ``score`` (display units)."""
+        name = ScoreName.parse(score)
+        pts = []
+        for (row, label, src, color), sc in zip(self._meta, self.scores, strict=True):
+            v = sc.get(score)
+            x = float(name.to_display(v, n_dims)) if v is not None else float("nan")
+            pts.append(
+                {"x": x, "row": row, "label": html.escape(label), "src": src, "color": color}
+            )
+        with self.strip.hold_sync():
+            self.strip.points = pts
+            self.strip.x_title = f"{name.label(False)} ({name.unit}); click a point to inspect it"
+
+    def _on_click(self, change) -> None:
+        i = int(change["new"])
+        if 0 <= i < len(self.examples):
+            self.selection.select(self.examples[i])
+
+
+# -------------------------------------------------------------------------------- inspector
+def _box(name: str, values: np.ndarray, color: str, offset: int) -> dict:
+    """A box per layer from quartiles only (no 10,000 points sent to the browser)."""
+    q = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0], axis=0)
+    iqr = q[3] - q[1]
+    lo = np.maximum(q[0], q[1] - 1.5 * iqr)
+    hi = np.minimum(q[4], q[3] + 1.5 * iqr)
+    L = values.shape[1]
+    return {
+        "type": "box",
+        "name": f"{dataset_label(name)} test",
+        "x": [f"z{i}" for i in range(1, L + 1)],
+        "q1": q[1].tolist(),
+        "median": q[2].tolist(),
+        "q3": q[3].tolist(),
+        "lowerfence": lo.tolist(),
+        "upperfence": hi.tolist(),
+        "marker": {"color": color},
+        "offsetgroup": str(offset),
+        "hoverinfo": "skip",
+    }
+
+
+class ExampleInspector(widgets.VBox):
+    """One selected example in every view (see the module docstring).
+
+    ``tables`` are a checkpoint's score tables; the densities and ROC curves compare
+    ``in_name`` (the reference) with ``ood_name`` at the reference's S. ``lead`` (e.g. a
+    drawing canvas) is placed left of the example's images and scores.
+    """
+
+    def __init__(
+        self,
+        selection: Selection,
+        tables: Mapping[str, ScoreTable],
+        in_name: str,
+        ood_name: str | None = None,
+        seed: int = 0,
+        lead: widgets.Widget | None = None,
+    ) -> None:
+        self.selection = selection
+        ref = selection.reference
+        S = ref.n_samples
+        names = sorted({TableKey.parse(k).dataset for k in tables})
+        ood_name = ood_name or default_ood(names, in_name)
+        ood = tables.get(str(TableKey(ood_name, S)))
+        if ood is None:
+            raise ValueError(f"no score table of {ood_name!r} at S = {S}")
+        self.in_name, self.ood_name, self.seed = in_name, ood_name, seed
+        self.n_dims = int(ref.meta["n_dims"])
+        self.n_layers = ref.n_layers
+        self.llr = [str(ScoreName.llr(k, S > 1)) for k in range(1, self.n_layers + 1)]
+        self.s_in, self.s_ood = ood_scores(ref), ood_scores(ood)
+        self._density_base = self._density_spec()
+        self._roc_base = self._roc_spec()
+        self._kl_base = self._kl_spec(reference_layer_kl(ref), reference_layer_kl(ood))
+
+        self.header = with_class(
+            widgets.HTML('<i style="color:#666">Select an example to inspect it.</i>'),
+            "hvae-inspect-header",
+        )
+        self.recons = with_class(widgets.HTML(), "hvae-inspect-recons")
+        self.table = with_class(widgets.HTML(), "hvae-inspect-scores")
+        self.density = FigureSlot(self._density_base, "hvae-inspect-density", width="100%")
+        self.roc = FigureSlot(self._roc_base, "hvae-inspect-roc", width="50%")
+        self.kl = FigureSlot(self._kl_base, "hvae-inspect-kl", width="50%")
+        about = widgets.VBox(
+            [self.header, self.recons, self.table], layout=widgets.Layout(flex="1 1 300px")
+        )
+        top = widgets.HBox(
+            [lead, about] if lead is not None else [about],
+            layout=widgets.Layout(flex_flow="row wrap", width="100%"),
+        )
+        super().__init__(
+            [
+                top,
+                self.density.box,
+                widgets.HBox([self.kl.box, self.roc.box], layout=widgets.Layout(width="100%")),
+            ],
+            layout=widgets.Layout(width="100%"),
+        )
+        self.add_class("hvae-inspector")
+        selection.observe(self.show)
+
+    # ------------------------------------------------------------------------ base figures
+    def _density_spec(self) -> dict:
+        L = self.n_layers
+        gap = 0.06
+        w = (1 - gap * (L - 1)) / L
+        fig = go.Figure()
+        layout: dict = {}
+        self._ytop: list[float] = []  # each panel's highest density (the markers' height)
+        for j, score in enumerate(self.llr):
+            ax = "" if j == 0 else str(j + 1)
+            curves = density_curves(
+                {self.in_name: self.s_in[score], self.ood_name: self.s_ood[score]}
+            )
+            self._ytop.append(max(float(np.max(y)) for y in curves.y.values()))
+            for name, y in curves.y.items():
+                color = dataset_color(name)
+                fig.add_trace(
+                    go.Scatter(
+                        x=curves.x,
+                        y=y,
+                        mode="lines",
+                        name=dataset_label(name),
+                        legendgroup=name,
+                        showlegend=j == 0,
+                        line={"color": color, "width": 1.5},
+                        fill="tozeroy",
+                        fillcolor=_rgba(color, 0.25),
+                        xaxis=f"x{ax}",
+                        yaxis=f"y{ax}",
+                        hoverinfo="skip",
+                    )
+                )
+            layout[f"xaxis{ax}"] = {
+                "domain": [j * (w + gap), j * (w + gap) + w],
+                "anchor": f"y{ax}",
+                "title": {"text": f"{pretty_score(score)} (nats)"},
+            }
+            layout[f"yaxis{ax}"] = {
+                "anchor": f"x{ax}",
+                "rangemode": "tozero",
+                "showticklabels": False,
+            }
+        fig.update_layout(
+            **layout,
+            title={"text": "Where it falls on each LLR<sup>&gt;k</sup> density (fig. 5)", "x": 0.5},
+            template="plotly_white",
+            height=260,
+            margin={"l": 20, "r": 20, "t": 50, "b": 50},
+            legend={"orientation": "h", "x": 0, "y": 1.12, "font": {"size": 11}},
+            uirevision="inspect-density",
+        )
+        return fig.to_plotly_json()
+
+    def _roc_spec(self) -> dict:
+        fig = go.Figure()
+        palette = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3")
+        for j, score in enumerate(self.llr):
+            c = roc_data(self.s_in[score], self.s_ood[score], self.seed)
+            fig.add_trace(
+                go.Scatter(
+                    x=c.fpr,
+                    y=c.tpr,
+                    mode="lines",
+                    name=f"{pretty_score(score)} (AUROC {c.metrics['auroc']:.3f})",
+                    line={"color": palette[j % len(palette)], "width": 1.5},
+                    hoverinfo="skip",
+                )
+            )
+        fig.update_layout(
+            title={"text": "ROC: the example's threshold on each curve", "x": 0.5},
+            xaxis={"title": {"text": "FPR"}, "range": [-0.01, 1.01]},
+            yaxis={"title": {"text": "TPR"}, "range": [-0.01, 1.01]},
+            template="plotly_white",
+            height=320,
+            margin={"l": 50, "r": 10, "t": 50, "b": 45},
+            legend={"x": 0.99, "xanchor": "right", "y": 0.02, "font": {"size": 10}},
+            uirevision="inspect-roc",
+        )
+        return fig.to_plotly_json()
+
+    def _kl_spec(self, kl_in: np.ndarray, kl_ood: np.ndarray) -> dict:
+        fig = go.Figure()
+        fig.update_layout(
+            title={"text": "Per-layer KL (eq. 4) vs the test sets", "x": 0.5},
+            xaxis={"title": {"text": "latent layer"}},
+            yaxis={"title": {"text": "KL (nats)"}, "type": "log"},
+            boxmode="group",
+            template="plotly_white",
+            height=320,
+            margin={"l": 55, "r": 10, "t": 50, "b": 45},
+            legend={"orientation": "h", "y": -0.25, "font": {"size": 10}},
+            uirevision="inspect-kl",
+        )
+        spec = fig.to_plotly_json()
+        spec["data"] = [
+            _box(self.in_name, kl_in, dataset_color(self.in_name), 0),
+            _box(self.ood_name, kl_ood, dataset_color(self.ood_name), 1),
+        ]
+        return spec
+
+    # ------------------------------------------------------------------------------- update
+    def markers(self, report: ExampleReport) -> dict[str, dict]:
+        """The figure dicts with ``report``'s markers: ``{"density", "roc", "kl"}``."""
+        name = html.escape(report.name)
+        dens = dict(self._density_base)
+        extra = []
+        for j, score in enumerate(self.llr):
+            ax = "" if j == 0 else str(j + 1)
+            v, p = report.score(score), report.p_value(score)
+            ytop = self._ytop[j]
+            extra.append(
+                {
+                    "type": "scatter",
+                    "x": [v, v],
+                    "y": [0, ytop],
+                    "mode": "lines+text",
+                    "text": ["", f"p = {p:.3f}"],
+                    "textposition": "top center",
+                    "line": {"color": SELECTED_COLOR, "width": 3, "dash": "dash"},
+                    "name": name,
+                    "showlegend": j == 0,
+                    "xaxis": f"x{ax}",
+                    "yaxis": f"y{ax}",
+                    "hovertemplate": f"{name}<br>{pretty_score(score)} = {v:.2f}, p = {p:.3f}"
+                    "<extra></extra>",
+                }
+            )
+        dens["data"] = [*self._density_base["data"], *extra]
+
+        fpr, tpr, text = [], [], []
+        for score in self.llr:
+            f, t = roc_point(self.s_in[score], self.s_ood[score], report.score(score), self.seed)
+            fpr.append(f)
+            tpr.append(t)
+            text.append(f"{pretty_score(score)} ≥ {report.score(score):.1f}")
+        roc = dict(self._roc_base)
+        roc["data"] = [
+            *self._roc_base["data"],
+            {
+                "type": "scatter",
+                "x": fpr,
+                "y": tpr,
+                "mode": "markers",
+                "marker": {
+                    "color": SELECTED_COLOR,
+                    "size": 12,
+                    "symbol": "x",
+                    "line": {"width": 1, "color": "#000"},
+                },
+                "name": f"{name}: flagged at its own score",
+                "text": text,
+                "hovertemplate": "%{text}<br>FPR %{x:.3f}, TPR %{y:.3f}<extra></extra>",
+            },
+        ]
+        kl = dict(self._kl_base)
+        kl["data"] = [
+            *self._kl_base["data"],
+            {
+                "type": "scatter",
+                "x": [f"z{i}" for i in range(1, self.n_layers + 1)],
+                "y": [float(v) for v in report.layer_kl],
+                "mode": "markers",
+                "marker": {
+                    "color": SELECTED_COLOR,
+                    "size": 13,
+                    "symbol": "diamond",
+                    "line": {"width": 1, "color": "#000"},
+                },
+                "name": name,
+                "hovertemplate": "%{x}: KL %{y:.2f} nats<extra></extra>",
+            },
+        ]
+        return {"density": dens, "roc": roc, "kl": kl}
+
+    def show(self, example: Example, report: ExampleReport) -> None:
+        """Redraw every view for ``report`` (a :class:`Selection` calls this)."""
+        source = f" <small>({html.escape(example.source)})</small>" if example.source else ""
+        self.header.value = f"<b>{html.escape(example.name)}</b>{source}"
+        self.recons.value = reconstructions_html(report)
+        self.table.value = scores_html(report, self.n_dims)
+        figs = self.markers(report)
+        self.density.show(figs["density"])
+        self.kl.show(figs["kl"])
+        self.roc.show(figs["roc"])
+
+
+def selection_for(checkpoint: str, fpr: float = 0.05) -> tuple[Selection, dict, str, str]:
+    """A :class:`Selection` on checkpoint NAME's model and reference table, with the tables,
+    the in-distribution set and the reference key."""
+    lm = load_checkpoint(checkpoint)
+    tables = load_score_tables(checkpoint)
+    in_name = lm.dataset or "fashionmnist"
+    ref_key = reference_key(tables, in_name)
+    return Selection(lm.model, tables[ref_key], fpr), tables, in_name, ref_key
+
+
+def comparison_sets(tables: Mapping[str, ScoreTable], in_name: str) -> list[str]:
+    """The in-distribution set and the real OOD sets with tables (no derived sets)."""
+    names = sorted({TableKey.parse(k).dataset for k in tables})
+    return [in_name, *(n for n in names if n != in_name and is_comparison_set(n))]
+
+
+__all__ = [
+    "Example",
+    "ExampleInspector",
+    "ExamplePicker",
+    "ExampleStrip",
+    "Selection",
+    "comparison_sets",
+    "image_src",
+    "linked_explorer",
+    "reconstructions_html",
+    "scores_html",
+    "selection_for",
+    "upload_inspector",
+]
+
+
+def linked_explorer(checkpoint: str, family: str = "LLR>k", k: int = 1) -> widgets.VBox:
+    """The likelihood-ratio explorer with linked views: under its density, a strip of the shipped
+    test images along the chosen score; clicking one marks it on the explorer's density and ROC
+    curve and shows it in an :class:`ExampleInspector`."""
+    selection, tables, in_name, ref_key = selection_for(checkpoint)
+    explorer = LikelihoodRatioExplorer(
+        checkpoint, tables=tables, in_name=in_name, family=family, k=k
+    )
+    picker = ExamplePicker(checkpoint, selection, comparison_sets(tables, in_name), ref_key)
+    inspector = ExampleInspector(selection, tables, in_name)
+    n_dims = explorer.n_dims
+
+    def follow(ex: LikelihoodRatioExplorer) -> None:
+        S = ex.n_samples
+        score = ex.score_name if S == selection.reference.n_samples else None
+        picker.show_score(score or str(ScoreName.llr(1, False)), n_dims)
+
+    explorer.on_refresh(follow)
+    follow(explorer)
+    selection.observe(
+        lambda e, r: explorer.set_selected(
+            e.name, {s: float(v[0]) for s, v in r.scores.scores.items()}
+        )
+    )
+    note = widgets.HTML(
+        '<div style="font-size:13px;margin-top:6px"><b>Inspect one example.</b> Each point below '
+        "is a shipped test image placed at its value of the score above; click one to see it "
+        "everywhere: marked on the density and on the ROC curve (at its own threshold), with its "
+        "reconstructions for every k, every LLR<sup>&gt;k</sup> with its p-value and its "
+        "per-layer KL.</div>"
+    )
+    box = widgets.VBox(
+        [explorer, note, picker.strip, inspector], layout=widgets.Layout(width="100%")
+    )
+    box.add_class("hvae-linked-explorer")
+    box.explorer, box.picker, box.inspector, box.selection = explorer, picker, inspector, selection
+    return box
+
+
+def upload_inspector(checkpoint: str, fpr: float = 0.05) -> widgets.VBox:
+    """The upload scorer with linked views: pick an uploaded image to see it in an
+    :class:`ExampleInspector` (the first upload is shown at once)."""
+    from .upload_view import UploadScorer
+
+    selection, tables, in_name, ref_key = selection_for(checkpoint, fpr)
+    chooser = with_class(
+        widgets.Dropdown(description="inspect", options=[], layout=widgets.Layout(width="360px")),
+        "hvae-upload-inspect",
+    )
+    inspector = ExampleInspector(selection, tables, in_name)
+    uploads: list[Example] = []
+
+    def on_scored(names: list[str], _scores, _n_samples: int) -> None:
+        images = scorer.result.images if scorer.result is not None else []
+        uploads[:] = [Example(n, img, "your upload") for n, img in zip(names, images, strict=True)]
+        chooser.options = [(n, i) for i, n in enumerate(names)]
+        if uploads:
+            if chooser.value == 0:
+                selection.select(uploads[0])
+            chooser.value = 0
+
+    def on_choice(change) -> None:
+        if change["new"] is not None and 0 <= change["new"] < len(uploads):
+            selection.select(uploads[change["new"]])
+
+    scorer = UploadScorer(checkpoint, reference=ref_key, fpr=fpr, on_scored=on_scored)
+    chooser.observe(on_choice, "value")
+    box = widgets.VBox(
+        [scorer, widgets.HTML("<b>Inspect one upload</b>"), chooser, inspector],
+        layout=widgets.Layout(width="100%"),
+    )
+    box.add_class("hvae-upload-linked")
+    box.scorer, box.chooser, box.inspector, box.selection = scorer, chooser, inspector, selection
+    return box
