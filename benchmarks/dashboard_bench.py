@@ -10,7 +10,11 @@ not counted):
 - the first k move right after a page opened (while the pool's refill is pending);
 - likelihood-ratio explorer: k-slider key press -> new density AND ROC trace data;
 - reconstructions: k-slider key press, and the shuffle button (16 new inputs x all k) -> new grid;
-- upload: file chosen -> a verdict ("OOD" / "in-distribution") shown.
+- upload: file chosen -> a verdict ("OOD" / "in-distribution") shown;
+- draw: a stroke's end (the pointer lifted on the canvas) -> every view of the drawing updated
+  (the kernel's done mark for that stroke, the reconstructions, the scores table, and the
+  density, ROC and per-layer KL figures all show new data), timed once the server is quiet
+  (the preheated pool's refill, which runs a whole notebook, has finished).
 
 Prints one table (median, min, max over the repetitions; ratio = median / target).
 
@@ -40,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 from harness import (  # noqa: E402
     PAGES,
     PageGuard,
+    canvas_revisions,
+    draw_stroke,
     elapsed_ms,
     figure_signature,
     launch_chromium,
@@ -53,6 +59,7 @@ TARGET_READY_MS = {"cold": 15_000, "warm": 2_000}
 TARGET_K_MS = 300
 TARGET_GRID_MS = 1_000
 TARGET_UPLOAD_MS = 1_000
+TARGET_STROKE_MS = 300
 READY_TIMEOUT_MS = 180_000
 UPDATE_TIMEOUT_MS = 30_000
 VERDICTS = ["OOD", "in-distribution"]
@@ -161,6 +168,54 @@ def bench_upload(page, uploads: int, timing: Timing, folder: Path) -> None:
         timing.samples.append(elapsed_ms(page))
 
 
+DRAW_VIEWS = [".hvae-inspect-density", ".hvae-inspect-roc", ".hvae-inspect-kl"]
+DRAW_HTML = [".hvae-inspect-recons", ".hvae-inspect-scores"]
+DRAW_SIGNATURE_JS = """
+([figs, htmls]) => {
+  const fig = (c) => { const gd = document.querySelector(c + ' .js-plotly-plot');
+    if (!gd || !Array.isArray(gd.data)) return 'null';
+    return JSON.stringify([gd.data.map((t) => [t.x, t.y]), gd.layout.shapes || []]); };
+  const text = (c) => document.querySelector(c)?.innerHTML ?? 'null';
+  return [...figs.map(fig), ...htmls.map(text)];
+}
+"""
+DRAW_DONE_JS = """
+([figs, htmls, before, rev]) => {
+  const e = document.querySelector('.hvae-canvas');
+  if (!e || Number(e.dataset.doneRevision) < rev) return false;
+  const now = (SIGNATURE)([figs, htmls]);
+  if (now.some((s, i) => s === before[i] || s === 'null')) return false;
+  window.__hvaeChangedAt = performance.now();
+  return true;
+}
+""".replace("(SIGNATURE)", "(" + DRAW_SIGNATURE_JS.strip() + ")")
+
+
+def bench_draw(page, strokes: int, timing: Timing) -> None:
+    """Strokes at distinct places; each timed from the pointer lifted to every view updated."""
+    rng = np.random.default_rng(0)
+    for _ in range(strokes):
+        before = page.evaluate(DRAW_SIGNATURE_JS, [DRAW_VIEWS, DRAW_HTML])
+        rev, _ = canvas_revisions(page)
+        x0, y0, x1, y1 = (float(v) for v in rng.uniform(30, 250, 4))
+        draw_stroke(page, [(x0, y0), ((x0 + x1) / 2, (y0 + y1) / 2 + 10), (x1, y1)])
+        page.wait_for_function(
+            DRAW_DONE_JS, arg=[DRAW_VIEWS, DRAW_HTML, before, rev + 1], polling="raf",
+            timeout=UPDATE_TIMEOUT_MS,
+        )  # fmt: skip
+        end = page.evaluate(
+            "() => Number(document.querySelector('.hvae-canvas').dataset.strokeEndAt)"
+        )
+        timing.samples.append(float(page.evaluate("() => window.__hvaeChangedAt")) - end)
+        parts = page.evaluate(
+            "() => [Number(document.querySelector('.hvae-canvas').dataset.doneAt),"
+            " ...[...document.querySelectorAll('.hvae-live-figure')].map((e) =>"
+            " [Number(e.dataset.receivedAt), Number(e.dataset.drawnAt)])]"
+        )
+        print("  stroke: done after", round(parts[0] - end), "figures received/drawn",
+              [(round(a - end), round(b - end)) for a, b in parts[1:]], file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3, help="page loads per page (default 3)")
@@ -189,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     recon_k = Timing("reconstructions: k move -> grid", TARGET_GRID_MS)
     recon_shuffle = Timing("reconstructions: shuffle 16 inputs x all k", TARGET_GRID_MS)
     upload = Timing("upload: PNG chosen -> verdict shown", TARGET_UPLOAD_MS)
+    stroke = Timing("draw: stroke end -> every view updated", TARGET_STROKE_MS)
     guard = PageGuard()
 
     with tempfile.TemporaryDirectory(prefix="hvaelab-bench-") as tmp:
@@ -225,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
                                     bench_reconstructions(page, args.moves, recon_k, recon_shuffle)
                                 elif name == "upload":
                                     bench_upload(page, args.moves, upload, folder)
+                                elif name == "draw":
+                                    # steady state: after the pool's refill has run its notebook
+                                    wait_quiet(server)
+                                    bench_draw(page, 2 * args.moves, stroke)
                             context.close()
                     browser.close()
             finally:
@@ -235,7 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(header)
     print("-" * len(header))
-    for timing in [*ready.values(), *first_k.values(), k_move, recon_k, recon_shuffle, upload]:
+    for timing in [
+        *ready.values(),
+        *first_k.values(),
+        k_move,
+        recon_k,
+        recon_shuffle,
+        upload,
+        stroke,
+    ]:
         print(timing.row())
     print("(ms; ratio = median / target; timed in the page with performance.now())")
     problems = guard.problems()

@@ -75,16 +75,18 @@ def example_report(
     name: str = "input",
     fpr: float = 0.05,
     iw_form: str = "iw-both",
+    lt: bool | None = None,
 ) -> ExampleReport:
     """The :class:`ExampleReport` of one uint8 image (28x28 grey, or 32x32x3 for a colour
-    model), scored against ``reference`` like :func:`hvaelab.scores.score_inputs`."""
+    model), scored against ``reference`` like :func:`hvaelab.scores.score_inputs` (``lt=False``:
+    without the L<l bounds)."""
     arr = np.asarray(image)
-    if arr.ndim not in (2, 3):
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] != 3):
         raise ValueError(
             f"example_report takes ONE image (28, 28) or (32, 32, 3), got shape {arr.shape}"
         )
     batch = arr[None]
-    scores = score_inputs(model, batch, reference, fpr=fpr, names=[name], iw_form=iw_form)
+    scores = score_inputs(model, batch, reference, fpr=fpr, names=[name], iw_form=iw_form, lt=lt)
     seed = int(reference.meta.get("seed", 0)) if reference is not None else 0
     recs = latent_reconstructions(model, batch, mode="mean", binarize_seed=seed)
     L = model.n_layers

@@ -345,6 +345,7 @@ def score_inputs(
     names: list[str] | None = None,
     iw_form: str = "iw-both",
     batch_size: int = 128,
+    lt: bool | None = None,
 ) -> InputScores:
     """Score new inputs like the reference table was scored and decide in- or out-of-distribution.
 
@@ -352,7 +353,9 @@ def score_inputs(
     the verdict is taken over LLR>k for all k with a Bonferroni correction (sec. 5, "Selection of
     k"), at in-distribution false-positive rate ``fpr``, and names the score that decided.
     With ``reference=None`` the inputs get every score (S = 1, conditional-prior means, L<l
-    included) and no p-values or verdict.
+    included) and no p-values or verdict. ``lt=False`` leaves out the L<l bounds (appendix E)
+    and their ratios, a third of the passes, where only L>k matters (a drawing's every stroke);
+    the default computes them when the reference has them.
     """
     if not 0 < fpr < 1:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
@@ -365,7 +368,9 @@ def score_inputs(
         images,
         n_samples=S,
         prior=meta.get("prior", "mean"),
-        lt=reference is None or any(c.startswith("L<") for c in reference.columns),
+        lt=(reference is None or any(c.startswith("L<") for c in reference.columns))
+        if lt is None
+        else lt,
         seed=int(meta.get("seed", 0)),
         batch_size=batch_size,
     )

@@ -192,3 +192,30 @@ def test_config_round_trip():
     assert type(cfg).from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown HVAEConfig fields"):
         HVAEConfig.from_dict({"nonsense": 1})
+
+
+def test_weight_norm_cache_follows_every_change_of_the_parameters():
+    """Without autograd the normalised weight is cached; any change of v or g (in place, as an
+    optimizer step or load_state_dict does, or a new tensor) must be seen at once."""
+    from hvaelab.model.layers import WNConv2d
+
+    torch.manual_seed(0)
+    conv = WNConv2d(2, 3, 3)
+    x = torch.randn(4, 2, 5, 5)
+
+    def fresh(inp: torch.Tensor = x) -> torch.Tensor:
+        with torch.enable_grad():
+            return conv(inp).detach()
+
+    with torch.no_grad():
+        first = conv(x)
+        assert conv._cached is not None
+        assert torch.equal(first, fresh())
+        conv.v.mul_(-2.0)  # in place: the version counter moves
+        assert torch.allclose(conv(x), fresh()) and not torch.allclose(conv(x), first)
+        conv.g.add_(0.5)
+        assert torch.allclose(conv(x), fresh())
+        conv.load_state_dict({k: torch.randn_like(v) for k, v in conv.state_dict().items()})
+        assert torch.allclose(conv(x), fresh())
+        conv.double()  # a new storage and dtype
+        assert torch.allclose(conv(x.double()), fresh(x.double()))

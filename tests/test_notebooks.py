@@ -79,6 +79,7 @@ CLASSES = {
 CELL_TIMEOUT_S = 180
 ESM_CANVAS = (Path(__file__).resolve().parents[1] / "hvaelab/app/js/canvas.js").read_text()
 ESM_STRIP = (Path(__file__).resolve().parents[1] / "hvaelab/app/js/strip.js").read_text()
+ESM_LIVE = (Path(__file__).resolve().parents[1] / "hvaelab/app/js/live_figure.js").read_text()
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
@@ -149,8 +150,9 @@ def test_notebook_runs_headless(name, executed, app_checkpoints):
     assert not missing, f"{name} does not show {sorted(missing)}"
     # Plots are Output widgets rendered by plotly's mime renderer (plotly.js loaded once per
     # page), never FigureWidgets (anywidget: a copy of plotly.js per figure). The only anywidget
-    # models are hvaelab's own small ones (the drawing canvas, the example strip).
-    ours = {ESM_CANVAS, ESM_STRIP}
+    # models are hvaelab's own small ones (the drawing canvas, the example strip, the live
+    # figures that reuse the page's plotly.js).
+    ours = {ESM_CANVAS, ESM_STRIP, ESM_LIVE}
     for s in states.values():
         if s.get("_model_module") == "anywidget":
             assert s.get("_esm") in ours, f"{name} creates a foreign anywidget (a FigureWidget?)"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +32,7 @@ import anywidget
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 import traitlets
 from PIL import Image
 
@@ -55,7 +57,7 @@ from .score_figures import (
     roc_data,
     roc_point,
 )
-from .widgets import FigureSlot, with_class
+from .widgets import LiveFigure, with_class
 
 
 @dataclass
@@ -72,13 +74,20 @@ class Selection:
     """The one selected example of a page and the views that follow it.
 
     ``select(example)`` scores it once (:func:`hvaelab.example_report.example_report` against
-    ``reference``) and calls every ``observe``-d view with the report.
+    ``reference``) and calls every ``observe``-d view with the report. ``lt=False`` leaves out
+    the L<l bounds (a page whose views show only L>k and LLR>k: the drawing page).
     """
 
     def __init__(
-        self, model: HVAE, reference: ScoreTable, fpr: float = 0.05, iw_form: str = "iw-both"
+        self,
+        model: HVAE,
+        reference: ScoreTable,
+        fpr: float = 0.05,
+        iw_form: str = "iw-both",
+        lt: bool | None = None,
     ) -> None:
         self.model, self.reference, self.fpr, self.iw_form = model, reference, fpr, iw_form
+        self.lt = lt
         self.example: Example | None = None
         self.report: ExampleReport | None = None
         self._views: list[Callable[[Example, ExampleReport], None]] = []
@@ -92,7 +101,7 @@ class Selection:
     def select(self, example: Example) -> ExampleReport:
         """Select ``example``: compute its report and update every view."""
         report = example_report(
-            self.model, example.image, self.reference, example.name, self.fpr, self.iw_form
+            self.model, example.image, self.reference, example.name, self.fpr, self.iw_form, self.lt
         )
         self.example, self.report = example, report
         for view in self._views:
@@ -187,6 +196,20 @@ def scores_html(report: ExampleReport, n_dims: int) -> str:
         "(nats)</th><th>p-value</th><th>−L<sup>&gt;k</sup> (bits/dim)</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
+
+
+def _cover(span: Sequence[float], value: float) -> list[float]:
+    """``span`` widened to show ``value`` with a margin (unchanged when it already does)."""
+    lo, hi = float(span[0]), float(span[1])
+    if lo <= value <= hi:
+        return [lo, hi]
+    pad = 0.05 * (max(hi, value) - min(lo, value))
+    return [min(lo, value - pad), max(hi, value + pad)]
+
+
+def _spec(fig: go.Figure) -> dict:
+    """A figure as the JSON-ready dict plotly.js takes (arrays as plotly's typed arrays)."""
+    return json.loads(pio.to_json(fig, validate=False))
 
 
 # --------------------------------------------------------------------------------- the strip
@@ -323,9 +346,9 @@ class ExampleInspector(widgets.VBox):
         )
         self.recons = with_class(widgets.HTML(), "hvae-inspect-recons")
         self.table = with_class(widgets.HTML(), "hvae-inspect-scores")
-        self.density = FigureSlot(self._density_base, "hvae-inspect-density", width="100%")
-        self.roc = FigureSlot(self._roc_base, "hvae-inspect-roc", width="50%")
-        self.kl = FigureSlot(self._kl_base, "hvae-inspect-kl", width="50%")
+        self.density = LiveFigure(self._density_base, "hvae-inspect-density", width="100%")
+        self.roc = LiveFigure(self._roc_base, "hvae-inspect-roc", width="50%")
+        self.kl = LiveFigure(self._kl_base, "hvae-inspect-kl", width="50%")
         about = widgets.VBox(
             [self.header, self.recons, self.table], layout=widgets.Layout(flex="1 1 300px")
         )
@@ -376,14 +399,19 @@ class ExampleInspector(widgets.VBox):
                         hoverinfo="skip",
                     )
                 )
+            # Fixed ranges: a marker then redraws alone, without recomputing the figure
+            # (markers() widens a range that a marker falls outside of).
             layout[f"xaxis{ax}"] = {
                 "domain": [j * (w + gap), j * (w + gap) + w],
                 "anchor": f"y{ax}",
                 "title": {"text": f"{pretty_score(score)} (nats)"},
+                "range": [float(curves.x[0]), float(curves.x[-1])],
+                "autorange": False,
             }
             layout[f"yaxis{ax}"] = {
                 "anchor": f"x{ax}",
-                "rangemode": "tozero",
+                "range": [0.0, 1.12 * self._ytop[-1]],
+                "autorange": False,
                 "showticklabels": False,
             }
         fig.update_layout(
@@ -395,7 +423,7 @@ class ExampleInspector(widgets.VBox):
             legend={"orientation": "h", "x": 0, "y": 1.12, "font": {"size": 11}},
             uirevision="inspect-density",
         )
-        return fig.to_plotly_json()
+        return _spec(fig)
 
     def _roc_spec(self) -> dict:
         fig = go.Figure()
@@ -422,14 +450,14 @@ class ExampleInspector(widgets.VBox):
             legend={"x": 0.99, "xanchor": "right", "y": 0.02, "font": {"size": 10}},
             uirevision="inspect-roc",
         )
-        return fig.to_plotly_json()
+        return _spec(fig)
 
     def _kl_spec(self, kl_in: np.ndarray, kl_ood: np.ndarray) -> dict:
         fig = go.Figure()
         fig.update_layout(
             title={"text": "Per-layer KL (eq. 4) vs the test sets", "x": 0.5},
             xaxis={"title": {"text": "latent layer"}},
-            yaxis={"title": {"text": "KL (nats)"}, "type": "log"},
+            yaxis={"title": {"text": "KL (nats)"}, "rangemode": "tozero"},
             boxmode="group",
             template="plotly_white",
             height=320,
@@ -437,41 +465,41 @@ class ExampleInspector(widgets.VBox):
             legend={"orientation": "h", "y": -0.25, "font": {"size": 10}},
             uirevision="inspect-kl",
         )
-        spec = fig.to_plotly_json()
+        spec = _spec(fig)
         spec["data"] = [
             _box(self.in_name, kl_in, dataset_color(self.in_name), 0),
             _box(self.ood_name, kl_ood, dataset_color(self.ood_name), 1),
         ]
+        top = max(max(b["upperfence"]) for b in spec["data"])  # fixed: see _density_spec
+        spec["layout"]["yaxis"] = {**spec["layout"]["yaxis"], "range": [0.0, 1.1 * top],
+                                   "autorange": False}  # fmt: skip
         return spec
 
     # ------------------------------------------------------------------------------- update
     def markers(self, report: ExampleReport) -> dict[str, dict]:
-        """The figure dicts with ``report``'s markers: ``{"density", "roc", "kl"}``."""
+        """``report``'s markers for each figure, ``{"density", "roc", "kl"}``, each
+        ``{"traces": [...], "layout": {...}}`` (shapes and annotations: plotly redraws them
+        without redrawing the figure's traces)."""
         name = html.escape(report.name)
-        dens = dict(self._density_base)
-        extra = []
+        shapes, notes = [], []
         for j, score in enumerate(self.llr):
             ax = "" if j == 0 else str(j + 1)
             v, p = report.score(score), report.p_value(score)
-            ytop = self._ytop[j]
-            extra.append(
-                {
-                    "type": "scatter",
-                    "x": [v, v],
-                    "y": [0, ytop],
-                    "mode": "lines+text",
-                    "text": ["", f"p = {p:.3f}"],
-                    "textposition": "top center",
-                    "line": {"color": SELECTED_COLOR, "width": 3, "dash": "dash"},
-                    "name": name,
-                    "showlegend": j == 0,
-                    "xaxis": f"x{ax}",
-                    "yaxis": f"y{ax}",
-                    "hovertemplate": f"{name}<br>{pretty_score(score)} = {v:.2f}, p = {p:.3f}"
-                    "<extra></extra>",
-                }
-            )
-        dens["data"] = [*self._density_base["data"], *extra]
+            line = {"color": SELECTED_COLOR, "width": 3, "dash": "dash"}
+            shapes.append(
+                {"type": "line", "xref": f"x{ax}", "yref": f"y{ax} domain", "x0": v, "x1": v,
+                 "y0": 0, "y1": 0.92, "line": line, "name": name}
+            )  # fmt: skip
+            notes.append(
+                {"xref": f"x{ax}", "yref": f"y{ax} domain", "x": v, "y": 0.92, "yanchor": "bottom",
+                 "text": f"{name if j == 0 else ''} p = {p:.3f}".strip(), "showarrow": False,
+                 "font": {"color": SELECTED_COLOR, "size": 11}}
+            )  # fmt: skip
+        density = {"traces": [], "layout": {"shapes": shapes, "annotations": notes}}
+        for j, score in enumerate(self.llr):  # widen an axis the marker falls outside of
+            key = "xaxis" + ("" if j == 0 else str(j + 1))
+            axis = self._density_base["layout"][key]
+            density["layout"][key] = {**axis, "range": _cover(axis["range"], report.score(score))}
 
         fpr, tpr, text = [], [], []
         for score in self.llr:
@@ -479,9 +507,7 @@ class ExampleInspector(widgets.VBox):
             fpr.append(f)
             tpr.append(t)
             text.append(f"{pretty_score(score)} ≥ {report.score(score):.1f}")
-        roc = dict(self._roc_base)
-        roc["data"] = [
-            *self._roc_base["data"],
+        roc_traces = [
             {
                 "type": "scatter",
                 "x": fpr,
@@ -498,25 +524,32 @@ class ExampleInspector(widgets.VBox):
                 "hovertemplate": "%{text}<br>FPR %{x:.3f}, TPR %{y:.3f}<extra></extra>",
             },
         ]
-        kl = dict(self._kl_base)
-        kl["data"] = [
-            *self._kl_base["data"],
-            {
-                "type": "scatter",
-                "x": [f"z{i}" for i in range(1, self.n_layers + 1)],
-                "y": [float(v) for v in report.layer_kl],
-                "mode": "markers",
-                "marker": {
-                    "color": SELECTED_COLOR,
-                    "size": 13,
-                    "symbol": "diamond",
-                    "line": {"width": 1, "color": "#000"},
+        kl_shapes = [
+            {"type": "circle", "xref": "x", "yref": "y", "xsizemode": "pixel",
+             "ysizemode": "pixel", "xanchor": f"z{i}", "yanchor": float(v), "x0": -7, "x1": 7,
+             "y0": -7, "y1": 7, "fillcolor": SELECTED_COLOR, "line": {"color": "#000", "width": 1},
+             "name": name}
+            for i, v in enumerate(report.layer_kl, start=1)
+        ]  # fmt: skip
+        kl_axis = self._kl_base["layout"]["yaxis"]
+        top = max(kl_axis["range"][1], 1.1 * float(np.max(report.layer_kl)))
+        kl_notes = [
+            {"xref": "paper", "yref": "paper", "x": 1, "y": 1.02, "xanchor": "right",
+             "yanchor": "bottom", "showarrow": False, "font": {"color": SELECTED_COLOR, "size": 11},
+             "text": f"● {name}"}
+        ]  # fmt: skip
+        return {
+            "density": density,
+            "roc": {"traces": roc_traces, "layout": {}},
+            "kl": {
+                "traces": [],
+                "layout": {
+                    "shapes": kl_shapes,
+                    "annotations": kl_notes,
+                    "yaxis": {**kl_axis, "range": [0.0, top]},
                 },
-                "name": name,
-                "hovertemplate": "%{x}: KL %{y:.2f} nats<extra></extra>",
             },
-        ]
-        return {"density": dens, "roc": roc, "kl": kl}
+        }
 
     def show(self, example: Example, report: ExampleReport) -> None:
         """Redraw every view for ``report`` (a :class:`Selection` calls this)."""
@@ -524,20 +557,21 @@ class ExampleInspector(widgets.VBox):
         self.header.value = f"<b>{html.escape(example.name)}</b>{source}"
         self.recons.value = reconstructions_html(report)
         self.table.value = scores_html(report, self.n_dims)
-        figs = self.markers(report)
-        self.density.show(figs["density"])
-        self.kl.show(figs["kl"])
-        self.roc.show(figs["roc"])
+        marks = self.markers(report)
+        for key, slot in (("density", self.density), ("kl", self.kl), ("roc", self.roc)):
+            slot.show(marks[key]["traces"], marks[key]["layout"])
 
 
-def selection_for(checkpoint: str, fpr: float = 0.05) -> tuple[Selection, dict, str, str]:
+def selection_for(
+    checkpoint: str, fpr: float = 0.05, lt: bool | None = None
+) -> tuple[Selection, dict, str, str]:
     """A :class:`Selection` on checkpoint NAME's model and reference table, with the tables,
     the in-distribution set and the reference key."""
     lm = load_checkpoint(checkpoint)
     tables = load_score_tables(checkpoint)
     in_name = lm.dataset or "fashionmnist"
     ref_key = reference_key(tables, in_name)
-    return Selection(lm.model, tables[ref_key], fpr), tables, in_name, ref_key
+    return Selection(lm.model, tables[ref_key], fpr, lt=lt), tables, in_name, ref_key
 
 
 def comparison_sets(tables: Mapping[str, ScoreTable], in_name: str) -> list[str]:

@@ -6,6 +6,12 @@
   the plotly wheel, served by Voilà and JupyterLab from the local server). plotly.js is thus
   loaded once per page, whereas a ``go.FigureWidget`` sends its own ~5 MB copy per figure (an
   anywidget module) and is dropped when it takes more than 2 s to start;
+* :class:`LiveFigure`: a figure that follows a drawing stroke by stroke (the linked views of
+  :mod:`.linked`): its static traces are sent once and only the traces that follow the selection
+  are sent on each change; the browser redraws it in place with ``Plotly.react`` using the
+  plotly.js the page loaded for its FigureSlots. A FigureSlot update re-creates its plot and
+  makes a PNG snapshot of it (plotly's mime renderer), ~0.2 s a figure, too slow to follow a
+  pen (``benchmarks/dashboard_bench.py``: stroke end -> every view);
 * :func:`ready_marker`: the element with class ``hvae-ready`` each page shows once built;
 * :func:`page`: build a page, or show a friendly message instead of a traceback.
 
@@ -31,14 +37,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
+import anywidget
 import ipywidgets as widgets
 import plotly.graph_objects as go
 import plotly.io as pio
+import traitlets
 
 from .resources import error_html
 
+LIVE_FIGURE_ESM = (Path(__file__).with_name("js") / "live_figure.js").read_text()
 # plotly.js config of every figure: the modebar's camera button saves a PNG at twice the
 # screen resolution (for slides); no plotly logo.
 PLOT_CONFIG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
@@ -172,6 +182,46 @@ class FigureSlot:
         self.box.outputs = (figure_output(self.figure, spec_json=spec_json),)
 
 
+class LiveFigure(anywidget.AnyWidget):
+    """A plotly figure redrawn in place: ``base`` (the static traces and layout, a plotly
+    figure dict) plus ``overlay`` (the traces that follow the selection). See the module
+    docstring for when to use it instead of :class:`FigureSlot`."""
+
+    _esm = LIVE_FIGURE_ESM
+    base = traitlets.Dict().tag(sync=True)
+    overlay = traitlets.List(traitlets.Dict()).tag(sync=True)
+    overlay_layout = traitlets.Dict().tag(sync=True)  # e.g. shapes, annotations
+    config = traitlets.Dict(PLOT_CONFIG).tag(sync=True)
+    revision = traitlets.Int(0).tag(sync=True)
+
+    def __init__(self, base: go.Figure | dict, css_class: str, **layout: Any) -> None:
+        fig = base if isinstance(base, dict) else json.loads(pio.to_json(base, validate=False))
+        super().__init__(base=fig, layout=widgets.Layout(**layout))
+        self.add_class(css_class)
+        self.add_class("hvae-live-figure")
+
+    @property
+    def box(self) -> LiveFigure:
+        """The widget to put on a page (as :attr:`FigureSlot.box`)."""
+        return self
+
+    @property
+    def figure(self) -> dict:
+        """The whole figure shown: the base's traces, then the overlay's."""
+        return {
+            "data": [*self.base.get("data", []), *self.overlay],
+            "layout": {**self.base.get("layout", {}), **self.overlay_layout},
+        }
+
+    def show(self, overlay: list[dict], layout: dict | None = None) -> None:
+        """Replace the overlay: traces, and layout entries such as ``shapes`` or
+        ``annotations`` (which plotly redraws without redrawing the traces)."""
+        with self.hold_sync():
+            self.overlay = overlay
+            self.overlay_layout = layout or {}
+            self.revision += 1
+
+
 def close_unshown(root: widgets.Widget, keep: Iterable[widgets.Widget] = ()) -> None:
     """Close ``root`` and every widget under it (children, layouts, styles) except the subtrees
     of ``keep``: for parts of a composite that a page builds but never shows, so the browser
@@ -234,6 +284,7 @@ __all__ = [
     "READY_CLASS",
     "FigureSlot",
     "FrontEndGate",
+    "LiveFigure",
     "close_unshown",
     "figure_height",
     "figure_output",

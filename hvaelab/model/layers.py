@@ -28,7 +28,21 @@ class _WeightNorm(nn.Module):
         self.g = nn.Parameter(torch.ones(out_dim))
         self.b = nn.Parameter(torch.zeros(out_dim))
 
+    _cached: tuple[tuple, Tensor] | None = None  # (key, weight) of the last no-grad call
+
     def weight(self) -> Tensor:
+        """``g * v / ||v||``. Without autograd (scoring, the dashboards) the result is kept
+        until v or g change: their version counters, storage and dtype key the cache, so an
+        optimizer step, ``load_state_dict`` or ``.to()`` recomputes it."""
+        if torch.is_grad_enabled():
+            return self._weight()
+        v, g = self.v, self.g
+        key = (v._version, g._version, v.data_ptr(), g.data_ptr(), v.dtype, v.device)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, self._weight())
+        return self._cached[1]
+
+    def _weight(self) -> Tensor:
         dims = [d for d in range(self.v.dim()) if d != self._out_axis]
         norm = torch.linalg.vector_norm(self.v, dim=dims, keepdim=True).clamp_min(1e-12)
         shape = [1] * self.v.dim()

@@ -363,3 +363,82 @@ def kernel_count(server) -> int:
         except psutil.Error:
             pass
     return n
+
+
+# ------------------------------------------------------------------------ the drawing canvas
+CANVAS = ".hvae-canvas"
+
+
+def canvas_revisions(page: Any) -> tuple[int, int]:
+    """``(revision, done_revision)`` the canvas shows: changes made, changes every view shows."""
+    r = page.evaluate(
+        "(c) => { const e = document.querySelector(c); "
+        "return e ? [Number(e.dataset.revision), Number(e.dataset.doneRevision)] : null; }",
+        CANVAS,
+    )
+    if r is None:
+        raise AssertionError("no drawing canvas on the page")
+    return int(r[0]), int(r[1])
+
+
+def wait_drawn(page: Any, revision: int, timeout_ms: float = 60_000) -> None:
+    """Block until the canvas has made ``revision`` changes and every view shows them."""
+    page.wait_for_function(
+        "([c, r]) => { const e = document.querySelector(c); if (!e) return false;"
+        " const rev = Number(e.dataset.revision), done = Number(e.dataset.doneRevision);"
+        " if (rev >= r && done >= rev) { window.__hvaeDoneAt = performance.now(); return true; }"
+        " return false; }",
+        arg=[CANVAS, revision],
+        polling="raf",
+        timeout=timeout_ms,
+    )
+
+
+def set_brush(page: Any, width: float, ink: float, shape: str) -> None:
+    """Set the canvas's brush through its own controls (as a user would)."""
+    page.locator(f"{CANVAS} .hvae-canvas-shape").select_option(shape)
+    page.locator(f"{CANVAS} .hvae-canvas-width").fill(str(width))
+    page.locator(f"{CANVAS} .hvae-canvas-ink").fill(str(ink))
+
+
+def draw_stroke(page: Any, points: Any) -> None:
+    """Drag the mouse along ``points`` (canvas px, 0..280) on the canvas: one stroke."""
+    box = page.locator(f"{CANVAS} canvas").bounding_box()
+    scale = box["width"] / 280.0
+    xy = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for p in xy[1:]:
+        page.mouse.move(*p, steps=2)
+    page.mouse.up()
+
+
+def image_of(page: Any, selector: str) -> Any:
+    """The PNG data-URI image of the <img> at ``selector`` as a uint8 array."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    src = page.locator(selector).first.get_attribute("src")
+    if not src or not src.startswith("data:image/png;base64,"):
+        raise AssertionError(f"{selector} shows no PNG data image: {str(src)[:60]}")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))))
+
+
+def shown_scores(page: Any) -> dict[str, Any]:
+    """What the example inspector shows: ``{"value": {score: v}, "p": {score: p}, "bpd",
+    "verdict", "header"}`` read from its data attributes."""
+    return page.evaluate(
+        """() => {
+          const read = (cls) => Object.fromEntries([...document.querySelectorAll(cls)]
+            .map((e) => [e.dataset.score, Number(e.dataset.value)]));
+          const v = document.querySelector('.hvae-inspect-verdict');
+          const b = document.querySelector('.hvae-inspect-bpd');
+          const h = document.querySelector('.hvae-inspect-header');
+          return {value: read('.hvae-inspect-value'), p: read('.hvae-inspect-p'),
+                  bpd: b ? Number(b.dataset.value) : null, verdict: v ? v.dataset.verdict : null,
+                  header: h ? h.innerText : null};
+        }"""
+    )

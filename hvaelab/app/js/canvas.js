@@ -55,7 +55,7 @@ function render({ model, el }) {
   const undo = mk("button", "hvae-canvas-undo", { textContent: "undo", title: "take back the last stroke" });
   const clear = mk("button", "hvae-canvas-clear", { textContent: "clear", title: "an empty canvas" });
   const size = mk("input", "hvae-canvas-width", { type: "range", min: 5, max: 60, step: 1, title: "brush size (canvas px; 10 = one model pixel)" });
-  const ink = mk("input", "hvae-canvas-ink", { type: "range", min: 0, max: 1, step: 0.05, title: "ink: 1 = white, 0 = eraser" });
+  const ink = mk("input", "hvae-canvas-ink", { type: "range", min: 0, max: 1, step: "any", title: "ink: 1 = white, 0 = eraser" });
   const shape = mk("select", "hvae-canvas-shape", { title: "brush shape" });
   for (const s of ["round", "square"]) shape.appendChild(mk("option", "", { value: s, textContent: s }));
   const state = mk("span", "hvae-canvas-state", {});
@@ -121,6 +121,7 @@ function render({ model, el }) {
   const finish = () => {
     if (!current) return;
     const points = current.points.map((p) => [Math.round(p[0] * 100) / 100, Math.round(p[1] * 100) / 100]);
+    el.dataset.strokeEndAt = String(performance.now());  // for benchmarks/dashboard_bench.py
     local.push({ ...current, points: points }); current = null; redraw(); changed();
   };
   canvas.addEventListener("pointerup", finish);
@@ -135,6 +136,7 @@ function render({ model, el }) {
   shape.addEventListener("change", () => { model.set("shape", shape.value); model.save_changes(); });
 
   model.on("change:done_revision", () => {
+    el.dataset.doneAt = String(performance.now());  // for benchmarks/dashboard_bench.py
     if (model.get("done_revision") >= sent) { busy = false; clearTimeout(timer); }
     showState(); send();
   });

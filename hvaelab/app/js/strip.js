@@ -11,7 +11,7 @@ function render({ model, el }) {
   function draw() {
     const pts = model.get("points"), rows = model.get("rows"), sel = model.get("selected");
     const W = Math.max(el.clientWidth || 600, 200), left = 110, right = 20, rowH = 22;
-    const H = rows.length * rowH + 30;
+    const H = rows.length * rowH + 40;
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("height", H);
     svg.replaceChildren();
     const xs = pts.map((p) => p.x).filter((x) => Number.isFinite(x));
