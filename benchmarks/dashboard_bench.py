@@ -212,8 +212,13 @@ def bench_draw(page, strokes: int, timing: Timing) -> None:
             " ...[...document.querySelectorAll('.hvae-live-figure')].map((e) =>"
             " [Number(e.dataset.receivedAt), Number(e.dataset.drawnAt)])]"
         )
-        print("  stroke: done after", round(parts[0] - end), "figures received/drawn",
-              [(round(a - end), round(b - end)) for a, b in parts[1:]], file=sys.stderr)
+        print(
+            "  stroke: done after",
+            round(parts[0] - end),
+            "figures received/drawn",
+            [(round(a - end), round(b - end)) for a, b in parts[1:]],
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
