@@ -207,5 +207,16 @@ def test_dashboard_builders_take_a_colour_checkpoint(colour, monkeypatch):
         result = up.score_files([("house.png", buf.getvalue())])
         assert result is not None and result.images.shape == (1, 32, 32, 3)
         assert "data-verdict" in up.results.value
+        # linked views: a colour test image selected on the strip is inspected in colour
+        from hvaelab.app.draw_view import draw_page
+        from hvaelab.app.linked import linked_explorer
+
+        box = linked_explorer(stem.name)
+        box.picker.strip.selected = 0
+        report = box.selection.report
+        assert report.image.shape == (32, 32, 3) and report.model_input.shape == (3, 32, 32)
+        assert report.reconstructions.images.shape[2] == 3
+        assert 'class="hvae-inspect-rec"' in box.inspector.recons.value
+        assert "hvae-draw-unavailable" in draw_page(stem.name)._dom_classes
     finally:
         resources.clear_caches()

@@ -266,3 +266,18 @@ def test_explorer_set_selected_none_removes_the_mark(app_checkpoints):
     ex.set_selected(None)
     assert not any("selected" in str(t) for t in (ex.density_fig.data[-1].text or ()))
     assert not any("selected" in (t.name or "") for t in ex.roc_fig.data)
+
+
+def test_a_row_of_the_reconstruction_grid_is_inspected(app_checkpoints):
+    from hvaelab.app.linked import linked_reconstructions
+
+    box = linked_reconstructions("fashionmnist")
+    recon, chooser = box.recon, box.chooser
+    assert [label for label, _ in chooser.options] == recon.labels
+    assert np.array_equal(box.selection.report.image, recon.images[0])  # the first row at once
+    chooser.value = 3
+    assert np.array_equal(box.selection.report.image, recon.images[3])
+    assert recon.labels[3] in box.inspector.header.value
+    recon.shuffle_inputs()  # new rows: the menu and the inspected input follow
+    assert [label for label, _ in chooser.options] == recon.labels
+    assert np.array_equal(box.selection.report.image, recon.images[0])

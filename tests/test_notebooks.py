@@ -47,6 +47,8 @@ CLASSES = {
         "hvae-recon-shuffle",
         "hvae-kl-fig",
         "hvae-samples-fig",
+        "hvae-recon-inspect",
+        "hvae-inspect-recons",
     },
     "03_layer_correlations.ipynb": {"hvae-corr-fig", "hvae-corr-a", "hvae-corr-b"},
     "04_score_your_images.ipynb": {

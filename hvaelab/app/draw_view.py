@@ -118,4 +118,21 @@ class DrawView(widgets.VBox):
             self.canvas.done_revision = max(revision, self.canvas.done_revision)
 
 
-__all__ = ["PREPROCESSING", "DrawView"]
+def draw_page(checkpoint: str, fpr: float = 0.05) -> widgets.Widget:
+    """The drawing page of checkpoint NAME: a :class:`DrawView`, or for a colour model (the
+    canvas makes 28x28 grey images) a notice saying so and where to go instead."""
+    from .resources import load_checkpoint
+
+    if load_checkpoint(checkpoint).model.config.colour:
+        note = widgets.HTML(
+            f'<div style="border:1px solid #1f77b4;background:#f3f8fc;padding:8px 12px;'
+            f'border-radius:4px">The drawing canvas makes 28×28 grey images; '
+            f"<b>{html.escape(checkpoint)}</b> takes 32×32 colour images. Score your own "
+            "colour images on the upload page, or serve a grey-scale model "
+            "(<code>HVAELAB_CHECKPOINT=fashionmnist make dashboard</code>) to draw.</div>"
+        )
+        return with_class(note, "hvae-draw-unavailable")
+    return DrawView(checkpoint, fpr=fpr)
+
+
+__all__ = ["PREPROCESSING", "DrawView", "draw_page"]

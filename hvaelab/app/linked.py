@@ -589,6 +589,7 @@ __all__ = [
     "comparison_sets",
     "image_src",
     "linked_explorer",
+    "linked_reconstructions",
     "reconstructions_html",
     "scores_html",
     "selection_for",
@@ -632,6 +633,43 @@ def linked_explorer(checkpoint: str, family: str = "LLR>k", k: int = 1) -> widge
     )
     box.add_class("hvae-linked-explorer")
     box.explorer, box.picker, box.inspector, box.selection = explorer, picker, inspector, selection
+    return box
+
+
+def linked_reconstructions(checkpoint: str) -> widgets.VBox:
+    """The reconstruction explorer with linked views: pick a row of the grid to see that input
+    in an :class:`ExampleInspector` (scores, p-values, per-layer KL, densities, ROC)."""
+    from .recon_view import ReconstructionExplorer
+
+    selection, tables, in_name, _ = selection_for(checkpoint)
+    recon = ReconstructionExplorer(checkpoint)
+    chooser = with_class(
+        widgets.Dropdown(description="inspect row", layout=widgets.Layout(width="360px")),
+        "hvae-recon-inspect",
+    )
+    inspector = ExampleInspector(selection, tables, in_name)
+
+    def rows(rx) -> None:
+        chooser.options = [(label, i) for i, label in enumerate(rx.labels)]
+        if chooser.value == 0:  # same index, new image: select it ourselves
+            pick({"new": 0})
+        chooser.value = 0
+
+    def pick(change) -> None:
+        i = change["new"]
+        if i is not None and 0 <= i < len(recon.labels):
+            label = recon.labels[i]
+            selection.select(Example(f"row {i + 1}: {label}", recon.images[i], "grid row"))
+
+    chooser.observe(pick, "value")
+    recon.on_inputs(rows)
+    rows(recon)
+    box = widgets.VBox(
+        [recon, widgets.HTML("<b>Inspect one row of the grid</b>"), chooser, inspector],
+        layout=widgets.Layout(width="100%"),
+    )
+    box.add_class("hvae-recon-linked")
+    box.recon, box.chooser, box.inspector, box.selection = recon, chooser, inspector, selection
     return box
 
 

@@ -111,6 +111,7 @@ class ReconstructionExplorer(widgets.VBox):
         self.rng = np.random.default_rng(seed)
         self._draws = 0
         self._recs: dict[str, LatentReconstructions] = {}
+        self._input_listeners: list = []  # on_inputs
 
         self.k_slider = with_class(
             widgets.IntSlider(
@@ -217,12 +218,22 @@ class ReconstructionExplorer(widgets.VBox):
         )
         self._recs.clear()
         self.redraw_grid()
+        self._inputs_changed()
 
     def set_inputs(self, indices: Mapping[str, Sequence[int]]) -> None:
         """Show the shipped images ``{dataset: [i, ...]}`` and recompute the grid."""
         self.images, self.labels = chosen_inputs(self.samples, indices)
         self._recs.clear()
         self.redraw_grid()
+        self._inputs_changed()
+
+    def on_inputs(self, listener) -> None:
+        """Call ``listener(explorer)`` whenever the grid's rows (inputs) change."""
+        self._input_listeners.append(listener)
+
+    def _inputs_changed(self) -> None:
+        for listener in self._input_listeners:
+            listener(self)
 
     def redraw_samples(self) -> None:
         self._draws += 1
