@@ -149,10 +149,39 @@ def test_selection_tells_every_view_and_the_inspector_marks_each_figure(shipped,
 def test_live_figure_sends_only_its_overlay():
     fig = LiveFigure({"data": [{"type": "scatter", "x": [1, 2]}], "layout": {"height": 200}}, "c")
     fig.show([{"type": "scatter", "x": [3]}], {"shapes": [{"type": "line"}]})
-    assert fig.revision == 1 and "c" in fig._dom_classes
+    plot = fig.plot
+    assert "c" in fig.box._dom_classes and "hvae-live-figure" in plot._dom_classes
+    assert fig.box.children == (plot,)
+    assert plot.revision == 1 and plot.overlay == [{"type": "scatter", "x": [3]}]
+    assert plot.base["data"] == [{"type": "scatter", "x": [1, 2]}]  # sent once, unchanged
     whole = fig.figure
     assert [t["x"] for t in whole["data"]] == [[1, 2], [3]]
     assert whole["layout"] == {"height": 200, "shapes": [{"type": "line"}]}
+
+
+def test_under_voila_anywidgets_are_created_when_the_page_has_settled(monkeypatch):
+    """anywidget gives a model 2 s from its creation in the browser to load; a page's models are
+    all created at load, amid long tasks. So under Voila they are created when the gate opens,
+    with the state they have by then, and before the held figures are sent."""
+    from hvaelab.app import widgets as app_widgets
+    from hvaelab.app.linked import ExampleStrip
+
+    gate = app_widgets.FrontEndGate(is_open=False)
+    monkeypatch.setattr(app_widgets, "GATE", gate)
+    live = LiveFigure({"data": [{"type": "bar"}], "layout": {}}, "live")
+    live.show([{"type": "scatter", "x": [7]}])
+    order = []
+    slot = app_widgets.AnySlot(lambda: order.append("strip") or ExampleStrip(), "strip")
+    slot.on_build(lambda w: order.append("callback"))
+    figure = app_widgets.FigureSlot({"data": [{"type": "bar"}], "layout": {}}, "fig")
+    sent = figure.send
+    monkeypatch.setattr(figure, "send", lambda: order.append("figure") or sent())
+    marker = app_widgets.ready_marker()
+    assert live.plot is None and slot.widget is None and live.box.children == ()
+    marker._view_count = 1  # the browser has put the page on screen
+    assert live.plot is not None and live.plot.overlay == [{"type": "scatter", "x": [7]}]
+    assert live.plot.revision == 1 and slot.box.children == (slot.widget,)
+    assert order == ["strip", "callback", "figure"]  # the anywidgets first
 
 
 def test_canvas_image_is_the_strokes_preprocessed(app_checkpoints):

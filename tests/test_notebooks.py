@@ -159,7 +159,10 @@ def test_notebook_runs_headless(name, executed, app_checkpoints):
         if s.get("_model_module") == "anywidget":
             assert s.get("_esm") in ours, f"{name} creates a foreign anywidget (a FigureWidget?)"
     figures = [s for s in states.values() if "hvae-figure" in s.get("_dom_classes", [])]
-    assert figures, f"{name} shows no figure"
+    live = [s for s in states.values() if "hvae-live-figure" in s.get("_dom_classes", [])]
+    assert figures or live, f"{name} shows no figure"
+    for s in live:  # LiveFigure: the static part of the figure is there from the start
+        assert s.get("base", {}).get("data"), f"{name}: a live figure without data"
     for s in figures:
         outputs = s.get("outputs") or [{}]
         assert s["_model_name"] == "OutputModel" and len(outputs) == 1, s.get("_dom_classes")

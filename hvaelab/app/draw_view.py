@@ -18,10 +18,11 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..data import InvalidInputError
+from ..data.strokes import strokes_to_image
 from .canvas import DrawCanvas
 from .linked import Example, ExampleInspector, comparison_sets, selection_for
 from .resources import dataset_label, sample_images
-from .widgets import status_html, with_class
+from .widgets import AnySlot, status_html, with_class
 
 PREPROCESSING = (
     "What the model sees: the 280×280 canvas (white ink on black, like MNIST) is averaged over "
@@ -45,7 +46,8 @@ class DrawView(widgets.VBox):
         self.checkpoint = checkpoint
         self.sets = comparison_sets(tables, in_name)
         self.rng = np.random.default_rng(seed)
-        self.canvas = DrawCanvas()
+        # the canvas (an anywidget) is created once the page has settled (AnySlot)
+        self.canvas_slot = AnySlot(self._make_canvas, "hvae-canvas-box", min_height="330px")
         self.start_set = with_class(
             widgets.Dropdown(
                 options=[(dataset_label(n), n) for n in self.sets],
@@ -56,7 +58,9 @@ class DrawView(widgets.VBox):
         )
         self.start = with_class(
             widgets.Button(
-                description="start from a test image", layout=widgets.Layout(width="190px")
+                description="start from test image",
+                tooltip="put a shipped test image of the chosen set on the canvas",
+                layout=widgets.Layout(width="172px"),
             ),
             "hvae-draw-start",
         )
@@ -74,7 +78,7 @@ class DrawView(widgets.VBox):
         )
         left = widgets.VBox(
             [
-                self.canvas,
+                self.canvas_slot.box,
                 widgets.HBox([self.start_set, self.start]),
                 note,
                 self.status,
@@ -83,7 +87,6 @@ class DrawView(widgets.VBox):
             layout=widgets.Layout(width="300px", min_width="300px"),
         )
         self.inspector = ExampleInspector(self.selection, tables, in_name, lead=left)
-        self.canvas.observe(self._on_revision, "revision")
         self.start.on_click(lambda _b: self.start_from_test_image())
         super().__init__([self.inspector], layout=widgets.Layout(width="100%"))
         self.add_class("hvae-draw-view")
@@ -97,11 +100,24 @@ class DrawView(widgets.VBox):
         self._start_label = f"{dataset_label(name)} test image {i + 1}"
         self.canvas.load(imgs[i])
 
+    def _make_canvas(self) -> DrawCanvas:
+        canvas = DrawCanvas()
+        canvas.observe(self._on_revision, "revision")
+        return canvas
+
+    @property
+    def canvas(self) -> DrawCanvas:
+        """The drawing canvas (created now if the page has not settled yet)."""
+        return self.canvas_slot.build()
+
     def _on_revision(self, change) -> None:
         self.update()
 
     def update(self) -> None:
         """Score the canvas as it is now and redraw every view; then tell the browser."""
+        if self.canvas_slot.widget is None:  # not on the page yet: an empty canvas
+            self.selection.select(Example("your drawing", strokes_to_image([]), "empty canvas"))
+            return
         revision = self.canvas.revision
         try:
             image = self.canvas.image

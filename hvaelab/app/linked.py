@@ -57,7 +57,7 @@ from .score_figures import (
     roc_data,
     roc_point,
 )
-from .widgets import LiveFigure, with_class
+from .widgets import AnySlot, LiveFigure, with_class
 
 
 @dataclass
@@ -258,10 +258,23 @@ class ExamplePicker:
                 self.scores.append({s: float(v[i]) for s, v in sc.items()})
                 points_meta.append((row, label, image_src(img), dataset_color(name)))
         self._meta = points_meta
-        self.strip = with_class(
-            ExampleStrip(rows=[dataset_label(n) for n in datasets]), "hvae-example-strip"
-        )
-        self.strip.observe(self._on_click, "selected")
+        self._state: dict = {"rows": [dataset_label(n) for n in datasets]}
+        self.slot = AnySlot(self._make_strip, "hvae-example-strip", width="100%")
+
+    def _make_strip(self) -> ExampleStrip:
+        strip = ExampleStrip(**self._state, layout=widgets.Layout(width="100%"))
+        strip.observe(self._on_click, "selected")
+        return strip
+
+    @property
+    def box(self) -> widgets.Box:
+        """What the page shows (the strip, once the page has settled: :class:`AnySlot`)."""
+        return self.slot.box
+
+    @property
+    def strip(self) -> ExampleStrip:
+        """The strip widget (created now if the page has not settled yet)."""
+        return self.slot.build()
 
     def show_score(self, score: str, n_dims: int) -> None:
         """Place the examples along ``score`` (display units)."""
@@ -273,9 +286,12 @@ class ExamplePicker:
             pts.append(
                 {"x": x, "row": row, "label": html.escape(label), "src": src, "color": color}
             )
-        with self.strip.hold_sync():
-            self.strip.points = pts
-            self.strip.x_title = f"{name.label(False)} ({name.unit}); click a point to inspect it"
+        title = f"{name.label(False)} ({name.unit}); click a point to inspect it"
+        self._state.update(points=pts, x_title=title)
+        strip = self.slot.widget
+        if strip is not None:
+            with strip.hold_sync():
+                strip.points, strip.x_title = pts, title
 
     def _on_click(self, change) -> None:
         i = int(change["new"])
@@ -628,9 +644,7 @@ def linked_explorer(checkpoint: str, family: str = "LLR>k", k: int = 1) -> widge
         "reconstructions for every k, every LLR<sup>&gt;k</sup> with its p-value and its "
         "per-layer KL.</div>"
     )
-    box = widgets.VBox(
-        [explorer, note, picker.strip, inspector], layout=widgets.Layout(width="100%")
-    )
+    box = widgets.VBox([explorer, note, picker.box, inspector], layout=widgets.Layout(width="100%"))
     box.add_class("hvae-linked-explorer")
     box.explorer, box.picker, box.inspector, box.selection = explorer, picker, inspector, selection
     return box

@@ -107,10 +107,15 @@ class FrontEndGate:
         self.is_open = is_open
         self._slots: dict[int, FigureSlot] = {}  # insertion order = the order they are sent
         self._markers: list[widgets.Widget] = []
+        self._builds: list[AnySlot] = []  # anywidgets, created first when the gate opens
 
     def hold(self, slot: FigureSlot) -> None:
         """Send ``slot``'s figure when the gate opens."""
         self._slots[id(slot)] = slot
+
+    def hold_build(self, slot: AnySlot) -> None:
+        """Create ``slot``'s anywidget when the gate opens (before the figures are sent)."""
+        self._builds.append(slot)
 
     def hold_marker(self, marker: widgets.Widget) -> None:
         """Add the ``hvae-ready`` class to ``marker`` when the gate opens (after the figures);
@@ -124,8 +129,12 @@ class FrontEndGate:
             self.release()
 
     def release(self) -> None:
-        """Open the gate: send the held figures in order, then mark the pages ready."""
+        """Open the gate: create the held anywidgets, send the held figures in order, then mark
+        the pages ready."""
         self.is_open = True
+        builds, self._builds = self._builds, []
+        for build in builds:
+            build.build()
         slots, self._slots = list(self._slots.values()), {}
         for slot in slots:
             slot.send()
@@ -182,10 +191,53 @@ class FigureSlot:
         self.box.outputs = (figure_output(self.figure, spec_json=spec_json),)
 
 
-class LiveFigure(anywidget.AnyWidget):
-    """A plotly figure redrawn in place: ``base`` (the static traces and layout, a plotly
-    figure dict) plus ``overlay`` (the traces that follow the selection). See the module
-    docstring for when to use it instead of :class:`FigureSlot`."""
+class AnySlot:
+    """A place on a page for an anywidget that is created only once the page has settled.
+
+    anywidget gives each of its models 2 s, counted in the browser from the moment the model is
+    created, to load its JavaScript, and a model that misses it never receives another message
+    (a dead view). The browser creates every model of a Voilà page at once, while it builds the
+    page's views and loads plotly.js: long tasks that took more than 2 s on this 2-core machine
+    ("[anywidget] Failed to initialize model"). So under Voilà the widget is created when
+    :data:`GATE` opens -- the page is on screen -- before the figures are sent; elsewhere at once.
+    ``box`` (with ``css_classes``) is what the page shows; ``widget`` is None until built;
+    ``on_build`` callbacks run on the new widget (observers, pending state).
+    """
+
+    def __init__(
+        self, factory: Callable[[], widgets.Widget], *css_classes: str, **layout: Any
+    ) -> None:
+        self.box = widgets.Box(layout=widgets.Layout(**layout))
+        for c in css_classes:
+            self.box.add_class(c)
+        self._factory = factory
+        self._on_build: list[Callable[[widgets.Widget], None]] = []
+        self.widget: widgets.Widget | None = None
+        if GATE.is_open:
+            self.build()
+        else:
+            GATE.hold_build(self)
+
+    def on_build(self, callback: Callable[[widgets.Widget], None]) -> None:
+        """Call ``callback(widget)`` once the widget exists (now, if it does)."""
+        if self.widget is not None:
+            callback(self.widget)
+        else:
+            self._on_build.append(callback)
+
+    def build(self) -> widgets.Widget:
+        """Create the widget now (idempotent) and put it into :attr:`box`."""
+        if self.widget is None:
+            self.widget = self._factory()
+            for callback in self._on_build:
+                callback(self.widget)
+            self._on_build.clear()
+            self.box.children = (self.widget,)
+        return self.widget
+
+
+class LivePlot(anywidget.AnyWidget):
+    """The browser side of a :class:`LiveFigure` (``js/live_figure.js``)."""
 
     _esm = LIVE_FIGURE_ESM
     base = traitlets.Dict().tag(sync=True)
@@ -194,16 +246,42 @@ class LiveFigure(anywidget.AnyWidget):
     config = traitlets.Dict(PLOT_CONFIG).tag(sync=True)
     revision = traitlets.Int(0).tag(sync=True)
 
+
+class LiveFigure:
+    """A plotly figure redrawn in place: ``base`` (the static traces and layout, a plotly
+    figure dict, sent once) plus an overlay (the traces and layout entries that follow the
+    selection). See the module docstring for when to use it instead of :class:`FigureSlot`;
+    its anywidget is created in an :class:`AnySlot`."""
+
     def __init__(self, base: go.Figure | dict, css_class: str, **layout: Any) -> None:
-        fig = base if isinstance(base, dict) else json.loads(pio.to_json(base, validate=False))
-        super().__init__(base=fig, layout=widgets.Layout(**layout))
-        self.add_class(css_class)
-        self.add_class("hvae-live-figure")
+        self.base = (
+            base if isinstance(base, dict) else json.loads(pio.to_json(base, validate=False))
+        )
+        self.overlay: list[dict] = []
+        self.overlay_layout: dict = {}
+        self.revision = 0
+        self._slot = AnySlot(self._make, css_class, width=layout.pop("width", "100%"), **layout)
+
+    def _make(self) -> LivePlot:
+        plot = LivePlot(
+            base=self.base,
+            overlay=self.overlay,
+            overlay_layout=self.overlay_layout,
+            revision=self.revision,
+            layout=widgets.Layout(width="100%"),
+        )
+        plot.add_class("hvae-live-figure")
+        return plot
 
     @property
-    def box(self) -> LiveFigure:
+    def box(self) -> widgets.Box:
         """The widget to put on a page (as :attr:`FigureSlot.box`)."""
-        return self
+        return self._slot.box
+
+    @property
+    def plot(self) -> LivePlot | None:
+        """The anywidget, once created."""
+        return self._slot.widget
 
     @property
     def figure(self) -> dict:
@@ -216,10 +294,14 @@ class LiveFigure(anywidget.AnyWidget):
     def show(self, overlay: list[dict], layout: dict | None = None) -> None:
         """Replace the overlay: traces, and layout entries such as ``shapes`` or
         ``annotations`` (which plotly redraws without redrawing the traces)."""
-        with self.hold_sync():
-            self.overlay = overlay
-            self.overlay_layout = layout or {}
-            self.revision += 1
+        self.overlay, self.overlay_layout = overlay, layout or {}
+        self.revision += 1
+        plot = self._slot.widget
+        if plot is not None:
+            with plot.hold_sync():
+                plot.overlay = self.overlay
+                plot.overlay_layout = self.overlay_layout
+                plot.revision = self.revision
 
 
 def close_unshown(root: widgets.Widget, keep: Iterable[widgets.Widget] = ()) -> None:
@@ -283,8 +365,10 @@ __all__ = [
     "PLOT_CONFIG",
     "READY_CLASS",
     "FigureSlot",
+    "AnySlot",
     "FrontEndGate",
     "LiveFigure",
+    "LivePlot",
     "close_unshown",
     "figure_height",
     "figure_output",

@@ -371,6 +371,8 @@ CANVAS = ".hvae-canvas"
 
 def canvas_revisions(page: Any) -> tuple[int, int]:
     """``(revision, done_revision)`` the canvas shows: changes made, changes every view shows."""
+    # the canvas is created once the page has settled (hvaelab.app.widgets.AnySlot)
+    page.wait_for_selector(f"{CANVAS}[data-revision]", state="attached", timeout=60_000)
     r = page.evaluate(
         "(c) => { const e = document.querySelector(c); "
         "return e ? [Number(e.dataset.revision), Number(e.dataset.doneRevision)] : null; }",
