@@ -142,3 +142,19 @@ def test_parser_reads_nested_pip_list_and_comments():
         "dependencies": ["a>=1", "c"],
         "pip": ["-e .", "b"],
     }
+
+
+def test_readme_images_are_in_the_repository_and_small():
+    """Every image the README shows is a PNG in the repository, small enough to clone."""
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme)
+    assert len(images) >= 7, "the README shows a screenshot of each dashboard page"
+    for rel in images:
+        path = root / rel
+        assert path.is_file(), f"README shows {rel}, which is not in the repository"
+        assert path.suffix == ".png" and path.stat().st_size < 200_000, rel
+        with Image.open(path) as im:
+            assert im.format == "PNG" and im.width <= 800, (rel, im.size)

@@ -497,10 +497,14 @@ class ExampleInspector(widgets.VBox):
         ``{"traces": [...], "layout": {...}}`` (shapes and annotations: plotly redraws them
         without redrawing the figure's traces)."""
         name = html.escape(report.name)
-        shapes, notes = [], []
+        shapes, notes, axes = [], [], {}
         for j, score in enumerate(self.llr):
             ax = "" if j == 0 else str(j + 1)
             v, p = report.score(score), report.p_value(score)
+            axis = self._density_base["layout"][f"xaxis{ax}"]
+            span = _cover(axis["range"], v)  # widened if the marker falls outside
+            axes[f"xaxis{ax}"] = {**axis, "range": span}
+            right = (v - span[0]) > 0.6 * (span[1] - span[0])  # label on the inner side
             line = {"color": SELECTED_COLOR, "width": 3, "dash": "dash"}
             shapes.append(
                 {"type": "line", "xref": f"x{ax}", "yref": f"y{ax} domain", "x0": v, "x1": v,
@@ -508,14 +512,15 @@ class ExampleInspector(widgets.VBox):
             )  # fmt: skip
             notes.append(
                 {"xref": f"x{ax}", "yref": f"y{ax} domain", "x": v, "y": 0.92, "yanchor": "bottom",
-                 "text": f"{name if j == 0 else ''} p = {p:.3f}".strip(), "showarrow": False,
-                 "font": {"color": SELECTED_COLOR, "size": 11}}
+                 "xanchor": "right" if right else "left", "text": f"p = {p:.3f}",
+                 "showarrow": False, "font": {"color": SELECTED_COLOR, "size": 11}}
             )  # fmt: skip
-        density = {"traces": [], "layout": {"shapes": shapes, "annotations": notes}}
-        for j, score in enumerate(self.llr):  # widen an axis the marker falls outside of
-            key = "xaxis" + ("" if j == 0 else str(j + 1))
-            axis = self._density_base["layout"][key]
-            density["layout"][key] = {**axis, "range": _cover(axis["range"], report.score(score))}
+        notes.append(  # whose lines these are (inside the figure, never cut at its edge)
+            {"xref": "paper", "yref": "paper", "x": 1, "y": 1.1, "xanchor": "right",
+             "yanchor": "bottom", "showarrow": False, "font": {"color": SELECTED_COLOR, "size": 11},
+             "text": f"- - {name}"}
+        )  # fmt: skip
+        density = {"traces": [], "layout": {"shapes": shapes, "annotations": notes, **axes}}
 
         fpr, tpr, text = [], [], []
         for score in self.llr:

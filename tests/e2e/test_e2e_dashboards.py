@@ -130,6 +130,14 @@ def test_upload_scores_images_and_rejects_non_images(open_dashboard, screenshots
     )
     first = result.inner_text()
     assert any(v in first for v in VERDICTS), first
+    # the upload is inspected at once: its header, verdict and marks in the linked views
+    page.wait_for_function(
+        "() => (document.querySelector('.hvae-inspect-header')?.innerText || '')"
+        ".includes('blob.png') && !!document.querySelector('.hvae-inspect-verdict')",
+        timeout=UPDATE_TIMEOUT_MS,
+    )
+    shown = page.locator(".hvae-inspect-verdict").get_attribute("data-verdict")
+    assert shown in VERDICTS and shown in first, (shown, first)
     screenshot(page, screenshots / "04_upload_png.png")
 
     fake = tmp_path / "notes.png"
