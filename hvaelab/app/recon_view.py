@@ -135,10 +135,15 @@ class ReconstructionExplorer(widgets.VBox):
             "hvae-recon-mode",
         )
         self.shuffle = with_class(
-            widgets.Button(description="new random inputs", icon="random"), "hvae-recon-shuffle"
+            # width "auto": the label decides (the default 148 px cuts it off)
+            widgets.Button(
+                description="new random inputs", icon="random", layout=widgets.Layout(width="auto")
+            ),
+            "hvae-recon-shuffle",
         )
         self.resample = with_class(
-            widgets.Button(description="new model samples"), "hvae-samples-new"
+            widgets.Button(description="new model samples", layout=widgets.Layout(width="auto")),
+            "hvae-samples-new",
         )
         self.status = widgets.HTML()
 

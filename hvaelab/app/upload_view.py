@@ -128,7 +128,11 @@ class UploadScorer(widgets.VBox):
 
         self.upload = with_class(
             widgets.FileUpload(
-                accept=ACCEPT, multiple=True, description="Upload images", icon="upload"
+                accept=ACCEPT,
+                multiple=True,
+                description="Upload images",
+                icon="upload",
+                layout=widgets.Layout(width="auto"),  # the label and its count, never cut
             ),
             "hvae-upload",
         )
