@@ -23,7 +23,7 @@ import base64
 import html
 import io
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -603,6 +603,7 @@ def comparison_sets(tables: Mapping[str, ScoreTable], in_name: str) -> list[str]
 
 __all__ = [
     "Example",
+    "ExampleChooser",
     "ExampleInspector",
     "ExamplePicker",
     "ExampleStrip",
@@ -655,6 +656,40 @@ def linked_explorer(checkpoint: str, family: str = "LLR>k", k: int = 1) -> widge
     return box
 
 
+class ExampleChooser:
+    """A menu of examples (a grid's rows, uploads) that selects the chosen one in
+    ``selection``; :meth:`set_examples` replaces the menu and selects the first."""
+
+    def __init__(self, selection: Selection, description: str, css_class: str) -> None:
+        self.selection = selection
+        self.examples: list[Example] = []
+        self.menu = with_class(
+            widgets.Dropdown(
+                description=description, options=[], layout=widgets.Layout(width="360px")
+            ),
+            css_class,
+        )
+        self.menu.observe(self._on_choice, "value")
+
+    def set_examples(
+        self, examples: Iterable[Example], labels: Sequence[str] | None = None
+    ) -> None:
+        """Offer ``examples`` (menu entries: ``labels``, default their names)."""
+        self.examples = list(examples)
+        labels = [e.name for e in self.examples] if labels is None else list(labels)
+        # new options reset the menu to index 0 without a change event when it was 0 already
+        self.menu.options = [(label, i) for i, label in enumerate(labels)]
+        if self.examples:
+            if self.menu.value == 0:
+                self.selection.select(self.examples[0])
+            self.menu.value = 0
+
+    def _on_choice(self, change) -> None:
+        i = change["new"]
+        if i is not None and 0 <= i < len(self.examples):
+            self.selection.select(self.examples[i])
+
+
 def linked_reconstructions(checkpoint: str) -> widgets.VBox:
     """The reconstruction explorer with linked views: pick a row of the grid to see that input
     in an :class:`ExampleInspector` (scores, p-values, per-layer KL, densities, ROC)."""
@@ -662,33 +697,23 @@ def linked_reconstructions(checkpoint: str) -> widgets.VBox:
 
     selection, tables, in_name, _ = selection_for(checkpoint)
     recon = ReconstructionExplorer(checkpoint)
-    chooser = with_class(
-        widgets.Dropdown(description="inspect row", layout=widgets.Layout(width="360px")),
-        "hvae-recon-inspect",
-    )
+    chooser = ExampleChooser(selection, "inspect row", "hvae-recon-inspect")
     inspector = ExampleInspector(selection, tables, in_name)
 
     def rows(rx) -> None:
-        chooser.options = [(label, i) for i, label in enumerate(rx.labels)]
-        if chooser.value == 0:  # same index, new image: select it ourselves
-            pick({"new": 0})
-        chooser.value = 0
+        chooser.set_examples(
+            Example(label, image, "grid row")
+            for label, image in zip(rx.labels, rx.images, strict=True)
+        )
 
-    def pick(change) -> None:
-        i = change["new"]
-        if i is not None and 0 <= i < len(recon.labels):
-            label = recon.labels[i]
-            selection.select(Example(f"row {i + 1}: {label}", recon.images[i], "grid row"))
-
-    chooser.observe(pick, "value")
     recon.on_inputs(rows)
     rows(recon)
     box = widgets.VBox(
-        [recon, widgets.HTML("<b>Inspect one row of the grid</b>"), chooser, inspector],
+        [recon, widgets.HTML("<b>Inspect one row of the grid</b>"), chooser.menu, inspector],
         layout=widgets.Layout(width="100%"),
     )
     box.add_class("hvae-recon-linked")
-    box.recon, box.chooser, box.inspector, box.selection = recon, chooser, inspector, selection
+    box.recon, box.chooser, box.inspector, box.selection = recon, chooser.menu, inspector, selection
     return box
 
 
@@ -698,32 +723,25 @@ def upload_inspector(checkpoint: str, fpr: float = 0.05) -> widgets.VBox:
     from .upload_view import UploadScorer
 
     selection, tables, in_name, ref_key = selection_for(checkpoint, fpr)
-    chooser = with_class(
-        widgets.Dropdown(description="inspect", options=[], layout=widgets.Layout(width="360px")),
-        "hvae-upload-inspect",
-    )
+    chooser = ExampleChooser(selection, "inspect", "hvae-upload-inspect")
     inspector = ExampleInspector(selection, tables, in_name)
-    uploads: list[Example] = []
 
     def on_scored(names: list[str], _scores, _n_samples: int) -> None:
         images = scorer.result.images if scorer.result is not None else []
-        uploads[:] = [Example(n, img, "your upload") for n, img in zip(names, images, strict=True)]
-        chooser.options = [(n, i) for i, n in enumerate(names)]
-        if uploads:
-            if chooser.value == 0:
-                selection.select(uploads[0])
-            chooser.value = 0
-
-    def on_choice(change) -> None:
-        if change["new"] is not None and 0 <= change["new"] < len(uploads):
-            selection.select(uploads[change["new"]])
+        chooser.set_examples(
+            Example(n, img, "your upload") for n, img in zip(names, images, strict=True)
+        )
 
     scorer = UploadScorer(checkpoint, reference=ref_key, fpr=fpr, on_scored=on_scored)
-    chooser.observe(on_choice, "value")
     box = widgets.VBox(
-        [scorer, widgets.HTML("<b>Inspect one upload</b>"), chooser, inspector],
+        [scorer, widgets.HTML("<b>Inspect one upload</b>"), chooser.menu, inspector],
         layout=widgets.Layout(width="100%"),
     )
     box.add_class("hvae-upload-linked")
-    box.scorer, box.chooser, box.inspector, box.selection = scorer, chooser, inspector, selection
+    box.scorer, box.chooser, box.inspector, box.selection = (
+        scorer,
+        chooser.menu,
+        inspector,
+        selection,
+    )
     return box
