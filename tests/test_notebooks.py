@@ -66,6 +66,10 @@ CLASSES = {
         "hvae-corr-fig",
         "hvae-upload",
         "hvae-draw-view",
+        "hvae-question",
+        "hvae-toy-fig",
+        "hvae-layer-terms-fig",
+        "hvae-gap-fig",
     },
     "06_training_curves.ipynb": {"hvae-history-fig"},
     "07_draw_and_inspect.ipynb": {

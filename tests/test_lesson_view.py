@@ -1,0 +1,143 @@
+"""The teaching page's pieces without a browser: questions whose answers come from data, the
+toy's view, and the figures of appendix C and eqs. 7-8 (hvaelab.app.lesson)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from hvaelab.app import lesson
+from hvaelab.scores import ScoreTable, ood_scores
+
+
+def _table(rng, n, elbo, gap_q, llr, kls, rec, n_samples=16) -> ScoreTable:
+    """A synthetic table with known gaps: elbo_iw = elbo + gap_q, L>k = elbo - k * llr."""
+    e = elbo + rng.normal(0, 1, n)
+    cols = {"elbo": e, "elbo_iw": e + gap_q, "rec>0": np.full(n, -rec)}
+    for k in (1, 2, 3):
+        cols[f"L>{k}"] = e - k * llr
+        cols[f"L>{k}_iw"] = e - k * llr
+        cols[f"kl{k}"] = np.full(n, kls[k - 1])
+    meta = {"n_samples": n_samples, "n_layers": 3, "n_dims": 784}
+    return ScoreTable(cols, meta)
+
+
+def _data(in_bits: float, ood_bits: float, llr_in=5.0, llr_ood=40.0) -> lesson.LessonData:
+    rng = np.random.default_rng(0)
+    nats = lambda bpd: -bpd * 784 * np.log(2)  # noqa: E731
+    a = _table(rng, 200, nats(in_bits), 4.0, llr_in, (20.0, 3.0, 8.0), 190.0)
+    b = _table(rng, 200, nats(ood_bits), 8.0, llr_ood, (40.0, 9.0, 9.0), 90.0)
+    return lesson.LessonData("fashionmnist", "mnist", (a, b), (a, b))
+
+
+def _answer_text(q: lesson.Question) -> str:
+    return re.sub("<[^>]+>", "", q.answer_html.value)
+
+
+def test_question_reveals_the_answer_computed_from_the_data():
+    fails = _data(in_bits=0.45, ood_bits=0.31)  # the paper's situation: OOD more likely
+    q = lesson.likelihood_question(fails)
+    assert q.answer_html.value == "" and not q.reveal.disabled
+    q.choice.value = q.choice.options[1]
+    q.reveal.click()
+    text = _answer_text(q)
+    assert text.startswith("✔ Right.") and "Answer: MNIST (never seen)." in text
+    assert "0.310 bits/dim" in text and "0.450 bits/dim" in text
+    assert q.reveal.disabled
+    # a model where the likelihood works gets the other answer, and a wrong guess is told so
+    works = lesson.likelihood_question(_data(in_bits=0.31, ood_bits=0.45))
+    works.choice.value = works.choice.options[1]
+    works.show_answer()
+    assert _answer_text(works).startswith("✘ Not quite.")
+    assert "Answer: FashionMNIST (its own kind)." in _answer_text(works)
+    same = lesson.likelihood_question(_data(in_bits=0.400, ood_bits=0.405))
+    assert same.right_index == 2
+    # no choice made: the answer without a verdict
+    blank = lesson.likelihood_question(fails)
+    blank.show_answer()
+    assert _answer_text(blank).startswith("Answer: MNIST")
+
+
+def test_layer_and_ratio_questions_follow_their_tables():
+    data = _data(0.45, 0.31)
+    q = lesson.layer_question(data)
+    assert q.right_index == 0  # -log p(x|z) = 190 nats
+    q.show_answer()
+    assert "−log p(x|z) (the pixels): 190.0, KL of z1: 20.0, KL of z2: 3.0, KL of z3: 8.0" in (
+        _answer_text(q)
+    )
+    r = lesson.ratio_question(data, k=1)
+    assert r.right_index == 1
+    r.show_answer()
+    assert "FashionMNIST 5.0, MNIST 40.0" in _answer_text(r)
+    assert lesson.ratio_question(_data(0.45, 0.31, llr_in=50.0, llr_ood=4.0)).right_index == 0
+
+
+def test_posterior_gaps_difference_is_exactly_the_llr():
+    data = _data(0.45, 0.31)
+    for table in data.iw:
+        for k in (1, 2, 3):
+            gap_q, gap_k = lesson.posterior_gaps(table, k)
+            np.testing.assert_allclose(gap_k - gap_q, ood_scores(table)[f"LLR>{k}"], atol=1e-9)
+        gap_q, _ = lesson.posterior_gaps(table, 1)
+        assert np.all(gap_q >= 0)
+
+
+def test_layer_terms_of_negates_the_reconstruction_and_needs_its_columns():
+    data = _data(0.45, 0.31)
+    terms = lesson.layer_terms_of(data.s1[1])
+    assert terms.shape == (200, 4)
+    np.testing.assert_allclose(terms[0], [90.0, 40.0, 9.0, 9.0])
+    bare = ScoreTable({"elbo": np.zeros(3)}, {"n_layers": 3, "n_dims": 784})
+    with pytest.raises(ValueError, match="rec>0, kl1, kl2, kl3"):
+        lesson.layer_terms_of(bare)
+
+
+def test_figures_show_the_tables_numbers():
+    data = _data(0.45, 0.31)
+    fig = lesson.layer_terms_figure(data)
+    ideal, fm, mn = fig.data
+    assert list(fm.y) == pytest.approx([190.0, 20.0, 3.0, 8.0])
+    assert list(mn.y) == pytest.approx([90.0, 40.0, 9.0, 9.0])
+    assert ideal.y[0] > ideal.y[1] > ideal.y[2] > 0
+    gap = lesson.kl_gap_figure(data, k=2)
+    bars = [t for t in gap.data if len(t.y) == 2]
+    assert [list(t.y) for t in bars] == [
+        pytest.approx([4.0, 14.0]),
+        pytest.approx([8.0, 88.0]),
+    ]
+
+
+def test_toy_view_recomputes_on_each_knob():
+    view = lesson.ToyView()
+    first = view.info.value
+    assert "the likelihood flags the OOD set" in first
+    view.details.value = 16
+    assert "the likelihood <b>prefers</b> the OOD set" in view.info.value
+    assert view.slot.figure.layout.annotations[1].text == "log p(s, t), D = 16"
+    view.slope.value = 1.0
+    assert view.info.value != first
+    q = lesson.toy_question(n_detail=64)
+    assert q.right_index == 1
+    assert lesson.toy_question(n_detail=1).right_index == 0
+
+
+def test_kl_gap_view_follows_k():
+    view = lesson.KLGapView(_data(0.45, 0.31), k=1)
+    assert "FashionMNIST: 9.0 − 4.0 = <b>5.0</b>; MNIST: 48.0 − 8.0 = <b>40.0</b>" in (
+        view.info.value
+    )
+    view.k.value = 3
+    assert "MNIST: 128.0 − 8.0 = <b>120.0</b>" in view.info.value
+    assert view.k.max == 3
+
+
+def test_lesson_data_reads_the_shipped_tables(app_checkpoints):
+    data = lesson.lesson_data("fashionmnist")
+    assert (data.in_name, data.ood_name) == ("fashionmnist", "mnist")
+    assert data.s1[0].n_samples == 1 and data.iw[0].n_samples >= data.s1[0].n_samples
+    # the paper's phenomenon, in the shipped model: MNIST is the more likely set
+    assert lesson.likelihood_question(data).right_index == 1
+    assert lesson.ratio_question(data).right_index == 1
