@@ -578,7 +578,8 @@ def load_model(
     search_dirs: Iterable[str | os.PathLike[str]] | None = None,
     device: str | torch.device = "cpu",
 ) -> LoadedModel:
-    """Load an HVAE checkpoint by path or name (see :func:`resolve_checkpoint`), in eval mode.
+    """Load an HVAE or BIVA checkpoint by path or name (see :func:`resolve_checkpoint`), in eval
+    mode; the card's "kind" picks the class (:func:`hvaelab.model.build_model`).
 
     Raises :class:`CheckpointError` if the card has no model configuration or the weights do
     not fit the architecture it describes. A second stage fitted for these very weights
@@ -586,18 +587,18 @@ def load_model(
     ``model.second_stage``; one fitted for other weights is ignored with a warning.
     """
     from .config import HVAEConfig
-    from .model import HVAE
+    from .model import MODEL_KINDS, build_model
 
     stem = resolve_checkpoint(path_or_name, search_dirs)
     tensors, card = _load_pair(stem, CHECKPOINT_FORMAT)
     json_path = _pair(stem)[1]
-    if card.get("kind") != "hvae" or not isinstance(card.get("model_config"), dict):
+    if card.get("kind") not in MODEL_KINDS or not isinstance(card.get("model_config"), dict):
         raise CheckpointError(
             f"{json_path} is an hvaelab checkpoint but not of an HVAE model (no 'model_config')."
         )
     try:
         config = HVAEConfig.from_dict(card["model_config"])
-        model = HVAE(config)
+        model = build_model(card["kind"], config)
         model.load_state_dict(tensors, strict=True)
     except (TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(

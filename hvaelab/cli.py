@@ -28,7 +28,6 @@ from .data.errors import DataNotFoundError
 from .data.inventory import fetch, format_inventory, inventory, verify_split
 from .device import resolve_device
 from .evaluate import evaluate_tables, format_table1, format_table2, write_results
-from .model import HVAE
 from .score_names import Family, ScoreName, TableKey
 from .scores import (
     load_tables,
@@ -327,7 +326,7 @@ def _random_like(model, seed: int):
     """An untrained model of the same architecture, data-dependently initialised."""
 
     torch.manual_seed(seed)
-    rnd = HVAE(model.config).to(next(model.parameters()).device)
+    rnd = type(model)(model.config).to(next(model.parameters()).device)
     x = torch.rand(256, *model.config.in_shape, device=next(model.parameters()).device) > 0.5
     rnd.initialize(rnd.inputs(x.float(), binarize="none").x)
     return rnd.eval()

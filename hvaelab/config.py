@@ -1,7 +1,9 @@
 """Model configuration and named presets (paper appendix B, table 4).
 
-A :class:`HVAEConfig` fully determines the architecture of :class:`hvaelab.model.HVAE`; it is
-stored in every checkpoint's JSON card, so a checkpoint rebuilds its model without code changes.
+A :class:`HVAEConfig` fully determines the architecture of :class:`hvaelab.model.HVAE`, and with
+the model kind ("biva", :func:`preset_kind`) that of :class:`hvaelab.model.BIVA`, whose
+``latents`` are the sizes of each of a layer's two units; it is stored in every checkpoint's JSON
+card beside the kind, so a checkpoint rebuilds its model without code changes.
 """
 
 from __future__ import annotations
@@ -93,6 +95,10 @@ class HVAEConfig:
         return cls(**kw)
 
 
+_BIVA_LATENTS = (10, 8, 6, 42, 40, 38, 36, 34, 32, 30)
+_BIVA_KINDS = ("conv",) * 3 + ("dense",) * 7
+_BIVA_KERNELS = (5,) + (3,) * 9
+
 PRESETS: dict[str, HVAEConfig] = {
     # The paper's grey-scale HVAE: z1 14x14x8 (conv), z2 16, z3 8 (dense); Bernoulli likelihood.
     "hvae-grey": HVAEConfig(),
@@ -108,7 +114,48 @@ PRESETS: dict[str, HVAEConfig] = {
     ),
     # A tiny grey model for tests and quick demos (same structure, narrower).
     "hvae-tiny": HVAEConfig(name="hvae-tiny", channels=16, blocks_per_stage=1),
+    # BIVA (appendix B.2, table 4; built by hvaelab.model.BIVA, see its module docstring for
+    # why these choices): ten layers, three conv then seven dense; per-unit channels 10-8-6 and
+    # 42..30. Grey: strides 2-1-1-2-1-1-1-1-1-1 (14x14 conv latents, 7x7 dense features; table
+    # 4's third stride 2 would not divide 7). Natural: table 4's 2-1-1-2-1-2-1-1-1-1, an overall
+    # stride of 8 as in B.2, 16x16 conv latents.
+    "biva-grey": HVAEConfig(
+        name="biva-grey",
+        latents=_BIVA_LATENTS,
+        latent_kinds=_BIVA_KINDS,
+        kernels=_BIVA_KERNELS,
+        strides=(2, 1, 1, 2, 1, 1, 1, 1, 1, 1),
+    ),
+    "biva-natural": HVAEConfig(
+        name="biva-natural",
+        in_shape=(3, 32, 32),
+        latents=_BIVA_LATENTS,
+        latent_kinds=_BIVA_KINDS,
+        kernels=_BIVA_KERNELS,
+        strides=(2, 1, 1, 2, 1, 2, 1, 1, 1, 1),
+        likelihood="dmol",
+    ),
+    # A tiny grey BIVA for tests and CPU runs (same structure, narrower).
+    "biva-tiny": HVAEConfig(
+        name="biva-tiny",
+        latents=_BIVA_LATENTS,
+        latent_kinds=_BIVA_KINDS,
+        kernels=_BIVA_KERNELS,
+        strides=(2, 1, 1, 2, 1, 1, 1, 1, 1, 1),
+        channels=16,
+        blocks_per_stage=1,
+    ),
 }
+
+# The model class each preset builds (hvaelab.model.build_model); "hvae" where not listed.
+PRESET_KINDS: dict[str, str] = {"biva-grey": "biva", "biva-natural": "biva", "biva-tiny": "biva"}
+
+
+def preset_kind(name: str) -> str:
+    """The model kind ("hvae" or "biva") the named preset describes."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; available: {', '.join(sorted(PRESETS))}")
+    return PRESET_KINDS.get(name, "hvae")
 
 
 def get_preset(name: str, **overrides: Any) -> HVAEConfig:

@@ -224,6 +224,8 @@ def check_same_architecture(model_a: HVAE, model_b: HVAE) -> None:
         for f in _ARCH_FIELDS
         if getattr(model_a.config, f) != getattr(model_b.config, f)
     ]
+    if type(model_a) is not type(model_b):  # an HVAE and a BIVA may share a config
+        diff.insert(0, f"model class: {type(model_a).__name__} vs {type(model_b).__name__}")
     if diff:
         raise ArchitectureMismatchError(
             "layer-by-layer comparison needs two models of the same architecture; they differ "

@@ -33,11 +33,11 @@ from . import distributed as ddp
 from .artifacts import Artifacts, read_history, write_csv
 from .bounds import bits_per_dim, bound_samples
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
-from .config import HVAEConfig, get_preset
+from .config import HVAEConfig, get_preset, preset_kind
 from .data import load_dataset, to_tensor
 from .device import PRECISIONS, hardware, resolve_device, resolve_precision
 from .metrics import auroc
-from .model import HVAE, eval_mode, model_inputs
+from .model import HVAE, build_model, eval_mode, model_inputs, model_kind
 from .noise import keyed_noise, keyed_uniform, train_keys
 from .score_names import ScoreName
 
@@ -53,7 +53,9 @@ class TrainConfig:
 
     dataset: str = _opt("fashionmnist", "registered dataset; trains on its 'train' split")
     ood: tuple[str, ...] = _opt(("mnist",), "OOD sets monitored each epoch on their 'test' split")
-    preset: str = _opt("hvae-grey", "model preset (hvae-grey, hvae-natural, hvae-tiny)")
+    preset: str = _opt(
+        "hvae-grey", "model preset (hvae-grey, -natural, -tiny; biva-grey, -natural, -tiny)"
+    )
     epochs: int = _opt(10, "planned epochs of the run (the paper: 2000)")
     batch_size: int = _opt(128, "batch size (table 4)")
     lr: float = _opt(3e-4, "Adam learning rate (table 4)")
@@ -159,7 +161,7 @@ class Trainer:
                 f"{'hvae-natural' if self.x_train.shape[1] == 3 else 'hvae-grey or hvae-tiny'}"
             )
         self._check_shards()
-        self.model = HVAE(self.model_cfg).to(self.device)
+        self.model = build_model(preset_kind(cfg.preset), self.model_cfg).to(self.device)
         self.net: torch.nn.Module = self.model  # DistributedDataParallel(model) under torchrun
         self.val = self._val_sets() if self.dist.is_main else {}  # rank 0 alone monitors
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
@@ -338,7 +340,7 @@ class Trainer:
     def card(self) -> dict[str, Any]:
         last = self.history[-1] if self.history else {}
         return {
-            "kind": "hvae",
+            "kind": model_kind(self.model),
             "model_config": self.model_cfg.to_dict(),
             "train_config": self.cfg.to_dict(),
             "epochs_done": self.epoch,

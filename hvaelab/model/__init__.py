@@ -1,12 +1,16 @@
 """The paper's hierarchical VAE: layers, distributions, likelihoods and the model itself."""
 
+from .biva import BIVA, BIVACache
 from .distributions import Gaussian
 from .hvae import HVAE, EncoderCache, HVAEOutput, LayerOutput
 from .inputs import ModelInput, eval_mode, model_inputs
 from .likelihoods import BernoulliLikelihood, DiscretizedLogisticMixture, make_likelihood
 
 __all__ = [
+    "BIVA",
+    "BIVACache",
     "HVAE",
+    "MODEL_KINDS",
     "BernoulliLikelihood",
     "DiscretizedLogisticMixture",
     "EncoderCache",
@@ -16,5 +20,22 @@ __all__ = [
     "ModelInput",
     "eval_mode",
     "model_inputs",
+    "build_model",
     "make_likelihood",
+    "model_kind",
 ]
+
+# The model classes a checkpoint card's "kind" (or a preset, hvaelab.config.preset_kind) names.
+MODEL_KINDS: dict[str, type[HVAE]] = {"hvae": HVAE, "biva": BIVA}
+
+
+def build_model(kind: str, config) -> HVAE:
+    """The one factory: a freshly built model of ``kind`` ("hvae" or "biva") for ``config``."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(MODEL_KINDS)}")
+    return MODEL_KINDS[kind](config)
+
+
+def model_kind(model: HVAE) -> str:
+    """The kind of a model built by :func:`build_model` (what its checkpoint card records)."""
+    return "biva" if isinstance(model, BIVA) else "hvae"
