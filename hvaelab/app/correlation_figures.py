@@ -68,8 +68,7 @@ def correlation_figure(
             "x": 0.5,
         },
         template="plotly_white",
-        height=440,
-        width=180 + 400 * len(datasets),
+        height=440,  # no fixed width: the figure takes its container's
         legend={"title": "measure", "x": 1.02, "y": 1.0},
     )
     return fig

@@ -52,7 +52,7 @@ class DrawView(widgets.VBox):
             widgets.Dropdown(
                 options=[(dataset_label(n), n) for n in self.sets],
                 value=self.sets[0],
-                layout=widgets.Layout(width="118px"),
+                layout=widgets.Layout(width="130px"),  # "FashionMNIST" whole
             ),
             "hvae-draw-start-set",
         )
@@ -84,7 +84,7 @@ class DrawView(widgets.VBox):
                 self.status,
                 self.error,
             ],
-            layout=widgets.Layout(width="300px", min_width="300px"),
+            layout=widgets.Layout(width="312px", min_width="312px"),
         )
         self.inspector = ExampleInspector(self.selection, tables, in_name, lead=left)
         self.start.on_click(lambda _b: self.start_from_test_image())

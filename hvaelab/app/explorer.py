@@ -250,12 +250,15 @@ class LikelihoodRatioExplorer(widgets.VBox):
         self.ood_select.observe(self._on_datasets_change, "value")
         self.in_select.observe(self._on_in_change, "value")
 
+        # the three columns wrap onto a new line where they do not fit (a narrow notebook)
+        # instead of squeezing their controls under each other
         controls = widgets.HBox(
             [
                 widgets.VBox([self.in_select, self.ood_select, self.samples_select]),
                 widgets.VBox([self.score_select, self.k_slider, self.l_slider]),
                 widgets.VBox([self.kind_toggle, self.show_uploads]),
-            ]
+            ],
+            layout=widgets.Layout(flex_flow="row wrap"),
         )
         figs = widgets.HBox(
             [
@@ -361,11 +364,15 @@ class LikelihoodRatioExplorer(widgets.VBox):
         curves = self._curves(ctx, score)
         if marks:  # a grid that also covers the user's inputs, if they fall outside
             curves = self._curves(ctx, score, [m.value for m in marks])
+        # two lines: on one, the title of a half-width figure in a narrow notebook was cut
         title = (
-            f"{pretty_score(score)}: {dataset_label(self.in_select.value)} (in) vs "
-            f"{dataset_label(self.ood_select.value)} (OOD), S = {self.n_samples}"
+            f"{pretty_score(score)}<br><span style='font-size:12px'>"
+            f"{dataset_label(self.in_select.value)} (in) vs "
+            f"{dataset_label(self.ood_select.value)} (OOD), S = {self.n_samples}</span>"
         )
-        return density_figure(None, score, self.n_dims, curves=curves, uploads=marks, title=title)
+        fig = density_figure(None, score, self.n_dims, curves=curves, uploads=marks, title=title)
+        fig.update_layout(margin={"t": 70})
+        return fig
 
     def roc_scores(self) -> list[str]:
         """Scores drawn as ROC curves: the ELBO and every L>k (fig. 6) plus the chosen score."""

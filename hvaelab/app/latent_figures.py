@@ -169,7 +169,8 @@ def samples_figure(
     grid[:n] = arr
     mosaic = tile_grid(grid.reshape(nrows, ncols, *arr.shape[1:]))
     fig = go.Figure([go.Image(source=png_source(mosaic), hoverinfo="skip", name="samples")])
-    margin = {"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}
+    lines = title.count("<br>") + 1 if title else 0  # a narrow tile's title takes two
+    margin = {"l": 10, "r": 10, "t": 16 + 24 * lines if title else 10, "b": 10}
     _image_layout(fig, mosaic, scale, margin)
     if title:
         fig.update_layout(title={"text": title, "x": 0.5, "xanchor": "center"})

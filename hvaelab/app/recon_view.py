@@ -160,15 +160,23 @@ class ReconstructionExplorer(widgets.VBox):
         self.shuffle.on_click(lambda _b: self.shuffle_inputs())
         self.resample.on_click(lambda _b: self.redraw_samples())
 
-        controls = widgets.HBox([self.k_slider, self.mode, self.shuffle, self.status])
+        wrap = {"flex_flow": "row wrap"}  # what does not fit beside goes below
+        controls = widgets.HBox(
+            [self.k_slider, self.mode, self.shuffle, self.status], layout=widgets.Layout(**wrap)
+        )
+        # beside the grid where there are 340 px left (the samples take 264), else below it;
+        # the KL figure takes the column's width
         right = widgets.VBox(
             [
                 self.kl.box,
                 self.model_samples.box,
                 self.resample,
-            ]
+            ],
+            layout=widgets.Layout(flex="1 1 340px", max_width="760px"),
         )
-        body = widgets.HBox([self.grid.box, right])
+        body = widgets.HBox(
+            [self.grid.box, right], layout=widgets.Layout(align_items="flex-start", **wrap)
+        )
         super().__init__([controls, body])
         self.add_class("hvae-recon-explorer")
 
@@ -196,15 +204,23 @@ class ReconstructionExplorer(widgets.VBox):
             for name in self.datasets
         }
         n = len(next(iter(self.samples.values())))
-        fig = kl_figure(kl, title=f"KL of each latent layer (eq. 4), {n} shipped images per set")
-        fig.update_layout(width=460, height=330, margin={"l": 60, "r": 10, "t": 50, "b": 40})
+        title = (
+            "KL of each latent layer (eq. 4)<br>"
+            f"<span style='font-size:12px'>{n} shipped images per set</span>"
+        )
+        fig = kl_figure(kl, title=title)
+        # no fixed width: the figure takes its column's (title on two lines, never cut)
+        fig.update_layout(height=330, margin={"l": 60, "r": 10, "t": 70, "b": 40})
         return fig
 
     def _model_samples(self):
         gen = torch.Generator().manual_seed(1000 + self._draws)
         x = self.model.sample(self.n_model_samples, generator=gen)
-        # 2 px per pixel: 8 columns fit beside the grid (at 3 px they overflow the page)
-        return samples_figure(x, ncols=8, title="Samples from the model (means of p(x|z))", scale=2)
+        # 2 px per pixel, 4 columns (264 px): beside the grid in a notebook with its side panel
+        # open (8 columns, 504 px, did not fit there)
+        return samples_figure(
+            x, ncols=4, title="Samples from the model<br>(means of p(x|z))", scale=2
+        )
 
     # ------------------------------------------------------------------------ actions
     def _busy(self, text: str) -> None:

@@ -86,8 +86,7 @@ def history_figure(history: Mapping[str, np.ndarray], title: str | None = None) 
     fig.update_layout(
         title={"text": title or "Training curves", "x": 0.5},
         template="plotly_white",
-        height=400,
-        width=1100,
+        height=400,  # no fixed width: the figure takes its container's
         legend={"orientation": "h", "y": -0.25},
         margin={"t": 70, "b": 40},
     )

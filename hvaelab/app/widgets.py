@@ -50,7 +50,10 @@ from .resources import error_html
 
 LIVE_FIGURE_ESM = (Path(__file__).with_name("js") / "live_figure.js").read_text()
 # plotly.js config of every figure: the modebar's camera button saves a PNG at twice the
-# screen resolution (for slides); no plotly logo.
+# screen resolution (for slides); no plotly logo. Not plotly's "responsive": in a notebook
+# output it collapses a figure to 0 px once resized (its box becomes 100% of an auto height);
+# figures follow the window through JupyterLab's resize messages, and under Voilà through the
+# page template's resize handler (share/jupyter/voila/templates/hvaelab).
 PLOT_CONFIG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
 # The MIME type of plotly's renderer (what `plotly.io.renderers["plotly_mimetype"]` displays).
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -97,6 +100,15 @@ def figure_height(fig: go.Figure | dict) -> int:
     if isinstance(fig, dict):
         return int(fig.get("layout", {}).get("height") or DEFAULT_HEIGHT)
     return int(fig.layout.height or DEFAULT_HEIGHT)
+
+
+def figure_width(fig: go.Figure | dict) -> int | None:
+    """The fixed width in px the figure's layout asks for, or None (it takes its box's)."""
+    if isinstance(fig, dict):
+        width = fig.get("layout", {}).get("width")
+    else:
+        width = fig.layout.width
+    return int(width) if width else None
 
 
 class FrontEndGate:
@@ -164,6 +176,13 @@ class FigureSlot:
     """
 
     def __init__(self, fig: go.Figure | dict, css_class: str, **layout: Any) -> None:
+        if str(layout.get("width", "")).endswith("%"):
+            # a share of the container, margins included: no side margins (ipywidgets gives
+            # each widget 2 px), else "100%" overflows by 4 px and "50%" + "50%" by 8 px
+            layout.setdefault("margin", "2px 0px")
+        # a figure of fixed width (image mosaics) gets a box of that width, so that what stands
+        # beside it in a wrapping row can stay beside it; others fill what their box is given
+        self._fit_width = "width" not in layout
         self.box = widgets.Output(layout=widgets.Layout(**layout))
         self.box.add_class(css_class)
         self.box.add_class("hvae-figure")
@@ -177,6 +196,11 @@ class FigureSlot:
         height = f"{figure_height(fig)}px"
         if self.box.layout.min_height != height:
             self.box.layout.min_height = height
+        if self._fit_width:
+            width = figure_width(fig)
+            width = f"{width}px" if width else None
+            if self.box.layout.width != width:
+                self.box.layout.width = width
         if GATE.is_open:
             self.send()
         else:
@@ -371,6 +395,7 @@ __all__ = [
     "LivePlot",
     "close_unshown",
     "figure_height",
+    "figure_width",
     "figure_output",
     "page",
     "ready_marker",

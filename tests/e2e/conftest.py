@@ -77,13 +77,13 @@ def screenshots() -> Path:
 def open_dashboard(
     browser, dashboard_server: VoilaServer, screenshots: Path
 ) -> Iterator[Callable[[str], tuple[object, PageGuard]]]:
-    """``open_dashboard(notebook) -> (page, guard)``: a fresh page, watched from its first
-    request, whose widgets are on the page (``.hvae-ready`` rendered; it may be empty) and which
-    shows no error."""
+    """``open_dashboard(notebook, viewport=None) -> (page, guard)``: a fresh page (window
+    ``viewport``, default 1400 x 1000), watched from its first request, whose widgets are on the
+    page (``.hvae-ready`` rendered; it may be empty) and which shows no error."""
     contexts = []
 
-    def _open(notebook: str) -> tuple[object, PageGuard]:
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    def _open(notebook: str, viewport: dict | None = None) -> tuple[object, PageGuard]:
+        context = browser.new_context(viewport=viewport or {"width": 1400, "height": 1000})
         contexts.append(context)
         context.set_default_timeout(ACTION_TIMEOUT_MS)
         page = context.new_page()
