@@ -380,6 +380,14 @@ def toy_question(n_detail: int = TOY_DETAILS[-1], seed: int = 0) -> Question:
 # ---------------------------------------------------------------- appendix C and eqs. 7-8 figures
 IDEAL_DIMS = (784, 196, 49, 8)  # an idealised bottleneck decoder: x, then z_1, z_2, z_3
 LOG_TICKS = (1, 3, 10, 30, 100, 300, 1000, 3000)
+# the layout of the lesson's two bar figures (appendix C, eqs. 7-8)
+BAR_LAYOUT = {
+    "barmode": "group",
+    "height": 360,
+    "margin": {"l": 55, "r": 10, "t": 40, "b": 40},
+    "legend": {"orientation": "h", "y": -0.2},
+    "template": "plotly_white",
+}
 
 
 def layer_terms_figure(data: LessonData, dims: Sequence[int] = IDEAL_DIMS) -> go.Figure:
@@ -424,17 +432,10 @@ def layer_terms_figure(data: LessonData, dims: Sequence[int] = IDEAL_DIMS) -> go
     for col, traces in ((1, fig.data[:1]), (2, fig.data[1:])):
         values = np.concatenate([np.asarray(t.y, dtype=float) for t in traces])
         values = values[values > 0]
-        top = np.log10(values.max() * 1.5)
-        bottom = np.log10(values.min() / 1.5) if len(values) else 0.0
-        fig.update_yaxes(range=[bottom, top], row=1, col=col, **ticks)
+        span = [np.log10(values.min() / 1.5), np.log10(values.max() * 1.5)] if len(values) else None
+        fig.update_yaxes(range=span, row=1, col=col, **ticks)
     fig.update_yaxes(title_text="nats (log scale)", row=1, col=1)
-    fig.update_layout(
-        barmode="group",
-        height=360,
-        margin={"l": 55, "r": 10, "t": 40, "b": 40},
-        legend={"orientation": "h", "y": -0.2},
-        template="plotly_white",
-    )
+    fig.update_layout(**BAR_LAYOUT)
     return fig
 
 
@@ -475,13 +476,7 @@ def kl_gap_figure(data: LessonData, k: int = 1) -> go.Figure:
             col=2,
         )
     fig.update_yaxes(title_text="nats (median)", row=1, col=1)
-    fig.update_layout(
-        barmode="group",
-        height=360,
-        margin={"l": 55, "r": 10, "t": 40, "b": 40},
-        legend={"orientation": "h", "y": -0.2},
-        template="plotly_white",
-    )
+    fig.update_layout(**BAR_LAYOUT)
     return fig
 
 
