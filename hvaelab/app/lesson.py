@@ -242,7 +242,7 @@ def toy_figure(cfg: toy.ToyConfig, n: int = TOY_N, seed: int = 0) -> tuple[go.Fi
     for name, (label, symbol, size) in styles.items():
         pts, lp = sets[name], parts[name].log_density
         fig.add_trace(
-            go.Scattergl(
+            go.Scatter(
                 x=pts.s,
                 y=pts.t[:, 0],
                 mode="markers",

@@ -170,3 +170,31 @@ def test_other_pages_render_offline_and_clean(open_dashboard, screenshots, name,
     assert figure_data(page, container), f"{name}: no plotly trace data in {container}"
     screenshot(page, screenshots / f"0{list(PAGES).index(name) + 1}_{name}.png")
     guard.assert_clean()
+
+
+PLOTLY_SOURCE_JS = """
+async () => {
+  const ext = window._JUPYTERLAB && window._JUPYTERLAB['jupyterlab-plotly'];
+  const Rendered = (await ext.get('./mimeExtension'))().RenderedPlotly;
+  return {
+    bundle: typeof window.hvaelabPlotly === 'object' && typeof window.hvaelabPlotly.react,
+    renderer_uses_bundle: Rendered.Plotly === window.hvaelabPlotly,
+    plots: document.querySelectorAll('.jp-RenderedPlotly.js-plotly-plot').length,
+    snapshots: [...document.querySelectorAll('.jp-RenderedPlotly > img.plot-img')]
+      .filter((img) => img.src.startsWith('data:')).length,
+  };
+}
+"""
+
+
+def test_figures_are_drawn_by_the_templates_plotly_bundle(open_dashboard):
+    """The explorer's figures are drawn by the template's partial plotly.js bundle (not the
+    renderer's own full bundle), without a PNG snapshot of each."""
+    page, guard = open_dashboard(PAGES["explorer"])
+    page.wait_for_selector(".hvae-density-fig .js-plotly-plot", state="attached")
+    source = page.evaluate(PLOTLY_SOURCE_JS)
+    assert source["bundle"] == "function", source
+    assert source["renderer_uses_bundle"], source
+    assert source["plots"] >= 2, source
+    assert source["snapshots"] == 0, source
+    guard.assert_clean()
