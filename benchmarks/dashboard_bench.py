@@ -7,6 +7,11 @@ not counted):
 - page to interactive: navigation start -> ``.hvae-ready`` rendered, for each page, served
   cold (``HVAELAB_POOL_SIZE=0``: a kernel starts and runs the notebook for each page) and warm
   (the default: preheated kernels, each rep waits until the pool has been refilled);
+- with ``--baseline``, in the same run: each page again with ``?plotly=full`` (the figures drawn
+  by plotly's JupyterLab renderer with its own full plotly.js instead of the template's partial
+  bundle), and two reference pages served the same way from a temporary folder: one slider (what
+  Voila itself takes: page, kernel, widget manager) and one slider + one figure (plus plotly.js);
+  ratios against them are printed;
 - the first k move right after a page opened (while the pool's refill is pending);
 - likelihood-ratio explorer: k-slider key press -> new density AND ROC trace data;
 - reconstructions: k-slider key press, and the shuffle button (16 new inputs x all k) -> new grid;
@@ -19,7 +24,7 @@ not counted):
 Prints one table (median, min, max over the repetitions; ratio = median / target).
 
     .venv/bin/python benchmarks/dashboard_bench.py [--reps 3] [--moves 10] [--pages explorer ...]
-        [--serving cold warm]
+        [--serving cold warm] [--baseline]
 
 The checkpoints are whatever ``hvaelab.checkpoint.load_model`` finds (``HVAELAB_CHECKPOINTS``,
 then the repository's ``checkpoints/``).
@@ -101,13 +106,46 @@ class Timing:
         )
 
 
-def open_page(browser, server, notebook: str, guard: PageGuard) -> tuple[object, object, float]:
+# The reference pages of --baseline (served from a temporary folder, like the dashboards).
+REFERENCE_PAGES = {
+    "reference: one slider": (
+        "import ipywidgets as w\n"
+        "from hvaelab.app.widgets import ready_marker\n"
+        "display(w.VBox([w.IntSlider(description='k'), ready_marker()]))"
+    ),
+    "reference: one slider + one figure": (
+        "import ipywidgets as w\n"
+        "import plotly.graph_objects as go\n"
+        "from hvaelab.app.widgets import FigureSlot, ready_marker\n"
+        "fig = FigureSlot(go.Figure(go.Scatter(y=[1, 3, 2])), 'hvae-reference-fig')\n"
+        "display(w.VBox([w.IntSlider(description='k'), fig.box, ready_marker()]))"
+    ),
+}
+
+
+def write_reference_pages(folder: Path) -> dict[str, str]:
+    """The reference notebooks in ``folder``; returns {name: notebook file}."""
+    import nbformat
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for i, (name, source) in enumerate(REFERENCE_PAGES.items()):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(source)]
+        files[name] = f"reference_{i}.ipynb"
+        nbformat.write(nb, folder / files[name])
+    return files
+
+
+def open_page(
+    browser, server, notebook: str, guard: PageGuard, query: str = ""
+) -> tuple[object, object, float]:
     """A fresh page on ``notebook``; returns (context, page, ms from navigation to ready)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(UPDATE_TIMEOUT_MS)
     page = context.new_page()
     guard.attach(page)
-    response = page.goto(server.page_url(notebook), timeout=READY_TIMEOUT_MS)
+    response = page.goto(server.page_url(notebook) + query, timeout=READY_TIMEOUT_MS)
     if response is not None and response.status == 503:
         raise RuntimeError(f"{notebook}: the server is full (HVAELAB_MAX_KERNELS)")
     page.wait_for_function(READY_JS, polling="raf", timeout=READY_TIMEOUT_MS)
@@ -221,6 +259,34 @@ def bench_draw(page, strokes: int, timing: Timing) -> None:
         )
 
 
+def bench_references(
+    folder: Path, mode: str, env: dict[str, str], reps: int, timings: dict, guard: PageGuard
+) -> None:
+    """Time the reference pages, served like the dashboards (same script, template, settings)."""
+    from playwright.sync_api import sync_playwright
+
+    files = write_reference_pages(folder)
+    server = start_voila(
+        folder.parent / f"voila-{mode}-reference.log",
+        env={**env, "HVAELAB_NOTEBOOKS": str(folder)},
+    )
+    try:
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            for name, notebook in files.items():
+                for _ in range(reps):
+                    if mode == "warm":
+                        time.sleep(6)
+                        wait_quiet(server)
+                    context, _page, ms = open_page(browser, server, notebook, guard)
+                    timings[mode, name].samples.append(ms)
+                    print(f"  {mode} {name}: ready in {ms:.0f} ms", file=sys.stderr, flush=True)
+                    context.close()
+            browser.close()
+    finally:
+        server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3, help="page loads per page (default 3)")
@@ -232,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         "--serving", nargs="+", choices=["cold", "warm"], default=["cold", "warm"],
         help="serve without preheated kernels (cold) and with them (warm)",
     )  # fmt: skip
+    parser.add_argument(
+        "--baseline", action="store_true",
+        help="also time each page with the renderer's full plotly.js, and two reference pages",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
@@ -240,6 +310,16 @@ def main(argv: list[str] | None = None) -> int:
         (mode, name): Timing(f"page to interactive ({mode}): {name}", TARGET_READY_MS[mode])
         for mode in args.serving
         for name in args.pages
+    }
+    full = {
+        (mode, name): Timing(f"  same, renderer's full plotly.js: {name}", TARGET_READY_MS[mode])
+        for mode in args.serving
+        for name in (args.pages if args.baseline else [])
+    }
+    reference = {
+        (mode, name): Timing(f"page to interactive ({mode}): {name}", TARGET_READY_MS[mode])
+        for mode in args.serving
+        for name in (REFERENCE_PAGES if args.baseline else [])
     }
     first_k = {
         mode: Timing(f"explorer ({mode}): first k move after opening", TARGET_K_MS)
@@ -291,9 +371,22 @@ def main(argv: list[str] | None = None) -> int:
                                     wait_quiet(server)
                                     bench_draw(page, 2 * args.moves, stroke)
                             context.close()
+                            if args.baseline:  # the same page, the renderer's own plotly.js
+                                if mode == "warm":
+                                    time.sleep(6)
+                                    wait_quiet(server)
+                                context, page, ms = open_page(
+                                    browser, server, PAGES[name], guard, query="?plotly=full"
+                                )
+                                full[mode, name].samples.append(ms)
+                                print(f"  {mode} {name} (full plotly.js): ready in {ms:.0f} ms",
+                                      file=sys.stderr, flush=True)  # fmt: skip
+                                context.close()
                     browser.close()
             finally:
                 server.stop()
+            if args.baseline:
+                bench_references(folder / "reference", mode, env, args.reps, reference, guard)
 
     header = (
         f"{'measure':<52} {'median':>9} {'min':>9} {'max':>9} {'n':>3} {'target':>8} {'ratio':>6}"
@@ -301,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     for timing in [
-        *ready.values(),
+        *[t for key, r in ready.items() for t in (r, full.get(key)) if t is not None],
+        *reference.values(),
         *first_k.values(),
         k_move,
         recon_k,
@@ -311,6 +405,18 @@ def main(argv: list[str] | None = None) -> int:
     ]:
         print(timing.row())
     print("(ms; ratio = median / target; timed in the page with performance.now())")
+    if args.baseline:
+        print("\nRatios in this run (median / median):")
+        for (mode, name), timing in ready.items():
+            base = full[mode, name]
+            floor = reference[mode, "reference: one slider"]
+            if timing.samples and base.samples and floor.samples:
+                med = statistics.median(timing.samples)
+                print(
+                    f"  {mode} {name}: {med / statistics.median(base.samples):.2f} x the page "
+                    f"with the full plotly.js, {med / statistics.median(floor.samples):.2f} x "
+                    f"Voila's floor (one slider)"
+                )
     problems = guard.problems()
     if problems:
         print("\nThe pages misbehaved:\n  " + "\n  ".join(problems))
