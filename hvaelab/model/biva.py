@@ -62,7 +62,7 @@ from torch import Tensor, nn
 
 from ..config import HVAEConfig
 from .distributions import Gaussian, GaussianHead
-from .hvae import _MODES, HVAE, POSTERIOR, PRIOR, HVAEOutput, LayerOutput
+from .hvae import _MODES, HVAE, POSTERIOR, PRIOR, HVAEOutput, LayerOutput, bottom_up_network
 from .layers import Embed, ResBlock, Stage, WNConv2d
 from .likelihoods import make_likelihood
 
@@ -122,18 +122,9 @@ class BIVA(HVAE):
         opts = {"n_mixtures": cfg.n_mixtures} if cfg.likelihood == "dmol" else {}
         self.likelihood = make_likelihood(cfg.likelihood, **opts)
 
-        # Bottom-up path: stage i maps z_{i-1}^BU (+ skip z_{i-2}^BU) at r_{i-1} to d_i at r_i.
-        self.enc_embed = nn.ModuleList(Embed(units[i - 1], C, res[i - 1]) for i in range(1, L + 1))
-        self.enc_skip = nn.ModuleList(
-            Embed(units[i - 2], C, res[i - 1]) if cfg.skip and i >= 2 else nn.Identity()
-            for i in range(1, L + 1)
-        )
-        self.enc_stage = nn.ModuleList(
-            Stage(C, cfg.kernels[i - 1], cfg.strides[i - 1], nb, up=False) for i in range(1, L + 1)
-        )
-        self.enc_head = nn.ModuleList(
-            GaussianHead(C, res[i], units[i], cfg.min_var) for i in range(1, L + 1)
-        )
+        # Bottom-up path: stage i maps z_{i-1}^BU (+ skip z_{i-2}^BU) at r_{i-1} to d_i at r_i,
+        # the HVAE's inference network over one unit per layer.
+        self.enc_embed, self.enc_skip, self.enc_stage, self.enc_head = bottom_up_network(cfg, units)
         # Top-down path: stage j maps Embed(z_j) + t_j at r_j to t_{j-1} at r_{j-1}.
         self.dec_embed = nn.ModuleList(Embed(self.shapes[j], C, res[j]) for j in range(1, L + 1))
         self.dec_stage = nn.ModuleList(

@@ -12,6 +12,7 @@ KL term; below ``z_{k+1}`` the inference network forwards posterior means (appen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -86,6 +87,27 @@ class EncoderCache:
         return EncoderCache(q, skip, self.x.repeat_interleave(n, 0))
 
 
+def bottom_up_network(
+    cfg: HVAEConfig, shapes: Sequence[tuple[int, ...]]
+) -> tuple[nn.ModuleList, nn.ModuleList, nn.ModuleList, nn.ModuleList]:
+    """The bottom-up network of appendix B, shared by the HVAE (its inference network) and
+    BIVA (its bottom-up path): stage i maps z_{i-1} (+ skip z_{i-2}) at resolution r_{i-1} to a
+    Gaussian over z_i of shape ``shapes[i]`` at r_i (``shapes[0]`` is the input's). Returns
+    (``enc_embed``, ``enc_skip``, ``enc_stage``, ``enc_head``): the names are checkpoint keys."""
+    L, C, res = cfg.n_layers, cfg.channels, cfg.resolutions()
+    embed = nn.ModuleList(Embed(shapes[i - 1], C, res[i - 1]) for i in range(1, L + 1))
+    skip = nn.ModuleList(
+        Embed(shapes[i - 2], C, res[i - 1]) if cfg.skip and i >= 2 else nn.Identity()
+        for i in range(1, L + 1)
+    )
+    stage = nn.ModuleList(
+        Stage(C, cfg.kernels[i - 1], cfg.strides[i - 1], cfg.blocks_per_stage, up=False)
+        for i in range(1, L + 1)
+    )
+    head = nn.ModuleList(GaussianHead(C, res[i], shapes[i], cfg.min_var) for i in range(1, L + 1))
+    return embed, skip, stage, head
+
+
 class HVAE(nn.Module):
     """Bottom-up hierarchical VAE with skip connections (appendix B, table 4)."""
 
@@ -101,17 +123,8 @@ class HVAE(nn.Module):
         self.likelihood = make_likelihood(cfg.likelihood, **opts)
 
         # Inference network: stage i maps z_{i-1} (+ skip z_{i-2}) at r_{i-1} to q(z_i) at r_i.
-        self.enc_embed = nn.ModuleList(Embed(shapes[i - 1], C, res[i - 1]) for i in range(1, L + 1))
-        self.enc_skip = nn.ModuleList(
-            Embed(shapes[i - 2], C, res[i - 1]) if cfg.skip and i >= 2 else nn.Identity()
-            for i in range(1, L + 1)
-        )
-        self.enc_stage = nn.ModuleList(
-            Stage(C, cfg.kernels[i - 1], cfg.strides[i - 1], cfg.blocks_per_stage, up=False)
-            for i in range(1, L + 1)
-        )
-        self.enc_head = nn.ModuleList(
-            GaussianHead(C, res[i], shapes[i], cfg.min_var) for i in range(1, L + 1)
+        self.enc_embed, self.enc_skip, self.enc_stage, self.enc_head = bottom_up_network(
+            cfg, shapes
         )
         # Generative network: stage j maps z_j (+ skip z_{j+1}) at r_j to level j-1 at r_{j-1}.
         self.dec_embed = nn.ModuleList(Embed(shapes[j], C, res[j]) for j in range(1, L + 1))
