@@ -137,6 +137,13 @@ def write_reference_pages(folder: Path) -> dict[str, str]:
     return files
 
 
+def before_load(server, mode: str) -> None:
+    """Served warm, each load finds the pool refilled (FILL_DELAY=5) and the server idle."""
+    if mode == "warm":
+        time.sleep(6)
+        wait_quiet(server)
+
+
 def open_page(
     browser, server, notebook: str, guard: PageGuard, query: str = ""
 ) -> tuple[object, object, float]:
@@ -275,9 +282,7 @@ def bench_references(
             browser = launch_chromium(playwright)
             for name, notebook in files.items():
                 for _ in range(reps):
-                    if mode == "warm":
-                        time.sleep(6)
-                        wait_quiet(server)
+                    before_load(server, mode)
                     context, _page, ms = open_page(browser, server, notebook, guard)
                     timings[mode, name].samples.append(ms)
                     print(f"  {mode} {name}: ready in {ms:.0f} ms", file=sys.stderr, flush=True)
@@ -349,9 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                     browser = launch_chromium(playwright)
                     for name in args.pages:
                         for rep in range(args.reps):
-                            if mode == "warm":  # the pool refilled (FILL_DELAY=5) and idle
-                                time.sleep(6)
-                                wait_quiet(server)
+                            before_load(server, mode)
                             context, page, ms = open_page(browser, server, PAGES[name], guard)
                             ready[mode, name].samples.append(ms)
                             print(f"  {mode} {name}: ready in {ms:.0f} ms", file=sys.stderr,
@@ -372,9 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                                     bench_draw(page, 2 * args.moves, stroke)
                             context.close()
                             if args.baseline:  # the same page, the renderer's own plotly.js
-                                if mode == "warm":
-                                    time.sleep(6)
-                                    wait_quiet(server)
+                                before_load(server, mode)
                                 context, page, ms = open_page(
                                     browser, server, PAGES[name], guard, query="?plotly=full"
                                 )

@@ -32,11 +32,12 @@ def header() -> dict[str, object]:
     return {"version": version.group(1), "traces": set(traces.group(1).split())}
 
 
-def used_trace_types() -> set[str]:
-    """Trace types in hvaelab's source: ``go.<Trace>(`` calls and ``"type": "<trace>"`` dicts."""
+def used_trace_types(root: Path = REPO / "hvaelab") -> set[str]:
+    """Trace types in the source under ``root``: ``go.<Trace>(`` calls and ``"type": "<trace>"``
+    dicts."""
     found: set[str] = set()
     by_class = {name: t for t, name in TRACE_TYPES.items()}
-    for path in (REPO / "hvaelab").rglob("*.py"):
+    for path in root.rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         found |= {by_class[c] for c in re.findall(r"\bgo\.([A-Z]\w*)\(", text) if c in by_class}
         found |= {
@@ -70,11 +71,10 @@ def test_every_trace_type_hvaelab_draws_is_in_the_bundle():
     )
 
 
-def test_the_scan_sees_a_trace_type_outside_the_bundle(tmp_path, monkeypatch):
+def test_the_scan_sees_a_trace_type_outside_the_bundle(tmp_path):
     """The scan is what guards the bundle: a figure with a WebGL scatter would be caught."""
     assert "scattergl" in TRACE_TYPES and "scattergl" not in header()["traces"]
     fake = tmp_path / "hvaelab"
     fake.mkdir()
     (fake / "fig.py").write_text("fig.add_trace(go.Scattergl(x=[1]))\nt = {'type': 'violin'}\n")
-    monkeypatch.setattr(__import__(__name__), "REPO", tmp_path)
-    assert used_trace_types() == {"scattergl", "violin"}
+    assert used_trace_types(fake) == {"scattergl", "violin"}
