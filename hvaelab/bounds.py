@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .model import HVAE
+from .model import HierarchicalVAE
 from .model.hvae import EncoderCache
 from .noise import example_keys, keyed_noise
 
@@ -65,7 +65,7 @@ class BoundSamples:
 
 @torch.no_grad()
 def bound_samples(
-    model: HVAE,
+    model: HierarchicalVAE,
     x: Tensor,
     ks: Iterable[int] | None = None,
     ls: Iterable[int] = (),

@@ -44,7 +44,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from .model import HVAE, eval_mode, model_inputs
+from .model import HierarchicalVAE, eval_mode, model_inputs
 
 MEASURES = ("abs_corr", "cka")
 _ARCH_FIELDS = (
@@ -72,7 +72,7 @@ class RepresentationShapeError(ValueError):
 # ------------------------------------------------------------------------------- representations
 @torch.no_grad()
 def layer_representations(
-    model: HVAE, x01: Tensor, seed: int = 0, batch_size: int = 256
+    model: HierarchicalVAE, x01: Tensor, seed: int = 0, batch_size: int = 256
 ) -> dict[str, Tensor]:
     """Every layer of the inference network on its mean path (appendix D), bottom-up.
 
@@ -217,7 +217,7 @@ _MEASURE_FNS = {"abs_corr": abs_corr_similarity, "cka": linear_cka}
 
 
 # ----------------------------------------------------------------------------------- two models
-def check_same_architecture(model_a: HVAE, model_b: HVAE) -> None:
+def check_same_architecture(model_a: HierarchicalVAE, model_b: HierarchicalVAE) -> None:
     """Raise :class:`ArchitectureMismatchError` naming the fields where the configs differ."""
     diff = [
         f"{f}: {getattr(model_a.config, f)!r} vs {getattr(model_b.config, f)!r}"
@@ -234,8 +234,8 @@ def check_same_architecture(model_a: HVAE, model_b: HVAE) -> None:
 
 
 def layer_correlations(
-    model_a: HVAE,
-    model_b: HVAE,
+    model_a: HierarchicalVAE,
+    model_b: HierarchicalVAE,
     x01: Tensor,
     measures: Sequence[str] = MEASURES,
     seed: int = 0,

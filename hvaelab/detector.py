@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from .checkpoint import LoadedModel, load_model
-from .model import HVAE
+from .model import HierarchicalVAE
 from .score_names import table_scores
 from .scores import (
     InputScores,
@@ -79,7 +79,7 @@ class HVAEDetector:
 
     def __init__(
         self,
-        checkpoint_or_model: HVAE | str | os.PathLike[str] | object,
+        checkpoint_or_model: HierarchicalVAE | str | os.PathLike[str] | object,
         score: str = "LLR>1",
         samples: int = 1,
         *,
@@ -90,7 +90,7 @@ class HVAEDetector:
         if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
             raise ValueError(f"samples must be a positive integer (S >= 1), got {samples!r}")
         self.checkpoint: LoadedModel | None = None
-        if isinstance(checkpoint_or_model, HVAE):
+        if isinstance(checkpoint_or_model, HierarchicalVAE):
             self.model = checkpoint_or_model
         elif isinstance(checkpoint_or_model, LoadedModel):
             self.checkpoint, self.model = checkpoint_or_model, checkpoint_or_model.model
@@ -99,8 +99,8 @@ class HVAEDetector:
             self.model = self.checkpoint.model
         else:
             raise TypeError(
-                "expected a checkpoint name or path, a loaded checkpoint or an HVAE, got "
-                f"{type(checkpoint_or_model).__name__}"
+                "expected a checkpoint name or path, a loaded checkpoint or a model (HVAE, BIVA), "
+                f"got {type(checkpoint_or_model).__name__}"
             )
         self.samples = int(samples)
         has_stage = getattr(self.model, "second_stage", None) is not None

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .latents import LatentReconstructions, latent_reconstructions
-from .model import HVAE
+from .model import HierarchicalVAE
 from .scores import InputScores, ScoreTable, score_inputs
 
 
@@ -69,7 +69,7 @@ def reference_layer_kl(reference: ScoreTable) -> np.ndarray:
 
 
 def example_report(
-    model: HVAE,
+    model: HierarchicalVAE,
     image: np.ndarray,
     reference: ScoreTable | None,
     name: str = "input",

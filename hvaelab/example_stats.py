@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .model import HVAE
+from .model import HierarchicalVAE
 from .model.hvae import EncoderCache
 
 
@@ -31,7 +31,9 @@ def stat_names(n_layers: int) -> list[str]:
 
 
 @torch.no_grad()
-def mean_path_stats(model: HVAE, x: Tensor, cache: EncoderCache | None = None) -> dict[str, Tensor]:
+def mean_path_stats(
+    model: HierarchicalVAE, x: Tensor, cache: EncoderCache | None = None
+) -> dict[str, Tensor]:
     """The statistics of a batch ``x`` in model space (see the module docstring), each (B,).
 
     ``cache`` is :meth:`HVAE.encode_means` of the same x where the caller has it.

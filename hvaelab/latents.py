@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .model import HVAE, eval_mode, model_inputs
+from .model import HierarchicalVAE, eval_mode, model_inputs
 from .noise import example_keys, keyed_noise
 
 MODES = ("mean", "sample")
@@ -63,7 +63,7 @@ def concat_reconstructions(recs: Sequence[LatentReconstructions]) -> LatentRecon
     )
 
 
-def _check_ks(model: HVAE, ks: Iterable[int] | None) -> list[int]:
+def _check_ks(model: HierarchicalVAE, ks: Iterable[int] | None) -> list[int]:
     L = model.n_layers
     if ks is None:
         return list(range(L + 1))
@@ -82,7 +82,7 @@ def _batches(n: int, batch_size: int) -> Iterable[slice]:
 
 @torch.no_grad()
 def latent_reconstructions(
-    model: HVAE,
+    model: HierarchicalVAE,
     x01: Tensor,
     ks: Iterable[int] | None = None,
     mode: str = "mean",
@@ -129,7 +129,7 @@ def latent_reconstructions(
 
 @torch.no_grad()
 def layer_kl(
-    model: HVAE,
+    model: HierarchicalVAE,
     x01: Tensor,
     n_samples: int = 1,
     seed: int = 0,
@@ -172,7 +172,9 @@ def layer_kl(
     return kl
 
 
-def layer_kl_per_dim(model: HVAE, x01: Tensor, n_samples: int = 1, seed: int = 0) -> Tensor:
+def layer_kl_per_dim(
+    model: HierarchicalVAE, x01: Tensor, n_samples: int = 1, seed: int = 0
+) -> Tensor:
     """(N, L) per-layer KL terms divided by dim(z_i) (nats per latent dimension)."""
     return layer_kl(model, x01, n_samples=n_samples, seed=seed, per_dim=True)
 

@@ -33,7 +33,7 @@ from .artifacts import Artifacts, atomic_write, read_safetensors
 from .bounds import bits_per_dim, bound_samples, log_mean_exp
 from .complexity import png_bits
 from .example_stats import mean_path_stats, stat_names
-from .model import HVAE, eval_mode, model_inputs
+from .model import HierarchicalVAE, eval_mode, model_inputs
 from .score_names import ScoreName, TableKey, llr_names, table_scores
 from .second_stage import SCORE_COLUMN
 
@@ -86,7 +86,7 @@ def ood_scores(table: ScoreTable, iw: bool | None = None) -> dict[str, np.ndarra
 
 @torch.no_grad()
 def score_tensor(
-    model: HVAE,
+    model: HierarchicalVAE,
     x01: Tensor | np.ndarray,
     n_samples: int = 1,
     prior: str = "mean",
@@ -191,7 +191,7 @@ def score_tensor(
 
 
 def score_dataset(
-    model: HVAE,
+    model: HierarchicalVAE,
     name: str,
     split: str = "test",
     data_dir: str | None = None,
@@ -338,7 +338,7 @@ class InputScores:
 
 
 def score_inputs(
-    model: HVAE,
+    model: HierarchicalVAE,
     images: Tensor | np.ndarray,
     reference: ScoreTable | None,
     fpr: float = 0.05,

@@ -37,7 +37,7 @@ from .config import HVAEConfig, get_preset, preset_kind
 from .data import load_dataset, to_tensor
 from .device import PRECISIONS, hardware, resolve_device, resolve_precision
 from .metrics import auroc
-from .model import HVAE, build_model, eval_mode, model_inputs, model_kind
+from .model import HierarchicalVAE, build_model, eval_mode, model_inputs, model_kind
 from .noise import keyed_noise, keyed_uniform, train_keys
 from .score_names import ScoreName
 
@@ -113,7 +113,9 @@ MONITORED = (ScoreName.elbo(), ScoreName.llr(1))  # AUROCs logged per OOD set an
 
 
 @torch.no_grad()
-def monitor(model: HVAE, batches: dict[str, torch.Tensor], batch_size: int = 256) -> dict:
+def monitor(
+    model: HierarchicalVAE, batches: dict[str, torch.Tensor], batch_size: int = 256
+) -> dict:
     """ELBO (nats, bits/dim) per dataset and AUROC of -ELBO and LLR>1 of each OOD set."""
     res: dict[str, Any] = {}
     scores: dict[str, dict[str, np.ndarray]] = {}

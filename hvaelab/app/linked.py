@@ -37,7 +37,7 @@ import traitlets
 from PIL import Image
 
 from ..example_report import ExampleReport, example_report, reference_layer_kl
-from ..model import HVAE
+from ..model import HierarchicalVAE
 from ..score_names import ScoreName, TableKey
 from ..scores import ScoreTable, ood_scores, reference_key, score_inputs
 from .explorer import SELECTED_COLOR, LikelihoodRatioExplorer
@@ -80,7 +80,7 @@ class Selection:
 
     def __init__(
         self,
-        model: HVAE,
+        model: HierarchicalVAE,
         reference: ScoreTable,
         fpr: float = 0.05,
         iw_form: str = "iw-both",

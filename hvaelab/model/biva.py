@@ -61,8 +61,8 @@ import torch
 from torch import Tensor, nn
 
 from ..config import HVAEConfig
+from .base import POSTERIOR, HierarchicalVAE, HVAEOutput, LayerOutput, bottom_up_network
 from .distributions import Gaussian, GaussianHead
-from .hvae import _MODES, HVAE, POSTERIOR, PRIOR, HVAEOutput, LayerOutput, bottom_up_network
 from .layers import Embed, ResBlock, Stage, WNConv2d
 from .likelihoods import make_likelihood
 
@@ -102,16 +102,14 @@ class BIVACache:
         return BIVACache(d, q, skip, self.x.repeat_interleave(n, 0))
 
 
-class BIVA(HVAE):
-    """BIVA behind the HVAE's forward contract (see the module docstring).
-
-    Shares :class:`HVAE`'s helpers (``prepare``, ``inputs``, ``check_input``, ``sample``,
-    ``initialize``, ``n_layers``); ``forward`` and ``encode_means`` are BIVA's own.
-    ``units[i]`` is the shape of one unit of layer i, ``shapes[i]`` that of the whole z_i.
+class BIVA(HierarchicalVAE):
+    """BIVA behind the forward contract of :class:`~hvaelab.model.base.HierarchicalVAE` (see
+    the module docstring). ``units[i]`` is the shape of one unit of layer i, ``shapes[i]`` that
+    of the whole z_i.
     """
 
     def __init__(self, config: HVAEConfig) -> None:
-        nn.Module.__init__(self)  # HVAE.__init__ builds the HVAE's networks: not wanted here
+        super().__init__()
         self.config = cfg = config
         L, C, res, nb = cfg.n_layers, cfg.channels, cfg.resolutions(), cfg.blocks_per_stage
         units: list[tuple[int, ...]] = [tuple(cfg.in_shape)] + [
@@ -142,17 +140,11 @@ class BIVA(HVAE):
         self.second_stage = None
 
     # ------------------------------------------------------------------ network hooks
-    def _x_skip(self, x: Tensor) -> Tensor | None:
-        return self.enc_skip[1](x) if self._has_skip(2) else None
-
     def _bottom_up(
         self, i: int, below: Tensor, below2: Tensor | None, x_skip: Tensor | None
     ) -> Tensor:
         """d_i from z_{i-1}^BU (and z_{i-2}^BU through the skip; z_0 = x)."""
-        h = self.enc_embed[i - 1](below)
-        if self._has_skip(i):
-            h = h + (x_skip if (i == 2 and x_skip is not None) else self.enc_skip[i - 1](below2))
-        return self.enc_stage[i - 1](h)
+        return self.enc_stage[i - 1](self._bottom_up_input(i, below, below2, x_skip))
 
     def _bu_posterior(self, i: int, d: Tensor) -> Gaussian:
         """q(z_i^BU | d_i); for i = L the posterior of the whole top latent."""
@@ -208,16 +200,9 @@ class BIVA(HVAE):
         sample, its second half the TD unit's; a layer taken from the prior uses all of it.
         """
         L = self.n_layers
-        if not 0 <= k <= L:
-            raise ValueError(f"k must be in 0..{L}, got {k}")
-        if l is not None and not 1 <= l <= L + 1:
-            raise ValueError(f"l must be in 1..{L + 1}, got {l}")
-        if posterior not in _MODES or prior not in _MODES:
-            raise ValueError(f"posterior/prior must be 'sample' or 'mean', got {posterior}/{prior}")
+        source = self._sources(k, l, posterior, prior)
         self.check_input(x)
         B = x.shape[0]
-        top = L if l is None else l - 1  # highest layer that may come from the posterior
-        source = {i: PRIOR if (i <= k or i > top) else POSTERIOR for i in range(1, L + 1)}
 
         def noise(i: int, part: str = "all") -> Tensor | None:
             if eps is None:

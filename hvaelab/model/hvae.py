@@ -12,57 +12,22 @@ KL term; below ``z_{k+1}`` the inference network forwards posterior means (appen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from ..config import HVAEConfig
+from .base import (
+    POSTERIOR,
+    HierarchicalVAE,
+    HVAEOutput,
+    LayerOutput,
+    bottom_up_network,
+)
 from .distributions import Gaussian, GaussianHead
-from .layers import Embed, Stage, WNConv2d, data_dependent_init
-from .likelihoods import Likelihood, make_likelihood
-
-POSTERIOR, PRIOR = "posterior", "prior"
-_MODES = ("sample", "mean")
-
-
-@dataclass
-class LayerOutput:
-    """What one stochastic layer z_i did in a forward pass."""
-
-    index: int  # i in 1..L (1 = lowest)
-    source: str  # "posterior" or "prior": where z_i was taken from
-    posterior: Gaussian | None  # q(z_i | .); None where the pass did not need it (L<l top layers)
-    prior: Gaussian  # p(z_i | z_{i+1}); N(0, I) for the top layer
-    z: Tensor  # the value of z_i used by the generative model
-    kl: Tensor  # (B,) single-sample log q(z_i|.) - log p(z_i|z_{i+1}); 0 when from the prior
-
-
-@dataclass
-class HVAEOutput:
-    """Result of :meth:`HVAE.forward`: per-layer results plus the data likelihood."""
-
-    layers: list[LayerOutput]
-    log_px: Tensor  # (B,) log p(x | z_1)
-    params: Tensor  # likelihood parameters (logits for Bernoulli)
-    k: int
-    l: int | None
-    likelihood: Likelihood = field(repr=False)
-
-    @property
-    def kl(self) -> Tensor:
-        """(B,) sum of the per-layer KL terms of the layers taken from the posterior."""
-        return torch.stack([layer.kl for layer in self.layers]).sum(0)
-
-    @property
-    def bound(self) -> Tensor:
-        """(B,) single-sample value of the bound this pass estimates (ELBO, L>k or L<l)."""
-        return self.log_px - self.kl
-
-    def reconstruction(self) -> Tensor:
-        """The likelihood's mean image in [0, 1] (e.g. Bernoulli probabilities)."""
-        return self.likelihood.mean(self.params)
+from .layers import Embed, Stage, WNConv2d
+from .likelihoods import make_likelihood
 
 
 @dataclass
@@ -87,28 +52,7 @@ class EncoderCache:
         return EncoderCache(q, skip, self.x.repeat_interleave(n, 0))
 
 
-def bottom_up_network(
-    cfg: HVAEConfig, shapes: Sequence[tuple[int, ...]]
-) -> tuple[nn.ModuleList, nn.ModuleList, nn.ModuleList, nn.ModuleList]:
-    """The bottom-up network of appendix B, shared by the HVAE (its inference network) and
-    BIVA (its bottom-up path): stage i maps z_{i-1} (+ skip z_{i-2}) at resolution r_{i-1} to a
-    Gaussian over z_i of shape ``shapes[i]`` at r_i (``shapes[0]`` is the input's). Returns
-    (``enc_embed``, ``enc_skip``, ``enc_stage``, ``enc_head``): the names are checkpoint keys."""
-    L, C, res = cfg.n_layers, cfg.channels, cfg.resolutions()
-    embed = nn.ModuleList(Embed(shapes[i - 1], C, res[i - 1]) for i in range(1, L + 1))
-    skip = nn.ModuleList(
-        Embed(shapes[i - 2], C, res[i - 1]) if cfg.skip and i >= 2 else nn.Identity()
-        for i in range(1, L + 1)
-    )
-    stage = nn.ModuleList(
-        Stage(C, cfg.kernels[i - 1], cfg.strides[i - 1], cfg.blocks_per_stage, up=False)
-        for i in range(1, L + 1)
-    )
-    head = nn.ModuleList(GaussianHead(C, res[i], shapes[i], cfg.min_var) for i in range(1, L + 1))
-    return embed, skip, stage, head
-
-
-class HVAE(nn.Module):
+class HVAE(HierarchicalVAE):
     """Bottom-up hierarchical VAE with skip connections (appendix B, table 4)."""
 
     def __init__(self, config: HVAEConfig) -> None:
@@ -141,25 +85,11 @@ class HVAE(nn.Module):
             GaussianHead(C, res[i], shapes[i], cfg.min_var) for i in range(1, L)
         )
         self.out_head = WNConv2d(C, self.likelihood.num_params(cfg.in_shape[0]), 3)
-        # A fitted second stage (hvaelab.second_stage.SecondStage), attached by load_model when
-        # one is stored beside the checkpoint; not a parameter, not in the weights.
         self.second_stage = None
 
-    # ----------------------------------------------------------------------------- helpers
-    @property
-    def n_layers(self) -> int:
-        return self.config.n_layers
-
-    def _has_skip(self, i: int) -> bool:
-        return self.config.skip and i >= 2
-
-    def _enc_input(self, i: int, below: Tensor, below2: Tensor | None, x_skip: Tensor | None):
-        h = self.enc_embed[i - 1](below)
-        if self._has_skip(i):
-            h = h + (x_skip if (i == 2 and x_skip is not None) else self.enc_skip[i - 1](below2))
-        return h
-
+    # ------------------------------------------------------------------------- network hooks
     def _posterior(self, i: int, h: Tensor) -> Gaussian:
+        """q(z_i | .) from the input of inference stage i."""
         return self.enc_head[i - 1](self.enc_stage[i - 1](h))
 
     def _dec(self, j: int, z_j: Tensor, z_up: Tensor | None) -> Tensor:
@@ -167,10 +97,6 @@ class HVAE(nn.Module):
         if self.config.skip and j + 1 <= self.n_layers:
             h = h + self.dec_skip[j - 1](z_up)
         return self.dec_stage[j - 1](h)
-
-    def _x_skip(self, x: Tensor) -> Tensor | None:
-        """Skip embedding of x into inference stage 2 (None without skips)."""
-        return self.enc_skip[1](x) if self._has_skip(2) else None
 
     def _prior(self, i: int, z_up: Tensor, z_up2: Tensor | None) -> Gaussian:
         """Conditional prior p(z_i | z_{i+1}) (z_{i+2} enters through the skip), i < L."""
@@ -180,26 +106,6 @@ class HVAE(nn.Module):
         """Parameters of p(x | z_1) (z_2 enters through the skip)."""
         return self.out_head(self._dec(1, z1, z2))
 
-    def prepare(self, x: Tensor) -> Tensor:
-        """Map images in [0, 1] (binarized for Bernoulli) to the likelihood's input space."""
-        return self.likelihood.to_model_space(x)
-
-    def inputs(self, images, binarize: str = "fixed", seed: int = 0, generator=None):
-        """The one door for images (:func:`hvaelab.model.inputs.model_inputs`): checked,
-        binarized for Bernoulli models, on the model's device and in its input space."""
-        from .inputs import model_inputs
-
-        return model_inputs(self, images, binarize, seed, generator)  # type: ignore[arg-type]
-
-    def check_input(self, x: Tensor) -> None:
-        exp = tuple(self.config.in_shape)
-        if x.dim() != 4 or tuple(x.shape[1:]) != exp:
-            raise ValueError(
-                f"expected a batch of shape (N, {exp[0]}, {exp[1]}, {exp[2]}), got {tuple(x.shape)}"
-            )
-        if not torch.is_floating_point(x):
-            raise TypeError(f"expected a floating point tensor, got {x.dtype}")
-
     # ------------------------------------------------------------------------------ passes
     def encode_means(self, x: Tensor) -> EncoderCache:
         """Run the inference network forwarding posterior means (appendix D's d_k(x))."""
@@ -208,7 +114,7 @@ class HVAE(nn.Module):
         q: dict[int, Gaussian] = {}
         zs: list[Tensor] = [x]
         for i in range(1, self.n_layers + 1):
-            h = self._enc_input(i, zs[i - 1], zs[i - 2] if i >= 2 else None, x_skip)
+            h = self._bottom_up_input(i, zs[i - 1], zs[i - 2] if i >= 2 else None, x_skip)
             q[i] = self._posterior(i, h)
             zs.append(q[i].mean)
         return EncoderCache(q, x_skip, x)
@@ -237,15 +143,8 @@ class HVAE(nn.Module):
             cache: :meth:`encode_means` of the same x, to share the inference network's mean path.
         """
         L = self.n_layers
-        if not 0 <= k <= L:
-            raise ValueError(f"k must be in 0..{L}, got {k}")
-        if l is not None and not 1 <= l <= L + 1:
-            raise ValueError(f"l must be in 1..{L + 1}, got {l}")
-        if posterior not in _MODES or prior not in _MODES:
-            raise ValueError(f"posterior/prior must be 'sample' or 'mean', got {posterior}/{prior}")
+        source = self._sources(k, l, posterior, prior)
         self.check_input(x)
-        top = L if l is None else l - 1  # highest layer that may come from the posterior
-        source = {i: PRIOR if (i <= k or i > top) else POSTERIOR for i in range(1, L + 1)}
 
         def noise(i: int) -> Tensor | None:
             return None if eps is None else eps[i]
@@ -262,7 +161,7 @@ class HVAE(nn.Module):
             if on_mean_path:
                 q[i] = cache.q[i]
             else:
-                h = self._enc_input(i, z_enc[i - 1], z_enc.get(i - 2), x_skip)
+                h = self._bottom_up_input(i, z_enc[i - 1], z_enc.get(i - 2), x_skip)
                 q[i] = self._posterior(i, h)
             if source[i] == POSTERIOR and posterior == "sample":
                 z_enc[i] = q[i].sample(noise(i), generator)
@@ -293,25 +192,3 @@ class HVAE(nn.Module):
         log_px = self.likelihood.log_prob(params, x)
         layers.reverse()
         return HVAEOutput(layers, log_px, params, k, l, self.likelihood)
-
-    @torch.no_grad()
-    def sample(
-        self, n: int, generator: torch.Generator | None = None, mode: str = "mean"
-    ) -> Tensor:
-        """Draw n images from the model: z_L ~ N(0, I), then down the conditional priors.
-
-        ``mode="mean"`` returns the likelihood's mean image, ``"sample"`` a sample of x.
-        """
-        ref = next(self.parameters())
-        x_dummy = torch.zeros((n, *self.config.in_shape), device=ref.device, dtype=ref.dtype)
-        out = self.forward(x_dummy, k=self.n_layers, generator=generator)
-        if mode == "mean":
-            return out.reconstruction()
-        return self.likelihood.sample(out.params, generator=generator)
-
-    def initialize(self, x: Tensor) -> None:
-        """Data-dependent initialisation of all weight-normalised layers on a batch (table 4)."""
-        data_dependent_init(self, x, k=0)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())

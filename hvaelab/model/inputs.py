@@ -27,7 +27,7 @@ from ..data.binarize import binarize_fixed, to_tensor
 from ..data.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from .hvae import HVAE
+    from .base import HierarchicalVAE
 
 Binarization = Literal["fixed", "dynamic", "none"]
 
@@ -41,7 +41,9 @@ class ModelInput:
     x: Tensor
 
 
-def _as_float01(model: HVAE, images: Tensor | np.ndarray, what: str, trusted: bool) -> Tensor:
+def _as_float01(
+    model: HierarchicalVAE, images: Tensor | np.ndarray, what: str, trusted: bool
+) -> Tensor:
     exp = tuple(model.config.in_shape)
     if isinstance(images, np.ndarray):
         images = to_tensor(images)  # uint8 0..255, floats in [0, 1] or bools; (N,28,28)
@@ -79,7 +81,7 @@ def _as_float01(model: HVAE, images: Tensor | np.ndarray, what: str, trusted: bo
 
 
 def model_inputs(
-    model: HVAE,
+    model: HierarchicalVAE,
     images: Tensor | np.ndarray,
     binarize: Binarization = "fixed",
     seed: int = 0,

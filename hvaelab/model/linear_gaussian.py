@@ -195,7 +195,9 @@ class LinearGaussianHVAE(HVAE):
     def _x_skip(self, x: Tensor) -> None:
         return None
 
-    def _enc_input(self, i: int, below: Tensor, below2: Tensor | None, x_skip: Tensor | None):
+    def _bottom_up_input(
+        self, i: int, below: Tensor, below2: Tensor | None, x_skip: Tensor | None
+    ) -> Tensor:
         return below
 
     def _posterior(self, i: int, h: Tensor) -> Gaussian:
