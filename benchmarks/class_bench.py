@@ -8,7 +8,9 @@ once in Chromium (Playwright's async API), uploads a PNG on each and reports
 - the time from the first navigation to the last verdict shown,
 - the peak memory of the server and all its kernels (RSS summed, sampled every 0.5 s),
 - how many visitors got the "busy" page (past ``HVAELAB_MAX_KERNELS``),
-- the kernel count after the pages are closed, over time, and when it is back to the pool.
+- the kernel count after the pages are closed, over time, and when it is back to the pool,
+- how often Voila gave up waiting for a cell's outputs while rendering a page ("Timeout waiting
+  for IOPub output" in its log: a page that lost an output may never become interactive).
 
     .venv/bin/python benchmarks/class_bench.py [--visitors 10] [--cull-seconds 60] [--watch 300]
 """
@@ -30,9 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dashboard_bench import VERDICTS, png_file  # noqa: E402
-from harness import CHROMIUM, CHROMIUM_ARGS, PAGES, kernel_count, start_voila  # noqa: E402
+from harness import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PAGES,
+    kernel_count,
+    start_voila,
+    wait_quiet,
+)
 
 READY_MS = 300_000
+IOPUB_TIMEOUT = "Timeout waiting for IOPub output"  # nbclient's warning when it drops outputs
 
 
 def family(server) -> list[psutil.Process]:
@@ -129,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             t = time.monotonic()
             while kernel_count(server) < pool and time.monotonic() - t < 300:
                 time.sleep(1)
-            time.sleep(5)
+            wait_quiet(server, timeout=600)  # the pool's kernels have run their notebooks
             print(f"pool ready: {kernel_count(server)} kernels, {rss_gb(server):.2f} GB, "
                   f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
             with PeakMemory(server) as mem:
@@ -159,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"back to the pool ({pool}) after {back:.0f} s" if back is not None
                   else f"not back to the pool ({pool}) within {args.watch:.0f} s")  # fmt: skip
             print(f"load average now: {os.getloadavg()[0]:.1f} (2 cores)")
+            log = (folder / "voila.log").read_text(errors="replace")
+            print(f"outputs Voila gave up waiting for: {log.count(IOPUB_TIMEOUT)}")
             for e in errors:
                 print("  error:", e)
             if errors:  # keep the server's log for a look at what happened

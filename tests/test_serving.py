@@ -84,3 +84,35 @@ def test_past_the_cap_a_visitor_kernel_is_refused_with_503_a_refill_is_not(monke
     monkeypatch.setattr(AsyncMappingKernelManager, "start_kernel", parent_start)
     assert _run(km.start_kernel(env={"VOILA_PREHEAT": "True"})) == "p2"
     assert started == ["True"]
+
+
+def test_scripts_dashboard_makes_voila_wait_for_every_output_of_a_cell(tmp_path):
+    """Under load (a class opening pages at once) Voila's server falls behind the kernels' output
+    messages; with nbclient's default iopub_timeout (4 s) it drops a cell's late outputs and the
+    page never becomes interactive. The script's own command line, parsed by Voila, must give the
+    executor that renders pages (preheated or not) a wait far above that."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import nbformat
+    from voila.app import Voila
+    from voila.execute import VoilaExecutor
+
+    repo = Path(__file__).resolve().parents[1]
+    fake, out = tmp_path / "python", tmp_path / "argv.json"  # records the command it is given
+    fake.write_text(
+        f"#!{sys.executable}\nimport json, sys\njson.dump(sys.argv[1:], open({str(out)!r}, 'w'))\n"
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "HVAELAB_PYTHON": str(fake)}
+    subprocess.run(["bash", str(repo / "scripts" / "dashboard"), "8999"], env=env, check=True)
+    argv = json.loads(out.read_text())
+    assert argv[:2] == ["-m", "voila"]
+    app = Voila()
+    app.parse_command_line(argv[2:])
+    executor = VoilaExecutor(nbformat.v4.new_notebook(), config=app.config)
+    assert executor.iopub_timeout >= 60
+    assert VoilaExecutor(nbformat.v4.new_notebook()).iopub_timeout < 10  # nbclient's default
