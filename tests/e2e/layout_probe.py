@@ -235,9 +235,12 @@ PROBE_JS = r"""
 }
 """
 
-# Responsive plotly figures have caught up with their containers' widths (after a resize).
+# Every figure the page has received is drawn (the hvaelab template draws them one per task:
+# window.hvaelabFiguresPending) and the responsive ones have caught up with their containers'
+# widths (after a resize).
 SETTLED_JS = """
-(roots) => Array.from(document.querySelectorAll(roots)).every((root) =>
+(roots) => !(window.hvaelabFiguresPending && window.hvaelabFiguresPending() > 0) &&
+  Array.from(document.querySelectorAll(roots)).every((root) =>
   Array.from(root.querySelectorAll('.js-plotly-plot')).every((gd) => {
     if (!gd._fullLayout || (gd.layout && gd.layout.width != null) || !gd.clientWidth) return true;
     const s = getComputedStyle(gd);
