@@ -11,6 +11,8 @@ file                       what                                           writte
 ``NAME.state.json``        RNG streams, epoch; git-ignored)
 ``NAME.history.csv``       the training curves, one row per epoch         ``hvaelab train``
 ``NAME.scores.safetensors``  score tables of its test sets (dashboards)   ``hvaelab tables``
+``NAME.scores.partial.safetensors``  rows of unfinished tables (``--resume``;  ``hvaelab tables``
+                           git-ignored)
 ``NAME.samples.safetensors`` a few test images per set (dashboards)       ``hvaelab tables``
 ``NAME.second-stage.safetensors``  the fitted second stage (its score)   ``hvaelab second-stage``
 =========================  =============================================  ===================
@@ -32,12 +34,14 @@ CARD = ".json"
 STATE = ".state"
 HISTORY = ".history.csv"
 SCORES = ".scores.safetensors"
+PARTIAL_SCORES = ".scores.partial.safetensors"
 SAMPLES = ".samples.safetensors"
 SECOND_STAGE = ".second-stage.safetensors"
 # Longest first, so that NAME.scores.safetensors is not read as a checkpoint "NAME.scores".
 _SUFFIXES = (
     STATE + WEIGHTS,
     STATE + CARD,
+    PARTIAL_SCORES,
     SCORES,
     SAMPLES,
     SECOND_STAGE,
@@ -95,6 +99,10 @@ class Artifacts:
         return self._file(SCORES)
 
     @property
+    def partial_scores(self) -> Path:
+        return self._file(PARTIAL_SCORES)
+
+    @property
     def samples(self) -> Path:
         return self._file(SAMPLES)
 
@@ -111,6 +119,7 @@ class Artifacts:
             "state_card",
             "history",
             "scores",
+            "partial_scores",
             "samples",
             "second_stage",
         )

@@ -28,6 +28,7 @@ from .data.errors import DataNotFoundError
 from .data.inventory import fetch, format_inventory, inventory, verify_split
 from .device import resolve_device
 from .evaluate import evaluate_tables, format_table1, format_table2, write_results
+from .partial_tables import score_dataset_in_steps
 from .score_names import Family, ScoreName, TableKey
 from .scores import (
     load_tables,
@@ -163,12 +164,9 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 def _cmd_tables(a: argparse.Namespace) -> int:
     lm = _load(a)
     sha = lm.card.get("weights_sha256")
-    new = {key: t for (_, key), t in _compute_tables(a, lm, [a.prior], a.samples).items()}
-    if not ddp.current().is_main:  # under torchrun: every rank scored a share; rank 0 writes
-        return 0
-    for t in new.values():
-        t.meta["weights_sha256"] = sha
     path = tables_path(lm.path)
+    main = ddp.current().is_main
+    info = {"checkpoint": lm.name, "in": a.in_name, "ood": a.ood}
     tables = {}
     if path.exists():  # keep other S / datasets computed earlier for these very weights
         try:
@@ -177,13 +175,35 @@ def _cmd_tables(a: argparse.Namespace) -> int:
             old = {}
         tables = {k: t for k, t in old.items() if t.meta.get("weights_sha256") == sha}
         for k in set(old) - set(tables):
-            print(f"dropping stale table {k} (computed for other weights)", file=sys.stderr)
-    tables.update(new)
-    path = save_tables(
-        path,
-        tables.values(),
-        info={"checkpoint": lm.name, "in": a.in_name, "ood": a.ood},
-    )
+            if main:
+                print(f"dropping stale table {k} (computed for other weights)", file=sys.stderr)
+    for S in a.samples:
+        for name in [a.in_name, *a.ood]:
+            key = str(TableKey(name, S))
+            t = score_dataset_in_steps(
+                lm.model,
+                name,
+                Artifacts.of(lm.path).partial_scores,
+                sha,
+                resume=a.resume,
+                finished=tables.get(key),
+                data_dir=a.data_dir,
+                limit=a.limit if S == 1 or not a.iw_limit else a.iw_limit,
+                n_samples=S,
+                prior=a.prior,
+                lt=not a.no_lt,
+                seed=a.seed,
+                batch_size=a.batch_size,
+                log=lambda m: print(m, file=sys.stderr),
+            )
+            if tables.get(key) is t:
+                continue
+            tables[key] = t
+            if main:  # after every table: a stop loses at most the one being scored
+                save_tables(path, tables.values(), info=info)
+    if not main:  # under torchrun: every rank scored a share; rank 0 writes
+        return 0
+    save_tables(path, tables.values(), info=info)  # also when every table was kept
     print(f"wrote {path} ({', '.join(tables)})")
     _record_evaluation(lm, tables, a.in_name, path)
     if a.samples_per_set:
@@ -420,6 +440,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scoring(tb)
     tb.add_argument("--prior", choices=["mean", "sample"], default="mean")
     tb.add_argument("--samples-per-set", type=int, default=64, help="images shipped per dataset")
+    tb.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep tables already stored with the same settings and continue a stopped table "
+        "after its saved rows (NAME.scores.partial.safetensors)",
+    )
+    tb.add_argument(
+        "--no-lt",
+        action="store_true",
+        help="skip the L<l bounds (appendix E): half the passes per sample, for large S",
+    )
     _add_common(tb)
     tb.set_defaults(func=_cmd_tables)
 

@@ -179,15 +179,21 @@ def score_tensor(
     stage = getattr(model, "second_stage", None)
     if stage is not None and N:
         columns[SCORE_COLUMN] = stage.score(columns)
-    meta = {
+    return ScoreTable(columns, table_meta(model, N, n_samples, prior, seed))
+
+
+def table_meta(
+    model: HierarchicalVAE, n: int, n_samples: int, prior: str, seed: int
+) -> dict[str, Any]:
+    """How a :class:`ScoreTable` of ``n`` examples was computed (its ``meta``)."""
+    return {
         "n_samples": n_samples,
         "prior": prior,
         "seed": seed,
-        "n_layers": L,
+        "n_layers": model.n_layers,
         "n_dims": int(math.prod(model.config.in_shape)),
-        "n": N,
+        "n": n,
     }
-    return ScoreTable(columns, meta)
 
 
 def score_dataset(
@@ -199,6 +205,17 @@ def score_dataset(
     **kw: Any,
 ) -> ScoreTable:
     """Score a registered dataset (see :mod:`hvaelab.data`); ``limit`` takes a seeded subset."""
+    images, meta = dataset_images(name, split, data_dir, limit)
+    table = score_tensor(model, images, **kw)
+    table.meta.update(meta)
+    return table
+
+
+def dataset_images(
+    name: str, split: str = "test", data_dir: str | None = None, limit: int | None = None
+) -> tuple[Tensor, dict[str, Any]]:
+    """The images :func:`score_dataset` scores, (N, C, H, W) in [0, 1], and the table metadata
+    that says which they are (``limit``: a subset seeded 0, in the dataset's order)."""
     from .data import load_dataset, to_tensor
 
     ds = load_dataset(name, split, data_dir=data_dir)
@@ -207,16 +224,13 @@ def score_dataset(
     if limit and limit < len(images):
         idx = np.sort(np.random.default_rng(0).choice(len(images), limit, replace=False))
         images = images[idx]
-    table = score_tensor(model, to_tensor(images), **kw)
-    table.meta.update(
-        {
-            "dataset": name,
-            "split": split,
-            "data_md5": ds.md5,
-            "indices": "all" if len(idx) == len(ds.images) else "seeded-subset-0",
-        }
-    )
-    return table
+    meta = {
+        "dataset": name,
+        "split": split,
+        "data_md5": ds.md5,
+        "indices": "all" if len(idx) == len(ds.images) else "seeded-subset-0",
+    }
+    return to_tensor(images), meta
 
 
 # ------------------------------------------------------------------- stored score tables

@@ -19,6 +19,7 @@ def test_every_file_of_a_checkpoint_has_one_name(tmp_path):
         "state_card": "fmnist.v2.state.json",
         "history": "fmnist.v2.history.csv",
         "scores": "fmnist.v2.scores.safetensors",
+        "partial_scores": "fmnist.v2.scores.partial.safetensors",
         "samples": "fmnist.v2.samples.safetensors",
         "second_stage": "fmnist.v2.second-stage.safetensors",
     }

@@ -19,7 +19,7 @@ from hvaelab.app import resources
 from hvaelab.cli import main
 from hvaelab.data import load_dataset, load_samples
 from hvaelab.evaluate import evaluate_tables
-from hvaelab.scores import load_tables
+from hvaelab.scores import load_tables, tables_path
 
 TRAIN = [
     "train",
@@ -131,6 +131,40 @@ def test_tables_writes_scores_and_samples(run, datasets):
         fm: (4, 28, 28),
         mn: (4, 28, 28),
     }
+
+
+def test_tables_resume_keeps_what_is_done_and_no_lt_drops_the_lower_bounds(run, tmp_path, datasets):
+    stem, _ = run
+    fm, mn = datasets.fashionmnist, datasets.mnist
+    for f in stem.parent.glob("run.*"):  # a copy: other tests read the run's own tables
+        shutil.copy(f, tmp_path / f.name)
+    copy = tmp_path / "run"
+    before = load_tables(tables_path(copy))
+    argv = ["tables", "--checkpoint", copy, *IN_OOD(datasets), "--limit", "64"]
+    argv += ["--samples-per-set", "0"]
+    rc, out, err = run_cli(*argv, "--samples", "1", "2", "--resume")
+    assert rc == 0, err
+    for key in (f"{fm}@S1", f"{mn}@S1", f"{fm}@S2", f"{mn}@S2"):
+        assert f"keeping {key}: already scored with these settings" in err
+    assert "scoring" not in err.replace("already scored", "")
+    after = load_tables(tables_path(copy))
+    for key, t in before.items():
+        for col, v in t.columns.items():
+            assert np.array_equal(after[key].columns[col], v), (key, col)
+
+    rc, _, err = run_cli(*argv, "--samples", "2", "--resume", "--no-lt")
+    assert rc == 0, err
+    assert f"scoring {fm}@S2 again: the stored table differs in lt" in err
+    after = load_tables(tables_path(copy))
+    assert set(after) == set(before)  # S = 1, not asked for, stays as it was
+    for key in (f"{fm}@S2", f"{mn}@S2"):
+        assert not any(c.startswith("L<") for c in after[key].columns)
+        assert np.array_equal(after[key].columns["L>1_iw"], before[key].columns["L>1_iw"])
+    assert "L<1" in after[f"{fm}@S1"].columns
+    assert not Path(f"{copy}.scores.partial.safetensors").exists()
+    ev = ["evaluate", "--checkpoint", copy, *IN_OOD(datasets), "--tables", "--out", tmp_path / "e"]
+    rc, out, _ = run_cli(*ev)
+    assert rc == 0 and f"OOD: {mn}   S = 2" in out and "LLR_S>1" in out
 
 
 def test_evaluate_from_stored_tables(run, tmp_path, datasets):

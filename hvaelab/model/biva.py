@@ -137,7 +137,6 @@ class BIVA(HierarchicalVAE):
             GaussianHead(C, res[i], units[i], cfg.min_var) for i in range(1, L)
         )
         self.out_head = WNConv2d(C, self.likelihood.num_params(cfg.in_shape[0]), 3)
-        self.second_stage = None
 
     # ------------------------------------------------------------------ network hooks
     def _bottom_up(

@@ -85,7 +85,6 @@ class HVAE(HierarchicalVAE):
             GaussianHead(C, res[i], shapes[i], cfg.min_var) for i in range(1, L)
         )
         self.out_head = WNConv2d(C, self.likelihood.num_params(cfg.in_shape[0]), 3)
-        self.second_stage = None
 
     # ------------------------------------------------------------------------- network hooks
     def _posterior(self, i: int, h: Tensor) -> Gaussian:

@@ -66,7 +66,6 @@ class LinearBIVA(BIVA):
         self.units = [(x_dim,)] + [(c[i - 1],) for i in range(1, L + 1)]
         self.shapes = [(x_dim,)] + [(2 * c[i - 1],) for i in range(1, L)] + [(c[L - 1],)]
         self.likelihood = DiagonalGaussianLikelihood()
-        self.second_stage = None
         dims = [s[0] for s in self.shapes]  # full layer dims, index 0 = x
         g = torch.Generator().manual_seed(seed)
 
