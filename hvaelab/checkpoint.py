@@ -59,6 +59,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointNotFoundError",
     "checkpoint_search_dirs",
+    "copy_checkpoint",
     "flatten_state",
     "list_checkpoints",
     "load_checkpoint",
@@ -553,6 +554,52 @@ def update_card(path_or_name: str | os.PathLike[str], updates: Mapping[str, Any]
     card_path = _pair(stem)[1]
     atomic_write(card_path, _encode_card(card, card_path))
     return stem
+
+
+# Files of a checkpoint that belong to its weights (keyed by their sha256 where it matters):
+# copied with them. The training state is not: a run resumes under its own name.
+_WITH_WEIGHTS = ("history", "scores", "samples", "second_stage")
+
+
+def copy_checkpoint(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], replace: bool = False
+) -> Path:
+    """Copy checkpoint ``src`` (a name or path) to the stem ``dst`` (``dir/NAME``); return it.
+
+    The weights are copied byte for byte, so their sha256 is unchanged and the files that
+    belong to them (training history, score tables, image samples, second stage) are copied
+    too and stay valid; the card is the same but for the file names it holds. This is how a
+    run trained under a working name replaces a shipped checkpoint. An existing ``dst`` is
+    refused unless ``replace``; then its files for its old weights that ``src`` does not have
+    are removed, so nothing at ``dst`` disagrees with the new weights.
+    """
+    s = resolve_checkpoint(src)
+    _, card = _load_pair(s, CHECKPOINT_FORMAT)  # checks the card and the weights' sha256
+    d = _stem(dst)
+    if d.resolve() == s.resolve():
+        raise CheckpointError(f"{s} is already at {d}: nothing to copy")
+    weights, card_path = _pair(d)
+    if not replace and (weights.exists() or card_path.exists()):
+        raise CheckpointError(
+            f"{d} already exists; pass replace=True (`hvaelab copy --replace`) to replace it"
+        )
+    card["weights_file"] = weights.name
+    if isinstance(card.get("evaluation"), dict) and "score_tables" in card["evaluation"]:
+        card["evaluation"]["score_tables"] = Artifacts(d).scores.name
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    src_files, dst_files = Artifacts(s), Artifacts(d)
+    for role in _WITH_WEIGHTS:  # first, so that new weights never meet the old files
+        a, b = getattr(src_files, role), getattr(dst_files, role)
+        if b.exists() and not a.is_file():
+            b.unlink()
+    if dst_files.partial_scores.exists():
+        dst_files.partial_scores.unlink()
+    _commit_pair(weights, _pair(s)[0].read_bytes(), card_path, _encode_card(card, card_path))
+    for role in _WITH_WEIGHTS:
+        a = getattr(src_files, role)
+        if a.is_file():
+            atomic_write(getattr(dst_files, role), a.read_bytes())
+    return d
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Command line: ``hvaelab train / evaluate / score / tables / second-stage / correlate / data /
-info``.
+copy / info``.
 
 Every command goes through the library's one scoring entry point (:mod:`hvaelab.scores`), so
 the numbers printed here are the ones the notebooks and dashboards show.
@@ -21,7 +21,7 @@ import torch
 from . import __version__
 from . import distributed as ddp
 from .artifacts import Artifacts, atomic_write, write_csv
-from .checkpoint import load_model, update_card
+from .checkpoint import copy_checkpoint, load_model, update_card
 from .correlation import layer_correlations
 from .data import get_spec, list_datasets, load_dataset, load_inputs, save_samples, to_tensor
 from .data.errors import DataNotFoundError
@@ -382,6 +382,13 @@ def _cmd_data(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_copy(a: argparse.Namespace) -> int:
+    d = copy_checkpoint(a.src, a.dst, replace=a.replace)
+    files = [p.name for p in Artifacts(d).files().values() if p.is_file()]
+    print(f"copied {a.src} to {d}: {', '.join(files)}")
+    return 0
+
+
 def _cmd_info(a: argparse.Namespace) -> int:
     lm = _load(a)
     print(f"{lm.path}: {lm.model.num_parameters():,} parameters")
@@ -516,6 +523,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", default=None, help="also look in this folder first (else HVAELAB_DATA, ...)"
     )
     dt.set_defaults(func=_cmd_data)
+
+    cp = sub.add_parser(
+        "copy",
+        help="copy a checkpoint (weights, card, history, tables, samples, second stage) to a new "
+        "name, e.g. a finished run over the shipped one",
+    )
+    cp.add_argument("src", help="checkpoint name or path")
+    cp.add_argument("dst", help="path stem of the copy (dir/NAME)")
+    cp.add_argument("--replace", action="store_true", help="replace an existing checkpoint DST")
+    cp.set_defaults(func=_cmd_copy)
 
     i = sub.add_parser("info", help="print a checkpoint's card")
     i.add_argument("--checkpoint", default="fashionmnist")

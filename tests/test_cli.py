@@ -167,6 +167,51 @@ def test_tables_resume_keeps_what_is_done_and_no_lt_drops_the_lower_bounds(run, 
     assert rc == 0 and f"OOD: {mn}   S = 2" in out and "LLR_S>1" in out
 
 
+def test_copy_gives_the_same_checkpoint_and_its_files_under_a_new_name(run, tmp_path, datasets):
+    stem, _ = run
+    dst = tmp_path / "ship" / "shipped"
+    rc, out, err = run_cli("copy", stem, dst)
+    assert rc == 0, err
+    assert out.startswith(f"copied {stem} to {dst}: shipped.safetensors, shipped.json")
+    assert (
+        dst.with_name("shipped.safetensors").read_bytes()
+        == Path(f"{stem}.safetensors").read_bytes()
+    )
+    card, src_card = (json.loads(Path(f"{p}.json").read_text()) for p in (dst, stem))
+    assert card["weights_file"] == "shipped.safetensors"
+    assert card["evaluation"]["score_tables"] == "shipped.scores.safetensors"
+    changed = {k for k in card if card[k] != src_card[k]}
+    assert changed == {"weights_file", "evaluation"}
+    for suffix in (".history.csv", ".scores.safetensors", ".samples.safetensors"):
+        assert Path(f"{dst}{suffix}").read_bytes() == Path(f"{stem}{suffix}").read_bytes()
+    assert Path(f"{stem}.state.json").exists() and not Path(f"{dst}.state.json").exists()
+    # the tables still belong to the weights: a resumed `tables` keeps them all
+    argv = ["tables", "--checkpoint", dst, *IN_OOD(datasets), "--limit", "64", "--resume"]
+    rc, _, err = run_cli(*argv, "--samples-per-set", "0")
+    assert rc == 0 and err.count("keeping") == 2 and "again" not in err, err
+
+    before = Path(f"{dst}.json").read_bytes()
+    rc, _, err = run_cli("copy", stem, dst)
+    assert_one_line_error(rc, err, "copy", "already exists", "--replace")
+    assert Path(f"{dst}.json").read_bytes() == before
+
+    stale = Path(f"{dst}.second-stage.safetensors")  # a file for other weights at DST
+    stale.write_bytes(b"a second stage of the old weights")
+    rc, _, err = run_cli("copy", stem, dst, "--replace")
+    assert rc == 0, err
+    assert not stale.exists()  # the source has none: nothing at DST disagrees with the weights
+
+
+def test_copy_refuses_a_damaged_source_and_writes_nothing(run, tmp_path):
+    stem, _ = run
+    for f in ("run.json", "run.safetensors"):
+        shutil.copy(stem.with_name(f), tmp_path / f)
+    (tmp_path / "run.safetensors").write_bytes(b"not the weights")
+    rc, _, err = run_cli("copy", tmp_path / "run", tmp_path / "copy")
+    assert_one_line_error(rc, err, "copy", "sha256")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.safetensors"]
+
+
 def test_evaluate_from_stored_tables(run, tmp_path, datasets):
     stem, _ = run
     fm, mn = datasets.fashionmnist, datasets.mnist
