@@ -70,6 +70,7 @@ CLASSES = {
         "hvae-toy-fig",
         "hvae-layer-terms-fig",
         "hvae-gap-fig",
+        "hvae-compare-fig",
     },
     "06_training_curves.ipynb": {"hvae-history-fig"},
     "07_draw_and_inspect.ipynb": {
