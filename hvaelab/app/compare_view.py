@@ -184,6 +184,7 @@ class ModelComparison(widgets.VBox):
         self.status = widgets.HTML()
         self.table = widgets.HTML()
         self.slot = FigureSlot(comparison_figure([]), "hvae-compare-fig", width="100%")
+        self.a = model_scores(checkpoint_a, in_name, self.ood_name)  # fixed: computed once
         self.models: list[ModelScores] = []
         self.b_select.observe(lambda _c: self.refresh(), names="value")
         super().__init__([self.b_select, self.status, self.table, self.slot.box])
@@ -191,8 +192,7 @@ class ModelComparison(widgets.VBox):
         self.refresh()
 
     def refresh(self) -> None:
-        a = model_scores(self.checkpoint_a, self.in_name, self.ood_name)
-        models, note = [a], ""
+        models, note = [self.a], ""
         b = self.b_select.value
         if b is None:
             note = status_html(
