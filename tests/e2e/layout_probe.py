@@ -236,17 +236,24 @@ PROBE_JS = r"""
 """
 
 # Every figure the page has received is drawn (the hvaelab template draws them one per task:
-# window.hvaelabFiguresPending) and the responsive ones have caught up with their containers'
-# widths (after a resize).
+# window.hvaelabFiguresPending), the responsive ones have their boxes' widths, and this has held
+# for ``stable_ms`` (a figure that fitted at one poll can still be redrawn at the old width by a
+# resize or an update that was queued on a busy machine; the template then catches it up).
 SETTLED_JS = """
-(roots) => !(window.hvaelabFiguresPending && window.hvaelabFiguresPending() > 0) &&
-  Array.from(document.querySelectorAll(roots)).every((root) =>
-  Array.from(root.querySelectorAll('.js-plotly-plot')).every((gd) => {
-    if (!gd._fullLayout || (gd.layout && gd.layout.width != null) || !gd.clientWidth) return true;
-    const s = getComputedStyle(gd);
-    const room = gd.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
-    return Math.abs(gd._fullLayout.width - room) <= 1;
-  }))
+(arg) => {
+  const fits = !(window.hvaelabFiguresPending && window.hvaelabFiguresPending() > 0) &&
+    Array.from(document.querySelectorAll(arg.roots)).every((root) =>
+    Array.from(root.querySelectorAll('.js-plotly-plot')).every((gd) => {
+      if (!gd._fullLayout || (gd.layout && gd.layout.width != null) || !gd.clientWidth) return true;
+      const s = getComputedStyle(gd);
+      const room = gd.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight);
+      return Math.abs(gd._fullLayout.width - room) <= 1;
+    }));
+  const now = performance.now();
+  if (!fits) { window.__hvaeFitSince = null; return false; }
+  if (window.__hvaeFitSince == null) window.__hvaeFitSince = now;
+  return now - window.__hvaeFitSince >= arg.stable_ms;
+}
 """
 
 TWO_FRAMES_JS = (
@@ -272,13 +279,21 @@ def probe_layout(page: Any, roots: str = VOILA_ROOTS, tol: float = TOLERANCE_PX)
     return [Finding(**f) for f in page.evaluate(PROBE_JS, {"roots": roots, "tol": tol})]
 
 
-def settle_layout(page: Any, roots: str = VOILA_ROOTS, timeout_ms: float = 20_000) -> bool:
-    """Wait (at most ``timeout_ms``) until the responsive figures have their containers' widths,
-    then two animation frames. Returns whether they caught up (the probe reports those that
-    did not)."""
+def settle_layout(
+    page: Any, roots: str = VOILA_ROOTS, timeout_ms: float = 20_000, stable_ms: float = 1_500
+) -> bool:
+    """Wait (at most ``timeout_ms``) until the responsive figures have had their containers'
+    widths for ``stable_ms`` in a row, then two animation frames. Returns whether they caught up
+    (the probe reports those that did not)."""
     ok = True
+    page.evaluate("() => { window.__hvaeFitSince = null; }")
     try:
-        page.wait_for_function(SETTLED_JS, arg=roots, polling=100, timeout=timeout_ms)
+        page.wait_for_function(
+            SETTLED_JS,
+            arg={"roots": roots, "stable_ms": stable_ms},
+            polling=100,
+            timeout=timeout_ms,
+        )
     except Exception:  # noqa: BLE001 - a figure that never catches up is the probe's finding
         ok = False
     time.sleep(0.3)  # ResizeObservers and plotly's debounced window-resize handler
