@@ -9,6 +9,7 @@ Part 2: fp32 and bf16 trained for the same few epochs on a subset from one seed,
 ELBOs printed next to the spread of two fp32 seeds (does bf16 cost quality?).
 
     .venv/bin/python benchmarks/train_bench.py [--steps 3] [--epochs 2] [--subset 2048]
+    .venv/bin/python benchmarks/train_bench.py --preset biva-grey --widths 64 32 24 --epochs 0
 
 A benchmark, not a test: it prints, it never asserts. The machine's load is printed before and
 after, since other work on a 2-core machine changes every number.
@@ -38,7 +39,7 @@ def _trainer(args, channels: int, precision: str, compile_: bool, n_train: int, 
     cfg = TrainConfig(
         dataset=args.dataset,
         ood=(),
-        preset="hvae-grey",
+        preset=args.preset,
         model_overrides={"channels": channels},
         batch_size=args.batch,
         train_examples=n_train,
@@ -94,6 +95,7 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=3, help="timed steps per configuration")
+    ap.add_argument("--preset", default="hvae-grey", help="model preset (e.g. biva-grey)")
     ap.add_argument("--widths", type=int, nargs="+", default=[64, 32])
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled step")
     ap.add_argument("--epochs", type=int, default=2, help="epochs of the quality runs (0: skip)")
@@ -113,7 +115,10 @@ def main() -> int:
     if not args.no_compile:
         best = "bf16" if bf16_native(device) else "fp32"
         configs.append((f"{best} compiled", best, True, False))
-    print(f"\nPart 1: one training step, batch {args.batch} (median of {args.steps} after one)")
+    print(
+        f"\nPart 1: one training step of {args.preset}, batch {args.batch} "
+        f"(median of {args.steps} after one)"
+    )
     print(f"{'width':>5}  {'configuration':<22} {'s/step':>8} {'img/s':>8} {'x fp32':>7}  first")
     for width in args.widths:
         base = None
