@@ -23,7 +23,16 @@ from . import distributed as ddp
 from .artifacts import Artifacts, atomic_write, write_csv
 from .checkpoint import copy_checkpoint, load_model, update_card
 from .correlation import layer_correlations
-from .data import get_spec, list_datasets, load_dataset, load_inputs, save_samples, to_tensor
+from .data import (
+    DataFormatError,
+    get_spec,
+    list_datasets,
+    load_dataset,
+    load_inputs,
+    load_samples,
+    save_samples,
+    to_tensor,
+)
 from .data.errors import DataNotFoundError
 from .data.inventory import fetch, format_inventory, inventory, verify_split
 from .device import resolve_device
@@ -208,13 +217,25 @@ def _cmd_tables(a: argparse.Namespace) -> int:
     _record_evaluation(lm, tables, a.in_name, path)
     if a.samples_per_set:
         rng = np.random.default_rng(0)
-        sets = {}
+        sets = _kept_samples(Artifacts(lm.path).samples)  # other datasets' images stay
         for name in [a.in_name, *a.ood]:
             imgs = load_dataset(name, "test", data_dir=a.data_dir).images
             sets[name] = imgs[np.sort(rng.choice(len(imgs), a.samples_per_set, replace=False))]
         spath = save_samples(Artifacts(lm.path).samples, sets)
         print(f"wrote {spath}")
     return 0
+
+
+def _kept_samples(path: Path) -> dict[str, np.ndarray]:
+    """The images already shipped at ``path``, so that a run over some datasets (``tables --ood
+    mnist --samples 64``) replaces theirs and keeps the others'; none if unreadable."""
+    if not path.exists():
+        return {}
+    try:
+        return load_samples(path)
+    except (DataFormatError, ValueError) as e:
+        print(f"rewriting {path}: {e}", file=sys.stderr)
+        return {}
 
 
 def _key_score(name: ScoreName) -> bool:

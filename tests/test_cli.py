@@ -133,6 +133,24 @@ def test_tables_writes_scores_and_samples(run, datasets):
     }
 
 
+def test_tables_over_other_datasets_keeps_the_shipped_images_of_the_first(run, tmp_path, datasets):
+    """A later run over other OOD sets (say S = 64 on MNIST only) replaces the images of the sets
+    it scores and keeps the others', instead of shipping fewer sets than before."""
+    stem, _ = run
+    fm, mn = datasets.fashionmnist, datasets.mnist
+    for f in stem.parent.glob("run.*"):
+        shutil.copy(f, tmp_path / f.name)
+    copy = tmp_path / "run"
+    before = load_samples(tmp_path / "run.samples.safetensors")
+    argv = ["tables", "--checkpoint", copy, "--in", fm, "--ood", "constant", "--limit", "8"]
+    rc, _, err = run_cli(*argv, "--samples", "1", "--samples-per-set", "4")
+    assert rc == 0, err
+    after = load_samples(tmp_path / "run.samples.safetensors")
+    assert set(after) == {fm, mn, "constant"}
+    assert np.array_equal(after[mn], before[mn])  # not scored this time: kept as it was
+    assert after["constant"].shape == (4, 28, 28)
+
+
 def test_tables_resume_keeps_what_is_done_and_no_lt_drops_the_lower_bounds(run, tmp_path, datasets):
     stem, _ = run
     fm, mn = datasets.fashionmnist, datasets.mnist
