@@ -119,7 +119,9 @@ def test_compiled_step_gives_the_eager_loss_and_gradients(datasets):
     import torch._dynamo
 
     torch._dynamo.reset()
-    tr = Trainer(_cfg(datasets, compile=True), log=_quiet)
+    # fp32: compiling must keep the math; in bf16 (the "auto" choice on a CPU with native bf16)
+    # fused and unfused kernels round differently, by ~1e-4 of the loss
+    tr = Trainer(_cfg(datasets, compile=True, precision="fp32"), log=_quiet)
     tr.initialize()
     x, eps, scale = _batch(tr, 32)  # the step's noise is keyed: the same for both
     params = [p for p in tr.model.parameters() if p.requires_grad]
@@ -176,7 +178,8 @@ def test_cli_resume_without_state_and_another_precision(tmp_path, datasets, caps
     argv += ["--batch-size", "32", "--init-examples", "32", "--device", "cpu"]
     argv += ["--out", str(tmp_path / "run")]
     assert main([*argv, "--until", "1"]) == 0
-    assert "precision fp32" in capsys.readouterr().out or not bf16_native(torch.device("cpu"))
+    auto = "bf16" if bf16_native(torch.device("cpu")) else "fp32"  # what "auto" picks here
+    assert f"precision {auto}" in capsys.readouterr().out
     (tmp_path / "run.state.json").unlink()
     assert main([*argv, "--resume", "--precision", "fp32"]) == 0
     out = capsys.readouterr().out
