@@ -35,17 +35,23 @@ def _first(datasets, name: str, n: int) -> torch.Tensor:
 
 
 def test_fashionmnist_checkpoint_shows_the_paper_phenomenon(datasets):
-    """FashionMNIST in, MNIST out: the ELBO ranks MNIST as *more* likely (AUROC < 0.5) while
-    LLR>1 separates the two (AUROC > 0.9). Fails if the checkpoint or the scores break."""
-    model = load_model(REPO_CHECKPOINTS / "fashionmnist").model
+    """FashionMNIST in, MNIST out: the ELBO ranks MNIST as *more* likely (AUROC well below 0.5)
+    while LLR>1 separates the two, at the level of the 40-epoch checkpoint (on these first
+    1,000 + 1,000 images it measured ELBO 0.215, LLR>1 0.964, second stage 0.9993, 0.429
+    bits/dim; the 4-epoch one it replaced: 0.9 was its floor for LLR>1). Fails if the checkpoint
+    or the scores break, or if a weaker checkpoint is shipped."""
+    lm = load_model(REPO_CHECKPOINTS / "fashionmnist")
+    assert lm.card["epochs_done"] >= 40
+    model = lm.model
     t_in = score_tensor(model, _first(datasets, "fashionmnist", 1000), lt=False)
     t_ood = score_tensor(model, _first(datasets, "mnist", 1000), lt=False)
     s_in, s_ood = ood_scores(t_in), ood_scores(t_ood)
-    assert auroc(s_in["-ELBO"], s_ood["-ELBO"]) < 0.5
-    assert auroc(s_in["LLR>1"], s_ood["LLR>1"]) > 0.9
+    assert auroc(s_in["-ELBO"], s_ood["-ELBO"]) < 0.3
+    assert auroc(s_in["LLR>1"], s_ood["LLR>1"]) > 0.955
+    assert float(np.mean(t_in.bits_per_dim("elbo"))) < 0.435
     # beyond the paper: the shipped second stage (fitted on training images only) does better
     assert isinstance(model.second_stage, SecondStage)
-    assert auroc(s_in["second-stage"], s_ood["second-stage"]) > 0.98
+    assert auroc(s_in["second-stage"], s_ood["second-stage"]) > 0.995
 
 
 def test_shipped_score_tables_match_live_scores(datasets):
