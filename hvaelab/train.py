@@ -170,6 +170,7 @@ class Trainer:
         self.epoch, self.step, self.history = 0, 0, []
         self.wall = 0.0
         self.restarts: list[dict[str, Any]] = []  # resumes without optimiser state
+        self.resumes: list[dict[str, Any]] = []  # every resume: where it continued, and how
         self._loss = self._step_loss
         if cfg.compile:  # inductor on the CPU; CUDA graphs on a GPU
             mode = "reduce-overhead" if self.device.type == "cuda" else None
@@ -367,6 +368,7 @@ class Trainer:
             "precision": self.precision,
             "compile": self.cfg.compile,
             "restarts": self.restarts,
+            "resumes": self.resumes,
             "wall_seconds": round(self.wall, 1),
             "n_parameters": self.model.num_parameters(),
             "metrics": {k: v for k, v in last.items() if "/" in k},
@@ -436,14 +438,21 @@ class Trainer:
         self = cls(cfg, log=log)
         self.model.load_state_dict({k: v.to(self.device) for k, v in tensors.items()})
         self.restarts = list(card.get("restarts", []))
+        self.resumes = list(card.get("resumes", []))
         if exact:
-            self.opt.load_state_dict(obj["optimizer"])
+            self.opt.load_state_dict(obj["optimizer"])  # moments move to the model's device
             torch.set_rng_state(obj["rng"]["torch"])
-            self.gen.set_state(obj["rng"]["gen"].to(self.gen.get_state().device))
+            gen = obj["rng"]["gen"]
+            # The generator only drew the initialisation batch (training noise is keyed), so a
+            # run that moves between a GPU and the CPU, whose generator states differ in size,
+            # loses nothing when the new device's generator keeps its own state.
+            if gen.numel() == self.gen.get_state().numel():
+                self.gen.set_state(gen.to(self.gen.get_state().device))
             if "cuda" in obj["rng"] and self.device.type == "cuda":
                 torch.cuda.set_rng_state(obj["rng"]["cuda"], self.device)
             self.epoch, self.step, self.wall = extra["epoch"], extra["step"], extra["wall"]
             self.history = list(extra["history"])
+            self._record_resume(card, exact=True)
             return self
         self.epoch, self.step = int(card["epochs_done"]), int(card["steps_done"])
         self.wall = float(card.get("wall_seconds", 0.0))
@@ -462,7 +471,22 @@ class Trainer:
             f"no training state beside {art.stem}: continuing from its weights at epoch "
             f"{self.epoch}/{cfg.epochs} with a fresh optimiser (recorded in the card)"
         )
+        self._record_resume(card, exact=False)
         return self
+
+    def _record_resume(self, card: dict[str, Any], exact: bool) -> None:
+        """Note in the card where the run continued: the card's ``hardware`` and ``precision``
+        describe the latest segment only, so a run that moved (say from a GPU to the CPU)
+        keeps where each earlier segment ran."""
+        self.resumes.append(
+            {
+                "epoch": self.epoch,
+                "exact": exact,
+                "before": {"hardware": card.get("hardware"), "precision": card.get("precision")},
+                "now": {"hardware": hardware(self.device), "precision": self.precision},
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
 
 
 RESUME_OVERRIDES = {"precision", "compile", "device", "data_dir"}

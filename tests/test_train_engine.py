@@ -187,3 +187,31 @@ def test_cli_resume_without_state_and_another_precision(tmp_path, datasets, caps
     card = json.loads((tmp_path / "run.json").read_text())
     assert card["epochs_done"] == 2 and len(card["restarts"]) == 1
     assert card["hardware"]["name"] and "bf16_native" in card["hardware"]
+
+
+def test_a_run_resumes_on_a_device_whose_generator_state_differs(tmp_path, datasets):
+    """A run trained on a GPU continues on the CPU: a CUDA generator's state (16 bytes) does
+    not fit the CPU's (5056); it drew only the initialisation batch, so the resume stays exact
+    and the card keeps where each segment ran."""
+    from hvaelab.checkpoint import load_state, save_state
+
+    out = tmp_path / "run"
+    Trainer(_cfg(datasets), log=_quiet).run(out, until=1)
+    obj, extra = load_state(out)
+    obj["rng"]["gen"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA Philox state
+    save_state(out, obj, extra)
+    card = json.loads((tmp_path / "run.json").read_text())
+    card["hardware"] = {"device": "cuda", "name": "NVIDIA H200"}
+    (tmp_path / "run.json").write_text(json.dumps(card))
+    again = Trainer.resume(out, log=_quiet)
+    assert again.opt.state_dict()["state"] and again.restarts == []  # exact: moments kept
+    again.run(out)
+    reference = Trainer(_cfg(datasets), log=_quiet)
+    reference.run(tmp_path / "ref")
+    for k, v in reference.model.state_dict().items():
+        assert torch.equal(again.model.state_dict()[k], v), k
+    card = json.loads((tmp_path / "run.json").read_text())
+    (resume,) = card["resumes"]
+    assert resume["epoch"] == 1 and resume["exact"] is True
+    assert resume["before"]["hardware"]["name"] == "NVIDIA H200"
+    assert resume["now"]["hardware"]["device"] == "cpu" and card["hardware"]["device"] == "cpu"
