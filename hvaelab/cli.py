@@ -84,14 +84,17 @@ def _add_field(p: argparse.ArgumentParser, f: dataclasses.Field) -> None:
     p.add_argument("--" + f.name.replace("_", "-"), **kw)
 
 
+def train_config_from_args(a: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed ``hvaelab train`` arguments: every option named like a
+    TrainConfig field sets that field; ``--channels`` overrides the preset's width."""
+    overrides = {"channels": a.channels} if a.channels else {}
+    kw = {k: v for k, v in vars(a).items() if k in _TRAIN_FIELDS}
+    return TrainConfig(**{**kw, "ood": tuple(a.ood)}, model_overrides=overrides)
+
+
 def _cmd_train(a: argparse.Namespace) -> int:
     out = Path(a.out) if a.out else Path("checkpoints") / a.dataset
-    overrides = {}
-    if a.channels:
-        overrides["channels"] = a.channels
-    # Every option named like a TrainConfig field sets that field.
-    kw = {k: v for k, v in vars(a).items() if k in _TRAIN_FIELDS}
-    cfg = TrainConfig(**{**kw, "ood": tuple(a.ood)}, model_overrides=overrides)
+    cfg = train_config_from_args(a)
     card = Artifacts(out).card
     if a.resume and card.exists():  # exact with the training state, else from the weights
         how = {k: getattr(a, k) for k in RESUME_OVERRIDES}
@@ -233,7 +236,7 @@ def _kept_samples(path: Path) -> dict[str, np.ndarray]:
         return {}
     try:
         return load_samples(path)
-    except (DataFormatError, ValueError) as e:
+    except DataFormatError as e:
         print(f"rewriting {path}: {e}", file=sys.stderr)
         return {}
 
