@@ -310,11 +310,24 @@ def test_explorer_samples_families_and_uploads(app_checkpoints):
     ex.samples_select.value = s_max
     assert ex.score_name == "LLR_S>1 iw-both"
     assert f"S = {s_max}" in ex.table.value
+    # L<l: large-S tables may lack it (`tables --no-lt`); the S menu then offers only the S
+    # that have it and moves to the nearest one below, instead of dropping the chosen score
+    with_lt = sorted(
+        s
+        for _, s in ex.samples_select.options
+        if "L<1" in ex.tables[f"fashionmnist@S{s}"].columns
+        and "L<1" in ex.tables[f"{ex.ood_select.value}@S{s}"].columns
+    )
     ex.score_select.value = "LLR>k<l"
-    assert not ex.l_slider.disabled
+    assert ex.score_select.value == "LLR>k<l" and not ex.l_slider.disabled
+    assert [s for _, s in ex.samples_select.options] == with_lt
+    assert ex.n_samples == max(s for s in with_lt if s <= s_max)
     ex.l_slider.value = 2
     assert ex.score_name == f"LLR>{ex.k_slider.value}<2"
     assert 'data-score="LLR&gt;1&lt;2"' in ex.table.value
+    ex.score_select.value = "LLR>k"  # every S again, and S stays where it was
+    assert max(s for _, s in ex.samples_select.options) == s_max
+    assert ex.n_samples == max(with_lt)
     ex.samples_select.value = 1
     ex.score_select.value = "LLR>k"
     ex.set_uploads(["mine.png"], {"LLR>1": np.array([12.5])}, n_samples=1)

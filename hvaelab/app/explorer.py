@@ -69,7 +69,13 @@ FAMILIES = (
 )
 # Families computed from a column only some tables have (tables from before they were added;
 # importance-sampled tables of a subset): the S menu offers only the S whose tables have it.
-_NEEDS_COLUMN = {Family.IC: "png_bits", Family.SECOND_STAGE: "second-stage"}
+# (The L<l families: large-S tables are often computed without them, `tables --no-lt`.)
+_NEEDS_COLUMN = {
+    Family.IC: "png_bits",
+    Family.SECOND_STAGE: "second-stage",
+    Family.LT: "L<1",
+    Family.LLR_LT: "L<1",
+}
 
 
 @dataclass
@@ -158,11 +164,9 @@ class LikelihoodRatioExplorer(widgets.VBox):
         first = next(iter(self.tables.values()))
         self.n_layers = first.n_layers
         self.n_dims = int(first.meta["n_dims"])
-        has_lt = any(c.startswith("L<") for c in first.columns)
-        families = [f for f in FAMILIES if has_lt or f not in (Family.LT, Family.LLR_LT)]
         families = [
             f
-            for f in families
+            for f in FAMILIES
             if f not in _NEEDS_COLUMN
             or any(_NEEDS_COLUMN[f] in t.columns for t in self.tables.values())
         ]
@@ -314,7 +318,10 @@ class LikelihoodRatioExplorer(widgets.VBox):
         options = [(str(s), s) for s in both]
         if list(self.samples_select.options) != options:
             self.samples_select.options = options
-        self.samples_select.value = current if current in both else both[0]
+        if current not in both:  # the nearest S below that has the score, else the smallest
+            below = [s for s in both if current is not None and s < current]
+            current = below[-1] if below else both[0]
+        self.samples_select.value = current
 
     def _context(self) -> _Context:
         S = self.n_samples
