@@ -85,3 +85,16 @@ def test_shipped_tables_hold_the_large_s_rows_on_the_full_test_sets():
     assert row["auroc"] >= 0.99
     (bpd,) = [r for r in res["table1"] if r["dataset"] == "fashionmnist"]
     assert bpd["log p(x)"] <= 0.43
+
+
+def test_shipped_checkpoints_compare_like_with_like():
+    """The correlation figure compares the three shipped models layer by layer: they share the
+    preset, the width and the length of training (issue 14), and differ only in seed or data."""
+    cards = {n: load_model(REPO_CHECKPOINTS / n).card for n in SHIPPED}
+    same = {
+        (c["train_config"]["preset"], c["model_config"]["channels"], c["epochs_done"])
+        for c in cards.values()
+    }
+    assert same == {("hvae-grey", 32, 40)}
+    assert cards["fashionmnist-seed1"]["train_config"]["seed"] == 1
+    assert cards["mnist-testsplit"]["train_config"]["dataset"] == "mnist-testsplit"
