@@ -16,7 +16,6 @@ null, "range": [min, max], "same_as": NAME, "group": NAME}``; ``--out`` is set t
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -25,6 +24,7 @@ import sys
 import tarfile
 import time
 import traceback
+from pathlib import Path
 
 PART = 15 * 2**20
 
@@ -70,16 +70,20 @@ def probe(args: list[str], n_steps: int = 30) -> dict:
 
 def last_val(name: str) -> tuple[int, float]:
     """(epochs done, last in-distribution validation ELBO) of a run; (0, -inf) if none."""
-    try:
-        rows = list(csv.DictReader(open(f"gpu/{name}.history.csv")))
-        key = next(k for k in rows[-1] if k.endswith("/elbo") and not k.startswith("train"))
-        v = float(rows[-1][key])  # the first set monitored is the training set's test split
-        return (len(rows), v) if math.isfinite(v) else (0, -math.inf)
-    except (OSError, StopIteration, IndexError, ValueError):
+    from hvaelab.artifacts import Artifacts, read_history
+
+    art = Artifacts(Path("gpu") / name)
+    rows = read_history(art.history)
+    if not rows or not art.card.is_file():
         return (0, -math.inf)
+    dataset = json.loads(art.card.read_text())["train_config"]["dataset"]
+    v = rows[-1].get(f"{dataset}/elbo", math.nan)
+    return (len(rows), v) if math.isfinite(v) else (0, -math.inf)
 
 
 def main(jobs_file: str, seconds: float) -> int:
+    from hvaelab.artifacts import Artifacts
+
     t_start = time.time()
     deadline = t_start + seconds
     jobs = json.load(open(jobs_file))
@@ -142,10 +146,12 @@ def main(jobs_file: str, seconds: float) -> int:
         best = max(members, key=last_val)
         if len(members) > 1:
             print("validation:", {m: last_val(m) for m in members}, "-> packed", best, flush=True)
-        sfx = (".safetensors", ".json", ".history.csv", ".state.json", ".state.safetensors")
-        files = [f for f in (f"gpu/{best}{s}" for s in sfx) if os.path.exists(f)]
+        art = Artifacts(Path("gpu") / best)
+        files = [art.weights, art.card, art.history, art.state_card, art.state_weights]
+        files = [str(f) for f in files if f.is_file()]
         if runs[best].returncode == 0 or sum(map(os.path.getsize, files)) > PART:
-            files = [f for f in files if not f.endswith(".state.safetensors")]
+            # the optimiser state: not needed once finished, or too big to come back
+            files = [f for f in files if f != str(art.state_weights)]
         with tarfile.open(f"gpu/{best}.tar", "w") as t:
             for f in files:
                 t.add(f, arcname=os.path.basename(f))
