@@ -64,6 +64,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "load_state",
+    "read_card",
     "resolve_checkpoint",
     "save_checkpoint",
     "save_state",
@@ -330,14 +331,20 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_pair(stem: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    weights, card_path = _pair(stem)
-    what = "checkpoint" if fmt == CHECKPOINT_FORMAT else "training-state file"
-    redo = (
-        "re-create it with `hvaelab train`, or restore both files from where you got them"
-        if fmt == CHECKPOINT_FORMAT
-        else "delete both state files and restart training without --resume"
-    )
+def _redo(fmt: str) -> tuple[str, str]:
+    """What a file of format ``fmt`` is called, and what to do when it is broken."""
+    if fmt == CHECKPOINT_FORMAT:
+        return "checkpoint", (
+            "re-create it with `hvaelab train`, or restore both files from where you got them"
+        )
+    return "training-state file", "delete both state files and restart training without --resume"
+
+
+def read_card(path: str | os.PathLike[str], fmt: str = CHECKPOINT_FORMAT) -> dict[str, Any]:
+    """The card (``NAME.json``) of the checkpoint or state file at ``path``, checked (present,
+    JSON, an hvaelab card of format ``fmt`` and this version) but without reading the weights."""
+    weights, card_path = _pair(_stem(path))
+    what, redo = _redo(fmt)
     if not card_path.is_file():
         raise CheckpointError(f"{what} card {card_path} is missing (weights: {weights}); {redo}.")
     try:
@@ -366,6 +373,13 @@ def _load_pair(stem: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str,
             f"{hvaelab.__version__} reads version {FORMAT_VERSION} only; "
             + ("upgrade hvaelab." if newer else f"{redo}.")
         )
+    return card
+
+
+def _load_pair(stem: Path, fmt: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    weights, card_path = _pair(stem)
+    what, redo = _redo(fmt)
+    card = read_card(stem, fmt)
     if not weights.is_file():
         raise CheckpointError(f"{what} weights {weights} are missing (card: {card_path}); {redo}.")
     expected = card.get("weights_sha256")

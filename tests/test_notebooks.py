@@ -83,6 +83,7 @@ CLASSES = {
         "hvae-inspect-kl",
     },
 }
+EVERY_PAGE = {"hvae-model-menu", "hvae-model-status"}  # the page's model menu (model_menu)
 CELL_TIMEOUT_S = 180
 ESM_CANVAS = (Path(__file__).resolve().parents[1] / "hvaelab/app/js/canvas.js").read_text()
 ESM_STRIP = (Path(__file__).resolve().parents[1] / "hvaelab/app/js/strip.js").read_text()
@@ -153,7 +154,7 @@ def test_notebook_runs_headless(name, executed, app_checkpoints):
                 assert "Traceback" not in out.text, f"{name}: {out.text[-2000:]}"
     states = _widget_states(nb)
     classes = {c for s in states.values() for c in s.get("_dom_classes", [])}
-    missing = CLASSES[name] - classes
+    missing = (CLASSES[name] | EVERY_PAGE) - classes
     assert not missing, f"{name} does not show {sorted(missing)}"
     # Plots are Output widgets rendered by plotly's mime renderer (plotly.js loaded once per
     # page), never FigureWidgets (anywidget: a copy of plotly.js per figure). The only anywidget

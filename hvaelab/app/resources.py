@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import Artifacts, read_history
-from ..checkpoint import CheckpointError, LoadedModel, list_checkpoints, load_model
+from ..checkpoint import CheckpointError, LoadedModel, list_checkpoints, load_model, read_card
 from ..checkpoint import resolve_checkpoint as _resolve
 from ..data import load_samples
 from ..scores import ScoreTable, load_tables, tables_path
@@ -116,6 +116,14 @@ def _mtime(path: Path) -> int:
 def checkpoint_names() -> list[str]:
     """Names of the checkpoints the pages can use (:func:`hvaelab.checkpoint.list_checkpoints`)."""
     return [p.name for p in list_checkpoints()]
+
+
+def checkpoint_card(name: str) -> dict[str, Any]:
+    """The card of checkpoint NAME (its ``.json``), read without loading the weights."""
+    try:
+        return read_card(_stem(name))
+    except CheckpointError as e:
+        raise MissingResourceError(str(e)) from e
 
 
 # ------------------------------------------------------------------------------- cached loads
@@ -214,6 +222,7 @@ __all__ = [
     "DATASET_LABELS",
     "DEFAULT_CHECKPOINT",
     "MissingResourceError",
+    "checkpoint_card",
     "checkpoint_names",
     "clear_caches",
     "dataset_label",

@@ -15,9 +15,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..score_names import ScoreName
-from .resources import DEFAULT_CHECKPOINT, checkpoint_names, dataset_label, load_history
+from .resources import DEFAULT_CHECKPOINT, dataset_label, load_history
 from .score_figures import dataset_color
-from .widgets import FigureSlot, with_class
+from .widgets import FigureSlot
 
 
 def _label(column: str) -> str:
@@ -94,30 +94,19 @@ def history_figure(history: Mapping[str, np.ndarray], title: str | None = None) 
 
 
 class TrainingCurves(widgets.VBox):
-    """A checkpoint dropdown and its training curves."""
+    """The training curves of a checkpoint (the page's model menu chooses which)."""
 
     def __init__(self, checkpoint: str = DEFAULT_CHECKPOINT) -> None:
-        names = checkpoint_names()
-        self.select = with_class(
-            widgets.Dropdown(
-                options=sorted(set(names) | {checkpoint}), value=checkpoint, description="model"
-            ),
-            "hvae-history-select",
-        )
-        self.summary = widgets.HTML()
-        self.slot = FigureSlot(self._figure(), "hvae-history-fig")
-        self.select.observe(lambda _c: self.slot.show(self._figure()), "value")
-        super().__init__([self.select, self.summary, self.slot.box])
-
-    def _figure(self) -> go.Figure:
-        name = self.select.value
-        h = load_history(name)
+        self.checkpoint = checkpoint
+        h = load_history(checkpoint)
         n = len(h["epoch"])
         secs = float(np.nansum(h["seconds"])) if "seconds" in h else float("nan")
-        self.summary.value = (
-            f"<b>{name}</b>: {n} epoch(s) recorded, {secs / 3600:.2f} h of training."
+        self.summary = widgets.HTML(
+            f"<b>{checkpoint}</b>: {n} epoch(s) recorded, {secs / 3600:.2f} h of training."
         )
-        return history_figure(h, title=f"Training curves of {name}")
+        fig = history_figure(h, title=f"Training curves of {checkpoint}")
+        self.slot = FigureSlot(fig, "hvae-history-fig")
+        super().__init__([self.summary, self.slot.box])
 
 
 __all__ = ["TrainingCurves", "history_figure"]

@@ -46,7 +46,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import traitlets
 
-from .resources import error_html
+from .model_menu import build_piece, page_model, takes_model
 
 LIVE_FIGURE_ESM = (Path(__file__).with_name("js") / "live_figure.js").read_text()
 # plotly.js config of every figure: the modebar's camera button saves a PNG at twice the
@@ -370,16 +370,24 @@ def status_html(text: str, kind: str = "info") -> str:
 
 
 def page(
-    build: Callable[[], widgets.Widget], what: str = "This page", ready: bool = True
+    build: Callable[[str], widgets.Widget] | Callable[[], widgets.Widget],
+    what: str = "This page",
+    ready: bool = True,
 ) -> widgets.VBox:
-    """``build()`` followed by the ready marker (``ready=False``: without it, for a piece in the
-    middle of a page); a failure becomes a readable message box instead of a traceback."""
-    try:
-        content = build()
-    except Exception as e:  # noqa: BLE001 - shown to the reader instead of a traceback
-        content = widgets.HTML(error_html(e, what))
-        content.add_class("hvae-page-error")
-    return widgets.VBox([content, ready_marker()] if ready else [content])
+    """A piece of a page: ``build`` followed by the ready marker (``ready=False``: without it,
+    for a piece in the middle of a page); a failure becomes a readable message box instead of a
+    traceback.
+
+    A ``build`` that takes an argument gets the name of the page's model and is rebuilt when
+    the page's model menu changes (:mod:`.model_menu`); ``build()`` without one is built once."""
+    follows = takes_model(build)
+    pm = page_model() if follows else None
+    box = widgets.VBox([build_piece(build, what, pm.name if pm else None)])
+    if pm is not None:
+        pm.follow(box, build, what)
+    if ready:
+        box.children = (*box.children, ready_marker())
+    return box
 
 
 __all__ = [

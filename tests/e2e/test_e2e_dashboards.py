@@ -198,3 +198,31 @@ def test_figures_are_drawn_by_the_templates_plotly_bundle(open_dashboard):
     assert source["plots"] >= 2, source
     assert source["snapshots"] == 0, source
     guard.assert_clean()
+
+
+def test_the_model_menu_switches_the_whole_page(open_dashboard, screenshots):
+    """The menu at the top of a page lists the checkpoints; choosing one redraws the page for
+    it (here the training curves of the second FashionMNIST model), and back."""
+    page, guard = open_dashboard(PAGES["training"])
+    menu = page.locator(".hvae-model-menu select")
+    raw = menu.locator("option").evaluate_all("(os) => os.map((o) => o.textContent)")
+    values = {v.replace("\xa0", " "): v for v in raw}  # ipywidgets shows spaces as nbsp
+    assert any(v.startswith("fashionmnist · HVAE · FashionMNIST") for v in values), values
+    assert any(v.startswith("fashionmnist-seed1 · ") for v in values), values
+    title = ".hvae-history-fig .gtitle"
+    page.wait_for_selector(title)
+    assert page.locator(title).text_content() == "Training curves of fashionmnist"
+    for name in ("fashionmnist-seed1", "fashionmnist"):
+        menu.select_option(label=next(r for v, r in values.items() if v.startswith(f"{name} · ")))
+        page.locator(".hvae-model-status").filter(has_text=f"✓ {name}").wait_for(
+            timeout=UPDATE_TIMEOUT_MS
+        )
+        page.wait_for_function(
+            "([sel, want]) => document.querySelector(sel)?.textContent === want",
+            arg=[title, f"Training curves of {name}"],
+            timeout=UPDATE_TIMEOUT_MS,
+        )
+        assert page.locator(".hvae-page-error").count() == 0
+        if name == "fashionmnist-seed1":
+            screenshot(page, screenshots / "06_training_other_model.png")
+    guard.assert_clean()
