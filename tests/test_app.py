@@ -499,6 +499,37 @@ def test_correlation_view_computes_the_layer_figure(app_checkpoints):
     assert lazy.b_select.value == "mnist-testsplit"
 
 
+def test_correlation_view_pairs_a_model_only_with_one_of_its_architecture(
+    app_checkpoints, tmp_path, monkeypatch
+):
+    """A BIVA as model A gets another BIVA as model B, never an HVAE (which cannot be compared
+    layer by layer); alone, it is compared with itself and the page says so."""
+    from hvaelab.checkpoint import copy_checkpoint, save_checkpoint
+    from hvaelab.config import get_preset
+    from hvaelab.model import build_model, model_kind
+
+    copy_checkpoint(app_checkpoints / "fashionmnist", tmp_path / "fashionmnist")
+    biva = build_model("biva", get_preset("biva-tiny", channels=4))
+    card = {"kind": model_kind(biva), "model_config": biva.config.to_dict()}
+    save_checkpoint(tmp_path / "biva-a", biva.state_dict(), card)
+    monkeypatch.setenv("HVAELAB_CHECKPOINTS", str(tmp_path))
+    resources.clear_caches()
+    try:
+        alone = CorrelationView("biva-a", samples_from="fashionmnist", n_images=8)
+        assert alone.b_select.value == "biva-a" and "compared with itself" in alone.status.value
+        assert all(
+            v == pytest.approx(1.0, abs=1e-6) for v in alone.results["MNIST"]["cka"].values()
+        )
+        copy_checkpoint(tmp_path / "biva-a", tmp_path / "biva-b")
+        pair = CorrelationView("biva-a", samples_from="fashionmnist", n_images=8)
+        assert pair.b_select.value == "biva-b" and "done" in pair.status.value
+        assert len(pair.slot.figure.data[0].x) > 10  # BIVA's ten latent layers and more
+        pair.b_select.value = "fashionmnist"  # chosen by hand: the reason, not a traceback
+        assert pair.compute() == {} and "model class: BIVA vs HVAE" in pair.status.value
+    finally:
+        resources.clear_caches()
+
+
 # ------------------------------------------------------------------------------------ training
 def test_training_curves(app_checkpoints):
     h = resources.load_history("fashionmnist")

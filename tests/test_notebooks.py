@@ -130,7 +130,10 @@ async def _execute(name: str, limit: asyncio.Semaphore):
 @pytest.fixture(scope="module")
 def executed(app_checkpoints) -> dict[str, tuple]:
     """Every notebook executed, a few at a time (kernel start-up dominates: overlap it)."""
+    return _run_all()
 
+
+def _run_all() -> dict[str, tuple]:
     async def run_all():
         limit = asyncio.Semaphore(3)
         results = await asyncio.gather(*(_execute(n, limit) for n in EXPECTED))
@@ -142,10 +145,47 @@ def executed(app_checkpoints) -> dict[str, tuple]:
         return pool.submit(asyncio.run, run_all()).result()
 
 
-@pytest.mark.parametrize("name", EXPECTED)
-def test_notebook_runs_headless(name, executed, app_checkpoints):
-    assert os.environ["HVAELAB_CHECKPOINTS"] == str(app_checkpoints)
-    nb, error = executed[name]
+@pytest.fixture(scope="module")
+def executed_biva(app_checkpoints, datasets, tmp_path_factory) -> dict[str, tuple]:
+    """Every notebook executed with a tiny BIVA as the page's model (``HVAELAB_CHECKPOINT``):
+    trained for a short epoch, with a second stage, tables at S = 1 and samples, beside the
+    dashboards' HVAEs."""
+    from hvaelab.checkpoint import copy_checkpoint
+    from hvaelab.cli import main as cli_main
+    from hvaelab.train import TrainConfig, Trainer
+
+    folder = tmp_path_factory.mktemp("biva-pages")
+    for name in ("fashionmnist", "fashionmnist-seed1", "mnist-testsplit"):
+        copy_checkpoint(app_checkpoints / name, folder / name)
+    stem = folder / "biva-tiny"
+    cfg = TrainConfig(
+        dataset=datasets.fashionmnist,
+        ood=(datasets.mnist,),
+        preset="biva-tiny",
+        model_overrides={"channels": 8},
+        train_examples=256,
+        val_examples=64,
+        batch_size=64,
+        init_examples=64,
+        epochs=1,
+        device="cpu",
+    )
+    Trainer(cfg, log=lambda _s: None).run(stem)
+    stage = ["second-stage", "--checkpoint", str(stem), "--n-fit", "200", "--n-select", "64"]
+    assert cli_main([*stage, "--components", "1"]) == 0
+    tables = ["tables", "--checkpoint", str(stem), "--in", datasets.fashionmnist, "--samples", "1"]
+    tables += ["--ood", datasets.mnist]
+    assert cli_main([*tables, "--limit", "96", "--samples-per-set", "32"]) == 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HVAELAB_CHECKPOINTS", str(folder))
+        mp.setenv("HVAELAB_CHECKPOINT", "biva-tiny")
+        return _run_all()
+
+
+def _check_page(name: str, nb, error: str | None) -> dict[str, dict]:
+    """The executed page ran without an error, shows the contract's classes, figures drawn by
+    plotly's mime renderer, its ready marker and no error box; returns its widget states."""
+    assert error is None, f"{name} failed:\n{error[-4000:]}"
     assert error is None, f"{name} failed:\n{error[-4000:]}"
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -185,3 +225,23 @@ def test_notebook_runs_headless(name, executed, app_checkpoints):
     assert last and "application/vnd.jupyter.widget-view+json" in last[0].data, (
         f"{name}: the last cell should display the page's widgets"
     )
+    return states
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_runs_headless(name, executed, app_checkpoints):
+    assert os.environ["HVAELAB_CHECKPOINTS"] == str(app_checkpoints)
+    _check_page(name, *executed[name])
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_page_runs_with_a_biva_as_its_model(name, executed_biva):
+    """BIVA keeps the HVAE's forward contract, so every page works with it unchanged: ten
+    latent layers in the k sliders, the reconstruction grid and the per-layer figures."""
+    states = _check_page(name, *executed_biva[name])
+    menus = [s for s in states.values() if "hvae-model-menu" in s.get("_dom_classes", [])]
+    assert len(menus) == 1 and menus[0]["_options_labels"][menus[0]["index"]].startswith(
+        "biva-tiny · BIVA · "
+    )
+    sliders = [s for s in states.values() if "hvae-k-slider" in s.get("_dom_classes", [])]
+    assert all(s["max"] == 10 for s in sliders), [s["max"] for s in sliders]

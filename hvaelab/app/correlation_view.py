@@ -12,7 +12,7 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from ..checkpoint import CheckpointError
-from ..correlation import MEASURES, layer_correlations
+from ..correlation import MEASURES, check_same_architecture, layer_correlations
 from ..data import to_tensor
 from .correlation_figures import correlation_figure
 from .resources import (
@@ -35,12 +35,13 @@ def placeholder_figure(text: str) -> go.Figure:
     return fig
 
 
-def _in_shape(name: str) -> tuple[int, ...] | None:
-    """The input shape of checkpoint ``name``, or None where it cannot be read."""
+def _same_architecture(a: str, b: str) -> bool:
+    """Whether checkpoints ``a`` and ``b`` can be compared layer by layer (fig. 2)."""
     try:
-        return tuple(load_checkpoint(name).model.config.in_shape)
+        check_same_architecture(load_checkpoint(a).model, load_checkpoint(b).model)
     except (CheckpointError, OSError, ValueError):  # MissingResourceError is an OSError
-        return None
+        return False
+    return True
 
 
 class CorrelationView(widgets.VBox):
@@ -64,11 +65,10 @@ class CorrelationView(widgets.VBox):
         names = checkpoint_names()
         if checkpoint_a not in names:
             load_checkpoint(checkpoint_a)  # raises a clear MissingResourceError
-        if checkpoint_b is None:  # the first other model that takes the same inputs
+        if checkpoint_b is None:  # the first other model of the same architecture
             others = [n for n in DEFAULT_B if n in names and n != checkpoint_a]
             others += [n for n in names if n != checkpoint_a and n not in others]
-            shape = tuple(load_checkpoint(checkpoint_a).model.config.in_shape)
-            others = [n for n in others if _in_shape(n) == shape]
+            others = [n for n in others if _same_architecture(checkpoint_a, n)]
             checkpoint_b = others[0] if others else checkpoint_a
         self.samples = load_shipped_samples(samples_from or checkpoint_a)
         if datasets is None:
@@ -141,7 +141,16 @@ class CorrelationView(widgets.VBox):
         self.results = results
         title = f"Similarity of {a} and {b}, layer by layer ({n} images per set)"
         self.slot.show(correlation_figure(results, title=title))
-        self.status.value = status_html("done", "ok")
+        if a == b:
+            preset = load_checkpoint(a).card.get("train_config", {}).get("preset", "PRESET")
+            self.status.value = status_html(
+                f"done: {a} compared with itself (no other model of its architecture is "
+                "installed), so every layer matches itself. Fig. 2 compares two trainings: "
+                f"e.g. `hvaelab train --preset {preset} --seed 1 --out checkpoints/{a}-seed1`.",
+                "info",
+            )
+        else:
+            self.status.value = status_html("done", "ok")
         return results
 
 
