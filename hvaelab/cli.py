@@ -86,9 +86,10 @@ def _add_field(p: argparse.ArgumentParser, f: dataclasses.Field) -> None:
 
 def train_config_from_args(a: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of parsed ``hvaelab train`` arguments: every option named like a
-    TrainConfig field sets that field; ``--channels`` overrides the preset's width."""
+    TrainConfig field sets that field (one left at None, as ``--epochs`` is, the field's default);
+    ``--channels`` overrides the preset's width."""
     overrides = {"channels": a.channels} if a.channels else {}
-    kw = {k: v for k, v in vars(a).items() if k in _TRAIN_FIELDS}
+    kw = {k: v for k, v in vars(a).items() if k in _TRAIN_FIELDS and v is not None}
     return TrainConfig(**{**kw, "ood": tuple(a.ood)}, model_overrides=overrides)
 
 
@@ -446,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     for f in _TRAIN_FIELDS.values():  # every setting of TrainConfig, with its default and help
         if f.name not in _NOT_OPTIONS:
             _add_field(t, f)
+    for action in t._actions:  # with --resume, the run's own plan unless given
+        if action.dest == "epochs":
+            action.help += "; with --resume: the run's own"
+            action.default = None
     t.add_argument("--until", type=int, default=None, help="stop after this epoch (resume later)")
     t.add_argument("--out", default=None, help="checkpoint path stem (default checkpoints/DATASET)")
     t.add_argument("--resume", action="store_true", help="continue from OUT's training state")

@@ -117,6 +117,15 @@ def test_resume_with_other_epochs_is_refused(run):
     assert json.loads(stem.with_name("run.json").read_text())["epochs_done"] == 2
 
 
+def test_resume_without_epochs_follows_the_runs_own_plan(run):
+    stem, _ = run
+    i = TRAIN.index("--epochs")
+    rc, out, err = run_cli(*TRAIN[:i], *TRAIN[i + 2 :], "--resume", "--out", stem)
+    assert rc == 0, err
+    assert f"resuming {stem} at epoch 2/2" in out and "(epoch 2/2)" in out
+    assert json.loads(stem.with_name("run.json").read_text())["epochs_done"] == 2
+
+
 def test_tables_writes_scores_and_samples(run, datasets):
     stem, logs = run
     fm, mn = datasets.fashionmnist, datasets.mnist
@@ -475,17 +484,18 @@ def test_train_options_take_their_defaults_and_help_from_train_config(capsys):
     default is written twice."""
     import dataclasses
 
-    from hvaelab.cli import build_parser
+    from hvaelab.cli import build_parser, train_config_from_args
     from hvaelab.train import TrainConfig
 
     parser = build_parser()
     args = parser.parse_args(["train"])
-    cfg = TrainConfig()
+    assert train_config_from_args(args) == TrainConfig()
     for f in dataclasses.fields(TrainConfig):
         if f.name == "model_overrides":
             continue
-        assert getattr(args, f.name) == getattr(cfg, f.name), f.name
+        assert hasattr(args, f.name), f"TrainConfig.{f.name} is not an option"
         assert f.metadata["help"], f"TrainConfig.{f.name} has no help text"
+    assert args.epochs is None  # resolved to the default, or with --resume to the run's plan
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--help"])
     text = capsys.readouterr().out
