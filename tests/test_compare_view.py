@@ -15,9 +15,13 @@ from hvaelab.evaluate import evaluate_tables
 
 @pytest.fixture
 def folder(app_checkpoints, tmp_path, monkeypatch):
-    """A checkpoint folder with the page's model, exported as HVAELAB_CHECKPOINTS."""
+    """A checkpoint folder with the page's model, exported as HVAELAB_CHECKPOINTS, and the only
+    place looked in (not the repository's checkpoints/, whose other models may have tables, nor the
+    user cache)."""
     copy_checkpoint(app_checkpoints / "fashionmnist", tmp_path / "fashionmnist")
     monkeypatch.setenv("HVAELAB_CHECKPOINTS", str(tmp_path))
+    monkeypatch.setattr("hvaelab.checkpoint._repo_checkpoints_dir", lambda: tmp_path / "none")
+    monkeypatch.setattr("hvaelab.checkpoint._user_cache_dir", lambda: tmp_path / "none")
     resources.clear_caches()
     yield tmp_path
     resources.clear_caches()
