@@ -23,6 +23,7 @@ from collections.abc import Callable
 import ipywidgets as widgets
 
 from .resources import (
+    MissingResourceError,
     checkpoint_card,
     checkpoint_names,
     dataset_label,
@@ -39,7 +40,7 @@ def checkpoint_label(name: str) -> str:
     the card cannot be read: the pieces then say why)."""
     try:
         card = checkpoint_card(name)
-    except Exception:  # noqa: BLE001 - a label only; the page shows the real error
+    except MissingResourceError:  # a label only; the page's pieces show the real error
         return name
     parts = [name, str(card.get("kind", "hvae")).upper()]
     dataset = (card.get("train_config") or {}).get("dataset")
@@ -120,6 +121,8 @@ class PageModel:
 
     def select(self, name: str) -> None:
         """Show ``name``: rebuild every following piece for it, in page order."""
+        from .widgets import close_unshown  # widgets imports this module
+
         if name == self.name:
             return
         self.name = name
@@ -135,8 +138,6 @@ class PageModel:
                 old = box.children[0] if box.children else None
                 box.children = (build_piece(build, what, name), *box.children[1:])
                 if old is not None:
-                    from .widgets import close_unshown
-
                     close_unshown(old)
         finally:
             if self.dropdown is not None:
