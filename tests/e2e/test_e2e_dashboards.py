@@ -226,3 +226,27 @@ def test_the_model_menu_switches_the_whole_page(open_dashboard, screenshots):
         if name == "fashionmnist-seed1":
             screenshot(page, screenshots / "06_training_other_model.png")
     guard.assert_clean()
+
+
+def test_switching_the_explorers_model_leaves_no_page_error(open_dashboard):
+    """The explorer's live figures are closed when the menu rebuilds the page for another model
+    (the BIVA where it is installed); their resize observers must not call plotly on a div that
+    is no longer displayed ("Resize must be passed a displayed plot div element")."""
+    page, guard = open_dashboard(PAGES["explorer"])
+    page.wait_for_selector(".hvae-live-figure-box .main-svg")
+    menu = page.locator(".hvae-model-menu select")
+    raw = menu.locator("option").evaluate_all("(os) => os.map((o) => o.textContent)")
+    values = {v.replace("\xa0", " "): v for v in raw}
+    other = next(
+        n
+        for n in ("fashionmnist-biva", "fashionmnist-seed1")
+        if any(v.startswith(f"{n} · ") for v in values)
+    )
+    for name in (other, "fashionmnist"):
+        menu.select_option(label=next(r for v, r in values.items() if v.startswith(f"{name} · ")))
+        page.locator(".hvae-model-status").filter(has_text=f"✓ {name}").wait_for(
+            timeout=UPDATE_TIMEOUT_MS
+        )
+        page.wait_for_timeout(1000)  # the observers of the closed figures fire after the swap
+    page.wait_for_selector(".hvae-live-figure-box .main-svg")
+    guard.assert_clean()

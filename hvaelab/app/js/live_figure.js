@@ -42,7 +42,14 @@ function render({ model, el }) {
     }
   };
   model.on("change:base change:overlay change:overlay_layout change:config", draw);
-  new ResizeObserver(() => { if (Plotly && gd.data) Plotly.Plots.resize(gd); }).observe(el);
+  // fit the container; a figure whose view was closed or hidden (the model menu rebuilding the
+  // page) is left alone: plotly rejects resizing a div that is not displayed
+  const fit = new ResizeObserver(() => {
+    if (!Plotly || !gd.data || !gd.isConnected || gd.offsetParent === null) return;
+    Promise.resolve(Plotly.Plots.resize(gd)).catch(() => {});
+  });
+  fit.observe(el);
   draw();
+  return () => fit.disconnect(); // anywidget calls this when the view is removed
 }
 export default { render };
