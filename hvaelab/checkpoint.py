@@ -5,7 +5,12 @@ A checkpoint named ``NAME`` is two files side by side:
 * ``NAME.safetensors`` holds the tensors (read with ``safetensors.torch.load_file`` only),
 * ``NAME.json`` is the *card*: config, training record, metrics, data checksums, plus the
   fields this module adds (``format``, ``format_version``, ``hvaelab_version``,
-  ``weights_file``, ``weights_sha256``, ``created``).
+  ``weights_file``, ``weights_sha256``, ``weights_dtype``, ``created``).
+
+Weights are stored as float32 (what training writes) or float16 (a shipped copy at half the
+size: ``hvaelab copy SRC DST --dtype float16``); :func:`load_model` casts them to the model's
+float32 parameters either way. A card without ``weights_dtype`` (written before it was
+recorded) has float32 weights.
 
 Training state for an exact resume (optimizer, RNG streams, epoch) is stored the same way in
 ``NAME.state.safetensors`` + ``NAME.state.json`` via :func:`save_state` / :func:`load_state`.
@@ -56,6 +61,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "FORMAT_VERSION",
     "STATE_FORMAT",
+    "WEIGHTS_DTYPES",
     "CheckpointError",
     "CheckpointNotFoundError",
     "checkpoint_search_dirs",
@@ -83,7 +89,10 @@ _RESERVED = (
     "hvaelab_version",
     "weights_file",
     "weights_sha256",
+    "weights_dtype",
 )
+# How the floating-point weights of a checkpoint may be stored (card field ``weights_dtype``).
+WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 # Largest integer that every JSON reader (IEEE double) represents exactly.
 _JSON_SAFE_INT = 2**53 - 1
 
@@ -285,6 +294,13 @@ def _prepare_tensors(tensors: Mapping[str, torch.Tensor], where: Path) -> dict[s
     return out
 
 
+def _weights_dtype(tensors: Mapping[str, torch.Tensor]) -> str:
+    """What the card records as ``weights_dtype``: the dtype of the floating-point tensors
+    ("float32", "float16", ...), or "mixed"."""
+    found = {str(t.dtype).removeprefix("torch.") for t in tensors.values() if t.is_floating_point()}
+    return found.pop() if len(found) == 1 else ("mixed" if found else "float32")
+
+
 def _save_pair(stem: Path, tensors: Mapping[str, torch.Tensor], card: Mapping, fmt: str) -> Path:
     if not isinstance(card, Mapping):
         raise TypeError(f"the card for {stem} must be a dict, got {type(card).__name__}")
@@ -299,6 +315,7 @@ def _save_pair(stem: Path, tensors: Mapping[str, torch.Tensor], card: Mapping, f
         "hvaelab_version": hvaelab.__version__,
         "weights_file": weights.name,
         "weights_sha256": hashlib.sha256(data).hexdigest(),
+        **({"weights_dtype": _weights_dtype(prepared)} if fmt == CHECKPOINT_FORMAT else {}),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **full,
     }
@@ -576,7 +593,10 @@ _WITH_WEIGHTS = ("history", "scores", "samples", "second_stage")
 
 
 def copy_checkpoint(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], replace: bool = False
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    replace: bool = False,
+    dtype: str | None = None,
 ) -> Path:
     """Copy checkpoint ``src`` (a name or path) to the stem ``dst`` (``dir/NAME``); return it.
 
@@ -586,9 +606,21 @@ def copy_checkpoint(
     run trained under a working name replaces a shipped checkpoint. An existing ``dst`` is
     refused unless ``replace``; then its files for its old weights that ``src`` does not have
     are removed, so nothing at ``dst`` disagrees with the new weights.
+
+    ``dtype`` (one of :data:`WEIGHTS_DTYPES`) stores the weights in that precision instead:
+    ``"float16"`` halves the file. New weights are new bytes, so what was computed from the old
+    ones is not copied (score tables, second stage, the card's ``evaluation``): recompute it
+    with ``hvaelab second-stage`` and ``hvaelab tables``. The card's ``converted_from`` records
+    the source's sha256 and dtype; the history and the image samples are copied.
     """
     s = resolve_checkpoint(src)
-    _, card = _load_pair(s, CHECKPOINT_FORMAT)  # checks the card and the weights' sha256
+    tensors, card = _load_pair(s, CHECKPOINT_FORMAT)  # checks the card and the weights' sha256
+    if dtype is not None and dtype not in WEIGHTS_DTYPES:
+        raise CheckpointError(
+            f"cannot store weights as {dtype!r}: choose one of {', '.join(WEIGHTS_DTYPES)}"
+        )
+    if dtype is not None and dtype != card.get("weights_dtype", "float32"):
+        return _convert_checkpoint(s, tensors, card, _stem(dst), replace, dtype)
     d = _stem(dst)
     if d.resolve() == s.resolve():
         raise CheckpointError(f"{s} is already at {d}: nothing to copy")
@@ -610,6 +642,52 @@ def copy_checkpoint(
         dst_files.partial_scores.unlink()
     _commit_pair(weights, _pair(s)[0].read_bytes(), card_path, _encode_card(card, card_path))
     for role in _WITH_WEIGHTS:
+        a = getattr(src_files, role)
+        if a.is_file():
+            atomic_write(getattr(dst_files, role), a.read_bytes())
+    return d
+
+
+# Of the files that go with the weights, those that do not depend on their exact values.
+_KEPT_ON_CONVERSION = ("history", "samples")
+
+
+def _convert_checkpoint(
+    s: Path,
+    tensors: dict[str, torch.Tensor],
+    card: dict[str, Any],
+    d: Path,
+    replace: bool,
+    dtype: str,
+) -> Path:
+    """:func:`copy_checkpoint` with the weights stored as ``dtype``."""
+    if d.resolve() == s.resolve():
+        raise CheckpointError(f"{s} is already at {d}: copy it to another name")
+    weights, card_path = _pair(d)
+    if not replace and (weights.exists() or card_path.exists()):
+        raise CheckpointError(
+            f"{d} already exists; pass replace=True (`hvaelab copy --replace`) to replace it"
+        )
+    target = WEIGHTS_DTYPES[dtype]
+    cast = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
+    for k, t in cast.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CheckpointError(
+                f"cannot store {s}'s weights as {dtype}: {k} has values beyond its range "
+                f"(largest magnitude {tensors[k].abs().max().item():.3g})"
+            )
+    card = {k: v for k, v in card.items() if k != "evaluation"}
+    card["converted_from"] = {
+        "weights_sha256": card["weights_sha256"],
+        "weights_dtype": card.get("weights_dtype", "float32"),
+    }
+    src_files, dst_files = Artifacts(s), Artifacts(d)
+    for role in (*_WITH_WEIGHTS, "partial_scores"):  # nothing at DST for other weights
+        path = getattr(dst_files, role)
+        if path.exists():
+            path.unlink()
+    _save_pair(d, cast, card, CHECKPOINT_FORMAT)
+    for role in _KEPT_ON_CONVERSION:
         a = getattr(src_files, role)
         if a.is_file():
             atomic_write(getattr(dst_files, role), a.read_bytes())

@@ -21,7 +21,14 @@ import torch
 from . import __version__
 from . import distributed as ddp
 from .artifacts import Artifacts, atomic_write, write_csv
-from .checkpoint import copy_checkpoint, load_model, update_card
+from .checkpoint import (
+    WEIGHTS_DTYPES,
+    copy_checkpoint,
+    load_model,
+    read_card,
+    resolve_checkpoint,
+    update_card,
+)
 from .correlation import layer_correlations
 from .data import (
     DataFormatError,
@@ -408,9 +415,16 @@ def _cmd_data(a: argparse.Namespace) -> int:
 
 
 def _cmd_copy(a: argparse.Namespace) -> int:
-    d = copy_checkpoint(a.src, a.dst, replace=a.replace)
+    d = copy_checkpoint(a.src, a.dst, replace=a.replace, dtype=a.dtype)
+    lm_sha = read_card(resolve_checkpoint(a.src))["weights_sha256"]
     files = [p.name for p in Artifacts(d).files().values() if p.is_file()]
     print(f"copied {a.src} to {d}: {', '.join(files)}")
+    if read_card(d)["weights_sha256"] != lm_sha:
+        print(
+            f"the weights are stored as {a.dtype}: recompute what depends on them with "
+            f"`hvaelab second-stage --checkpoint {d}`, then "
+            f"`hvaelab tables --checkpoint {d} --ood ...`"
+        )
     return 0
 
 
@@ -561,6 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("src", help="checkpoint name or path")
     cp.add_argument("dst", help="path stem of the copy (dir/NAME)")
     cp.add_argument("--replace", action="store_true", help="replace an existing checkpoint DST")
+    cp.add_argument(
+        "--dtype",
+        choices=list(WEIGHTS_DTYPES),
+        default=None,
+        help="store the weights in this precision (float16: half the file; the score tables and "
+        "second stage are then not copied but recomputed)",
+    )
     cp.set_defaults(func=_cmd_copy)
 
     i = sub.add_parser("info", help="print a checkpoint's card")

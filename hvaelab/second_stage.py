@@ -10,8 +10,12 @@ scores a new input by how unusual its statistics are:
 with the deterministic mean-path statistics of :mod:`hvaelab.example_stats` (reconstruction
 log-likelihood from the latents above k, eq. 5's likelihood term at the means, and each layer's
 closed-form KL, eq. 1), standardised, and ``q`` a Gaussian mixture with full covariances (EM,
-k-means++ start). Every statistic is positive, so ``log1p`` tames their heavy right tails; the set
-is not redundant (no statistic is a sum of others). Higher = more OOD, as every hvaelab score.
+k-means++ start). A feature is standardised by its spread over the training images but by no
+less than ``min_std``: the KL of a collapsed latent layer varies by float noise only (BIVA's z10:
+1.5e-6 nats), and dividing by that made the score swing by hundreds of nats when the weights were
+merely rounded to float16. Every statistic is positive, so ``log1p`` tames their heavy right
+tails; the set is not redundant (no statistic is a sum of others). Higher = more OOD, as every
+hvaelab score.
 
 Honest by construction (:func:`fit_second_stage` receives training images and nothing else):
 
@@ -52,6 +56,9 @@ class SecondStageConfig:
     n_select: int = 2_000  # further training images whose log-likelihood picks the component count
     components: tuple[int, ...] = (1, 2, 4, 8, 16)  # candidate numbers of mixture components
     reg_covar: float = 1e-3  # added to every covariance's diagonal (features are standardised)
+    # smallest spread a feature is standardised by: one that varies less over the training
+    # images (the KL of a collapsed latent layer) would blow float noise up into the score
+    min_std: float = 1e-3
     max_iter: int = 500  # EM iterations at most per candidate
     tol: float = 1e-7  # EM stops when the mean log-likelihood gains less than this
     seed: int = 0  # the subsets of the training split and the k-means++ start
@@ -65,6 +72,8 @@ class SecondStageConfig:
             raise ValueError(f"components must be positive counts, got {self.components}")
         if self.reg_covar <= 0:
             raise ValueError(f"reg_covar must be > 0, got {self.reg_covar}")
+        if self.min_std <= 0:
+            raise ValueError(f"min_std must be > 0, got {self.min_std}")
 
 
 def features(columns: Mapping[str, np.ndarray], n_layers: int) -> np.ndarray:
@@ -303,8 +312,8 @@ def fit_features(
 ) -> SecondStage:
     """Standardise on ``f_fit``, fit a mixture per candidate count on it, keep the count with the
     highest mean log-likelihood of the held-out ``f_sel`` (the smaller count on ties)."""
-    mean, std = f_fit.mean(0), f_fit.std(0)
-    std = np.where(std > 1e-8, std, 1.0)
+    mean, spread = f_fit.mean(0), f_fit.std(0)
+    std = np.maximum(spread, cfg.min_std)
     z_fit, z_sel = (f_fit - mean) / std, (f_sel - mean) / std
     candidates = []
     best: tuple[float, Mixture] | None = None
@@ -324,9 +333,13 @@ def fit_features(
         raise ValueError(f"no candidate component count fits {len(z_fit)} examples")
     chosen = len(best[1].weights)
     say(f"chosen: {chosen} components")
+    names = [f"log1p(-{n})" if n.startswith("rec") else f"log1p({n})" for n in stat_names(n_layers)]
     record = {
-        "features": [
-            f"log1p(-{n})" if n.startswith("rec") else f"log1p({n})" for n in stat_names(n_layers)
+        "features": names,
+        # by name, or by column for features that are not the model's statistics
+        "floored_features": [
+            names[i] if len(names) == len(spread) else int(i)
+            for i in np.flatnonzero(spread < cfg.min_std)
         ],
         "selection": candidates,
         "chosen_components": chosen,

@@ -176,6 +176,89 @@ def test_crash_on_first_save_leaves_nothing(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- bad checkpoints
 
 
+# --------------------------------------------------------------------------- weights dtype
+
+
+def test_card_records_the_dtype_its_weights_are_stored_in(tmp_path):
+    save_checkpoint(tmp_path / "f32", {"w": torch.ones(2), "n": torch.arange(3)}, {})
+    save_checkpoint(tmp_path / "f16", {"w": torch.ones(2, dtype=torch.float16)}, {})
+    save_checkpoint(tmp_path / "mixed", _tensors(), _card())
+    dtypes = [load_checkpoint(tmp_path / n)[1]["weights_dtype"] for n in ("f32", "f16", "mixed")]
+    assert dtypes == ["float32", "float16", "mixed"]
+    # a card cannot claim another dtype than its weights have
+    save_checkpoint(tmp_path / "lie", {"w": torch.ones(2)}, {"weights_dtype": "float16"})
+    assert load_checkpoint(tmp_path / "lie")[1]["weights_dtype"] == "float32"
+
+
+def _with_files(stem: Path, tag: bytes) -> None:
+    """Stand-ins for the files that go with a checkpoint's weights (copied as bytes)."""
+    for suffix in (*_KEPT, *_RECOMPUTED):
+        Path(f"{stem}{suffix}").write_bytes(tag + suffix.encode())
+
+
+_KEPT = (".history.csv", ".samples.safetensors")  # do not depend on the weights' values
+_RECOMPUTED = (".scores.safetensors", ".second-stage.safetensors")  # computed from them
+
+
+def test_float16_copy_halves_the_weights_and_drops_what_was_computed_from_them(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    tensors = {"w": torch.randn(64, 64, generator=g), "step": torch.arange(4)}
+    src = save_checkpoint(
+        tmp_path / "src", tensors, {"note": "kept", "evaluation": {"table2": [{"auroc": 0.9}]}}
+    )
+    _with_files(src, b"src")
+    dst = tmp_path / "dst"
+    _with_files(dst, b"old weights")  # a checkpoint for other weights was at DST
+    save_checkpoint(dst, {"w": torch.zeros(1)}, {})
+    Path(f"{dst}.scores.partial.safetensors").write_bytes(b"old rows")
+
+    with pytest.raises(CheckpointError, match="already exists"):
+        ckpt.copy_checkpoint(src, dst, dtype="float16")
+    ckpt.copy_checkpoint(src, dst, replace=True, dtype="float16")
+
+    loaded, card = load_checkpoint(dst)
+    assert loaded["w"].dtype == torch.float16 and torch.equal(loaded["w"], tensors["w"].half())
+    assert torch.equal(loaded["step"], tensors["step"])  # integers are left as they are
+    _, src_card = load_checkpoint(src)
+    assert card["weights_dtype"] == "float16" and card["note"] == "kept"
+    assert card["converted_from"] == {
+        "weights_sha256": src_card["weights_sha256"],
+        "weights_dtype": "float32",
+    }
+    assert card["weights_sha256"] != src_card["weights_sha256"] and "evaluation" not in card
+    sizes = [Path(f"{stem}.safetensors").stat().st_size for stem in (src, dst)]
+    assert sizes[1] < 0.55 * sizes[0]
+    for suffix in _KEPT:
+        assert Path(f"{dst}{suffix}").read_bytes() == Path(f"{src}{suffix}").read_bytes()
+    for suffix in (*_RECOMPUTED, ".scores.partial.safetensors"):
+        assert not Path(f"{dst}{suffix}").exists(), suffix
+    assert _no_temp_files(tmp_path)
+
+    # copying it again in the dtype it has is a plain byte-for-byte copy
+    again = ckpt.copy_checkpoint(dst, tmp_path / "again", dtype="float16")
+    assert Path(f"{again}.safetensors").read_bytes() == Path(f"{dst}.safetensors").read_bytes()
+
+
+def test_a_card_from_before_weights_dtype_was_recorded_reads_as_float32(tmp_path):
+    stem = save_checkpoint(tmp_path / "old", {"w": torch.full((3,), 0.1)}, {})
+    card_path = Path(f"{stem}.json")
+    card = json.loads(card_path.read_text())
+    del card["weights_dtype"]
+    card_path.write_text(json.dumps(card))
+    assert "weights_dtype" not in load_checkpoint(stem)[1]
+    new = load_checkpoint(ckpt.copy_checkpoint(stem, tmp_path / "new", dtype="float16"))[1]
+    assert new["converted_from"]["weights_dtype"] == "float32"
+
+
+def test_weights_beyond_float16_or_an_unknown_dtype_are_refused_and_nothing_is_written(tmp_path):
+    stem = save_checkpoint(tmp_path / "big", {"w": torch.tensor([1.0, 1e5])}, {})
+    with pytest.raises(CheckpointError, match=r"w has values beyond its range.*1e\+05"):
+        ckpt.copy_checkpoint(stem, tmp_path / "small", dtype="float16")
+    with pytest.raises(CheckpointError, match="choose one of float32, float16"):
+        ckpt.copy_checkpoint(stem, tmp_path / "small", dtype="int8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.json", "big.safetensors"]
+
+
 @pytest.fixture
 def saved(tmp_path) -> Path:
     return save_checkpoint(tmp_path / "good", _tensors(), _card())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from hvaelab.app import resources
@@ -227,6 +228,28 @@ def test_copy_gives_the_same_checkpoint_and_its_files_under_a_new_name(run, tmp_
     rc, _, err = run_cli("copy", stem, dst, "--replace")
     assert rc == 0, err
     assert not stale.exists()  # the source has none: nothing at DST disagrees with the weights
+
+
+def test_a_float16_copy_loads_as_float32_and_scores_as_the_original(run, tmp_path, datasets):
+    from hvaelab.checkpoint import load_model
+    from hvaelab.scores import dataset_images, score_tensor
+
+    stem, _ = run
+    dst = tmp_path / "half"
+    rc, out, err = run_cli("copy", stem, dst, "--dtype", "float16")
+    assert rc == 0, err
+    assert f"`hvaelab second-stage --checkpoint {dst}`" in out and "tables" in out
+    assert not Path(f"{dst}.scores.safetensors").exists()  # computed from the old weights
+    half, full = load_model(dst), load_model(stem)
+    assert {p.dtype for p in half.model.parameters()} == {torch.float32}
+    b = half.model.state_dict()
+    for name, a in full.model.state_dict().items():
+        assert torch.equal(b[name], a.half().float()), name  # float16 rounding, nothing else
+    images, _ = dataset_images(datasets.fashionmnist, limit=32)
+    ta, tb = (score_tensor(m.model, images, bounds=True) for m in (full, half))
+    for col in ("elbo", "L>1", "L>2", "L<1"):  # float16 keeps 11 bits: 5e-4 relative a weight
+        diff = np.abs(ta.columns[col] - tb.columns[col])
+        assert diff.max() < 5e-3 * np.abs(ta.columns[col]).mean(), (col, diff.max())
 
 
 def test_copy_refuses_a_damaged_source_and_writes_nothing(run, tmp_path):

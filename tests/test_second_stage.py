@@ -137,6 +137,28 @@ def test_held_out_training_data_chooses_the_component_count():
     assert held[uni.record["chosen_components"]] == max(held.values())
 
 
+def test_a_feature_that_barely_varies_does_not_turn_float_noise_into_score():
+    # like the KL of a collapsed latent layer: 1e-6 of spread, moved 1e-5 by float16 weights
+    rng = np.random.default_rng(2)
+
+    def feats(n):
+        return np.concatenate([rng.normal(0, 1, (n, 2)), 0.03 + rng.normal(0, 1e-6, (n, 1))], 1)
+
+    f_fit, f_sel, f_test = feats(3000), feats(1000), feats(200)
+    moved = f_test + np.array([0.0, 0.0, 1e-5])
+    swing = {}
+    for min_std in (1e-3, 1e-9):
+        cfg = SecondStageConfig(n_fit=2, n_select=1, components=(1, 2), min_std=min_std)
+        stage = fit_features(f_fit, f_sel, cfg, n_layers=0)
+        z = [(f - stage.feature_mean) / stage.feature_std for f in (f_test, moved)]
+        swing[min_std] = np.abs(stage.mixture.log_density(z[0]) - stage.mixture.log_density(z[1]))
+        assert stage.record["floored_features"] == ([2] if min_std == 1e-3 else [])
+    assert swing[1e-3].max() < 0.1  # floored: the noise is noise
+    assert swing[1e-9].min() > 10  # standardised by its own spread: the noise is the score
+    with pytest.raises(ValueError, match="min_std must be > 0"):
+        SecondStageConfig(min_std=0.0)
+
+
 def test_training_subsets_are_seeded_disjoint_and_refuse_small_splits():
     a, b = training_subsets(1000, SMALL)
     assert len(a) == 160 and len(b) == 64 and not set(a) & set(b)

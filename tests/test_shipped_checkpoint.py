@@ -125,6 +125,19 @@ def test_shipped_biva_loads_with_an_honest_card():
     assert card["data"]["train"]["md5"] and card["hardware"]["device"] and card["wall_seconds"] > 0
     assert (REPO_CHECKPOINTS / f"{BIVA}.history.csv").exists()
     assert isinstance(lm.model.second_stage, SecondStage)
+    # shipped at half size (`hvaelab copy --dtype float16`), loaded as float32
+    assert card["weights_dtype"] == "float16"
+    assert card["converted_from"]["weights_dtype"] == "float32"
+    assert {p.dtype for p in lm.model.parameters()} == {torch.float32}
+
+
+def test_every_shipped_file_fits_the_tracked_file_limit():
+    """A repository file may be 20 MiB at most: the weights, tables and fits shipped for the
+    dashboards must stay under it (the BIVA's float32 weights, 22.6 MiB, did not)."""
+    shipped = [p for p in REPO_CHECKPOINTS.iterdir() if p.is_file()]
+    assert len(shipped) >= 15
+    too_big = {p.name: p.stat().st_size for p in shipped if p.stat().st_size > 20 * 2**20}
+    assert not too_big
 
 
 def test_shipped_biva_meets_issue_17s_targets_on_the_full_test_sets():
