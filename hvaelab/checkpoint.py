@@ -619,8 +619,6 @@ def copy_checkpoint(
         raise CheckpointError(
             f"cannot store weights as {dtype!r}: choose one of {', '.join(WEIGHTS_DTYPES)}"
         )
-    if dtype is not None and dtype != card.get("weights_dtype", "float32"):
-        return _convert_checkpoint(s, tensors, card, _stem(dst), replace, dtype)
     d = _stem(dst)
     if d.resolve() == s.resolve():
         raise CheckpointError(f"{s} is already at {d}: nothing to copy")
@@ -629,6 +627,8 @@ def copy_checkpoint(
         raise CheckpointError(
             f"{d} already exists; pass replace=True (`hvaelab copy --replace`) to replace it"
         )
+    if dtype is not None and dtype != card.get("weights_dtype", "float32"):
+        return _convert_checkpoint(s, tensors, card, d, dtype)
     card["weights_file"] = weights.name
     if isinstance(card.get("evaluation"), dict) and "score_tables" in card["evaluation"]:
         card["evaluation"]["score_tables"] = Artifacts(d).scores.name
@@ -657,17 +657,9 @@ def _convert_checkpoint(
     tensors: dict[str, torch.Tensor],
     card: dict[str, Any],
     d: Path,
-    replace: bool,
     dtype: str,
 ) -> Path:
-    """:func:`copy_checkpoint` with the weights stored as ``dtype``."""
-    if d.resolve() == s.resolve():
-        raise CheckpointError(f"{s} is already at {d}: copy it to another name")
-    weights, card_path = _pair(d)
-    if not replace and (weights.exists() or card_path.exists()):
-        raise CheckpointError(
-            f"{d} already exists; pass replace=True (`hvaelab copy --replace`) to replace it"
-        )
+    """:func:`copy_checkpoint` with the weights stored as ``dtype`` (``d`` checked there)."""
     target = WEIGHTS_DTYPES[dtype]
     cast = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
     for k, t in cast.items():
