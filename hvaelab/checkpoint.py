@@ -627,21 +627,30 @@ def copy_checkpoint(
         raise CheckpointError(
             f"{d} already exists; pass replace=True (`hvaelab copy --replace`) to replace it"
         )
-    if dtype is not None and dtype != card.get("weights_dtype", "float32"):
-        return _convert_checkpoint(s, tensors, card, d, dtype)
-    card["weights_file"] = weights.name
-    if isinstance(card.get("evaluation"), dict) and "score_tables" in card["evaluation"]:
-        card["evaluation"]["score_tables"] = Artifacts(d).scores.name
+    convert = dtype is not None and dtype != card.get("weights_dtype", "float32")
+    cast = _cast_weights(s, tensors, dtype) if convert else None  # refused before any write
+    kept = _KEPT_ON_CONVERSION if convert else _WITH_WEIGHTS
     weights.parent.mkdir(parents=True, exist_ok=True)
     src_files, dst_files = Artifacts(s), Artifacts(d)
-    for role in _WITH_WEIGHTS:  # first, so that new weights never meet the old files
+    for role in (*_WITH_WEIGHTS, "partial_scores"):  # first: new weights never meet old files
         a, b = getattr(src_files, role), getattr(dst_files, role)
-        if b.exists() and not a.is_file():
+        if b.exists() and not (role in kept and a.is_file()):
             b.unlink()
-    if dst_files.partial_scores.exists():
-        dst_files.partial_scores.unlink()
-    _commit_pair(weights, _pair(s)[0].read_bytes(), card_path, _encode_card(card, card_path))
-    for role in _WITH_WEIGHTS:
+    if convert:
+        card = {k: v for k, v in card.items() if k != "evaluation"}
+        card["converted_from"] = {
+            "weights_sha256": card["weights_sha256"],
+            "weights_dtype": card.get("weights_dtype", "float32"),
+        }
+        _save_pair(d, cast, card, CHECKPOINT_FORMAT)
+    else:
+        card["weights_file"] = weights.name
+        if isinstance(card.get("evaluation"), dict) and "score_tables" in card["evaluation"]:
+            card["evaluation"]["score_tables"] = dst_files.scores.name
+        _commit_pair(
+            weights, src_files.weights.read_bytes(), card_path, _encode_card(card, card_path)
+        )
+    for role in kept:
         a = getattr(src_files, role)
         if a.is_file():
             atomic_write(getattr(dst_files, role), a.read_bytes())
@@ -652,14 +661,8 @@ def copy_checkpoint(
 _KEPT_ON_CONVERSION = ("history", "samples")
 
 
-def _convert_checkpoint(
-    s: Path,
-    tensors: dict[str, torch.Tensor],
-    card: dict[str, Any],
-    d: Path,
-    dtype: str,
-) -> Path:
-    """:func:`copy_checkpoint` with the weights stored as ``dtype`` (``d`` checked there)."""
+def _cast_weights(s: Path, tensors: dict[str, torch.Tensor], dtype: str) -> dict[str, torch.Tensor]:
+    """Checkpoint ``s``'s floating-point ``tensors`` as ``dtype``; refused if any overflows."""
     target = WEIGHTS_DTYPES[dtype]
     cast = {k: t.to(target) if t.is_floating_point() else t for k, t in tensors.items()}
     for k, t in cast.items():
@@ -668,22 +671,7 @@ def _convert_checkpoint(
                 f"cannot store {s}'s weights as {dtype}: {k} has values beyond its range "
                 f"(largest magnitude {tensors[k].abs().max().item():.3g})"
             )
-    card = {k: v for k, v in card.items() if k != "evaluation"}
-    card["converted_from"] = {
-        "weights_sha256": card["weights_sha256"],
-        "weights_dtype": card.get("weights_dtype", "float32"),
-    }
-    src_files, dst_files = Artifacts(s), Artifacts(d)
-    for role in (*_WITH_WEIGHTS, "partial_scores"):  # nothing at DST for other weights
-        path = getattr(dst_files, role)
-        if path.exists():
-            path.unlink()
-    _save_pair(d, cast, card, CHECKPOINT_FORMAT)
-    for role in _KEPT_ON_CONVERSION:
-        a = getattr(src_files, role)
-        if a.is_file():
-            atomic_write(getattr(dst_files, role), a.read_bytes())
-    return d
+    return cast
 
 
 @dataclass

@@ -415,11 +415,11 @@ def _cmd_data(a: argparse.Namespace) -> int:
 
 
 def _cmd_copy(a: argparse.Namespace) -> int:
+    src_sha = read_card(resolve_checkpoint(a.src))["weights_sha256"]
     d = copy_checkpoint(a.src, a.dst, replace=a.replace, dtype=a.dtype)
-    lm_sha = read_card(resolve_checkpoint(a.src))["weights_sha256"]
     files = [p.name for p in Artifacts(d).files().values() if p.is_file()]
     print(f"copied {a.src} to {d}: {', '.join(files)}")
-    if read_card(d)["weights_sha256"] != lm_sha:
+    if read_card(d)["weights_sha256"] != src_sha:  # new bytes: what was computed is not copied
         print(
             f"the weights are stored as {a.dtype}: recompute what depends on them with "
             f"`hvaelab second-stage --checkpoint {d}`, then "

@@ -334,13 +334,11 @@ def fit_features(
     chosen = len(best[1].weights)
     say(f"chosen: {chosen} components")
     names = [f"log1p(-{n})" if n.startswith("rec") else f"log1p({n})" for n in stat_names(n_layers)]
+    # by name, or by column for features that are not the model's statistics
+    labels = names if len(names) == len(spread) else list(range(len(spread)))
     record = {
         "features": names,
-        # by name, or by column for features that are not the model's statistics
-        "floored_features": [
-            names[i] if len(names) == len(spread) else int(i)
-            for i in np.flatnonzero(spread < cfg.min_std)
-        ],
+        "floored_features": [labels[i] for i in np.flatnonzero(spread < cfg.min_std)],
         "selection": candidates,
         "chosen_components": chosen,
     }

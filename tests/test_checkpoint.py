@@ -173,9 +173,6 @@ def test_crash_on_first_save_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-# --------------------------------------------------------------------------- bad checkpoints
-
-
 # --------------------------------------------------------------------------- weights dtype
 
 
@@ -257,6 +254,9 @@ def test_weights_beyond_float16_or_an_unknown_dtype_are_refused_and_nothing_is_w
     with pytest.raises(CheckpointError, match="choose one of float32, float16"):
         ckpt.copy_checkpoint(stem, tmp_path / "small", dtype="int8")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.json", "big.safetensors"]
+
+
+# --------------------------------------------------------------------------- bad checkpoints
 
 
 @pytest.fixture
