@@ -73,7 +73,7 @@ def _write(path: Path, key: str, table: ScoreTable | None) -> None:
     if table is not None:
         tables[key] = table
     if tables:
-        save_tables(path, tables.values(), info={"partial": True})
+        save_tables(path, tables.values(), info={"partial": True}, second_stage_inputs_too=True)
     elif path.exists():
         path.unlink()
 

@@ -17,6 +17,7 @@ score by name. The CLI, the notebooks and the dashboards all go through these fu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable
@@ -234,12 +235,46 @@ def dataset_images(
 
 
 # ------------------------------------------------------------------- stored score tables
-def save_tables(path: str | Path, tables: Iterable[ScoreTable], info: dict | None = None) -> Path:
-    """Write score tables to ``path`` (safetensors, float64 columns + JSON metadata), atomically."""
+# How tables are stored. Each column in the narrowest float type that holds every value exactly
+# after float32 rounding: float16 for PNG lengths (whole numbers of bits below 2048), float32
+# for the rest. The bounds and statistics come out of a float32 model, so float32 holds them
+# exactly; what hvaelab computes from them in float64 (log-mean-exp over S samples, the second
+# stage's density) moves by at most 6e-8 relative, far below the tie tolerance of p-values
+# (TIE_RTOL) and every digit a page or table prints. A column identical to one stored before it
+# (the "_iw" twins at S = 1, the mean-path statistics that every S repeats) is stored once and
+# named in the metadata's "aliases". Loaded columns are float64.
+TABLE_DTYPES = (np.float16, np.float32)
+
+
+def second_stage_inputs(n_layers: int) -> list[str]:
+    """The statistics a stored table leaves out: ``rec>k`` for k = 1..L-1 feed only the second
+    stage's score, which the table stores itself (``rec>0`` and the KLs are shown by the
+    pages). Partial rows keep them: the second stage scores a table when it is done."""
+    return [name for name in stat_names(n_layers) if name.startswith("rec>") and name != "rec>0"]
+
+
+def _narrowest(v: np.ndarray) -> np.ndarray:
+    v32 = np.ascontiguousarray(v, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        v16 = v32.astype(np.float16)
+    return v16 if np.array_equal(v16.astype(np.float32), v32) else v32
+
+
+def save_tables(
+    path: str | Path,
+    tables: Iterable[ScoreTable],
+    info: dict | None = None,
+    second_stage_inputs_too: bool = False,
+) -> Path:
+    """Write score tables to ``path`` (safetensors + JSON metadata), atomically: float32 (or
+    float16 where exact) columns, each distinct column once, without the statistics that only
+    feed the second stage (:func:`second_stage_inputs`) unless ``second_stage_inputs_too``."""
     from safetensors.numpy import save
 
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
+    aliases: dict[str, str] = {}
+    first: dict[bytes, str] = {}  # a column's dtype, shape and bytes -> the name it is stored under
     metas: dict[str, Any] = {}
     for t in tables:
         if not t.meta.get("dataset"):
@@ -251,21 +286,37 @@ def save_tables(path: str | Path, tables: Iterable[ScoreTable], info: dict | Non
         if key in metas:
             raise ValueError(f"two score tables for {key}: save one table per dataset and S")
         metas[key] = t.meta
+        n_layers = t.meta.get("n_layers")
+        keep_all = second_stage_inputs_too or n_layers is None
+        left_out = set() if keep_all else set(second_stage_inputs(int(n_layers)))
         for col, v in t.columns.items():
-            arrays[f"{key}/{col}"] = np.ascontiguousarray(v, dtype=np.float64)
-    blob = save(arrays, metadata={"tables": json.dumps(metas), "info": json.dumps(info or {})})
-    return atomic_write(path, blob)
+            if col in left_out:
+                continue
+            name, v = f"{key}/{col}", _narrowest(v)
+            fingerprint = f"{v.dtype}{v.shape}".encode() + hashlib.sha256(v.tobytes()).digest()
+            if fingerprint in first:
+                aliases[name] = first[fingerprint]
+            else:
+                first[fingerprint], arrays[name] = name, v
+    meta = {"tables": json.dumps(metas), "info": json.dumps(info or {})}
+    if aliases:
+        meta["aliases"] = json.dumps(aliases)
+    return atomic_write(path, save(arrays, metadata=meta))
 
 
 def load_tables(path: str | Path) -> dict[str, ScoreTable]:
-    """Read score tables written by :func:`save_tables`, keyed ``"DATASET@S<n>"``."""
+    """Read score tables written by :func:`save_tables`, keyed ``"DATASET@S<n>"``; columns are
+    float64 (files of hvaelab 0.1, float64 without aliases, read the same)."""
     hint = "write them with `hvaelab tables --checkpoint NAME`"
     meta, arrays = read_safetensors(path, "score tables", hint, "hvaelab score table")
     try:
         if "tables" not in meta:
             raise ValueError("it holds no score-table metadata; is it a checkpoint's weights?")
         out = {key: ScoreTable({}, m) for key, m in json.loads(meta["tables"]).items()}
-        for name, v in arrays.items():
+        columns = {name: v.astype(np.float64) for name, v in arrays.items()}
+        for name, source in json.loads(meta.get("aliases", "{}")).items():
+            columns[name] = columns[source].copy()
+        for name, v in columns.items():
             key, col = name.split("/", 1)
             out[key].columns[col] = v
     except (ValueError, KeyError) as e:  # foreign or damaged

@@ -179,8 +179,8 @@ class SecondStage:
     mixture: Mixture
     config: SecondStageConfig
     record: dict[str, Any] = field(default_factory=dict)
-    # the features it was fitted on and selected with (N, 2L), kept so that a fit can be
-    # inspected or redone without the model (None for fits made from features alone)
+    # the features it was fitted on and selected with (N, 2L), for inspecting a fit just made
+    # (None for fits made from features alone, and for a fit read from a file: not stored)
     fit_features: np.ndarray | None = None
     select_features: np.ndarray | None = None
 
@@ -193,7 +193,9 @@ class SecondStage:
 
     # -------------------------------------------------------------- storage (no pickle)
     def save(self, path: str | Path) -> Path:
-        """Write the fit as safetensors (float64 arrays + JSON metadata), atomically."""
+        """Write the fit as safetensors (float64 arrays + JSON metadata), atomically. The features
+        it was fitted on are not stored: they are 30 to 100 times the fit, and `hvaelab second-stage`
+        recomputes them from the model and the recorded training indices."""
         from safetensors.numpy import save
 
         arrays = {
@@ -202,12 +204,8 @@ class SecondStage:
             "weights": self.mixture.weights,
             "means": self.mixture.means,
             "covariances": self.mixture.covariances,
-            "fit_features": self.fit_features,
-            "select_features": self.select_features,
         }
-        arrays = {
-            k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items() if v is not None
-        }
+        arrays = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()}
         meta = {
             "kind": KIND,
             "n_layers": str(self.n_layers),
@@ -233,7 +231,7 @@ class SecondStage:
                 mixture=Mixture(arrays["weights"], arrays["means"], arrays["covariances"]),
                 config=SecondStageConfig(**cfg),
                 record=json.loads(meta["record"]),
-                fit_features=arrays.get("fit_features"),
+                fit_features=arrays.get("fit_features"),  # files of hvaelab 0.1 held them
                 select_features=arrays.get("select_features"),
             )
             k, f = out.mixture.means.shape

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -19,6 +21,7 @@ from hvaelab.scores import (
     score_inputs,
     score_tails,
     score_tensor,
+    second_stage_inputs,
     tables_path,
 )
 from hvaelab.train import TrainConfig, Trainer
@@ -258,11 +261,72 @@ def test_save_and_load_tables_round_trip(tmp_path, model, ref, datasets):
     assert set(got) == {f"{fm}@S1", f"{mn}@S2"}
     for key, t in ((f"{fm}@S1", ref), (f"{mn}@S2", ood)):
         assert got[key].meta == t.meta
-        assert got[key].columns.keys() == t.columns.keys()
-        for col, v in t.columns.items():
-            assert np.array_equal(got[key].columns[col], v), (key, col)
+        # rec>1, rec>2 only feed the second stage's score: a stored table leaves them out
+        assert second_stage_inputs(3) == ["rec>1", "rec>2"]
+        assert set(got[key].columns) == set(t.columns) - {"rec>1", "rec>2"}
+        for col, v in got[key].columns.items():
+            v = t.columns[col]
+            back = got[key].columns[col]
+            assert back.dtype == np.float64, (key, col)
+            # stored as float32: exactly the float32 rounding of every value
+            assert np.array_equal(back, v.astype(np.float32).astype(np.float64)), (key, col)
+            assert np.allclose(back, v, rtol=1e-7, atol=0), (key, col)
+    # the bounds come out of a float32 model: float32 holds them exactly
+    for col in ("elbo", "L>1", "L>3", "kl1", "rec>0", "png_bits"):
+        assert np.array_equal(got[f"{fm}@S1"].columns[col], ref.columns[col]), col
+    kept = load_tables(
+        save_tables(tmp_path / "all.safetensors", [ref], second_stage_inputs_too=True)
+    )
+    assert set(kept[f"{fm}@S1"].columns) == set(ref.columns)  # what partial rows store
+    with safetensors.safe_open(str(path), framework="numpy") as f:  # whole bits: float16, exact
+        assert f.get_tensor(f"{fm}@S1/png_bits").dtype == np.float16
+        assert f.get_tensor(f"{fm}@S1/elbo").dtype == np.float32
     assert got[f"{mn}@S2"].n_samples == 2 and len(got[f"{mn}@S2"]) == 32
     assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temporary file
+
+
+def test_saved_tables_store_each_distinct_column_once(tmp_path, ref, datasets):
+    """At S = 1 the "_iw" bounds equal the plain ones; they are stored once, as aliases, and a
+    column that differs from every other is stored as itself."""
+    fm = datasets.fashionmnist
+    assert np.array_equal(ref.columns["elbo_iw"], ref.columns["elbo"])  # eq. 9 with S = 1
+    path = save_tables(tmp_path / "run.scores.safetensors", [ref], second_stage_inputs_too=True)
+    with safetensors.safe_open(str(path), framework="numpy") as f:
+        stored, aliases = set(f.keys()), json.loads(f.metadata()["aliases"])
+    assert f"{fm}@S1/elbo_iw" not in stored and aliases[f"{fm}@S1/elbo_iw"] == f"{fm}@S1/elbo"
+    assert f"{fm}@S1/L>2" in stored and f"{fm}@S1/L>2" not in aliases
+    assert len(stored) + len(aliases) == len(ref.columns)
+    got = load_tables(path)[f"{fm}@S1"].columns
+    for col in ref.columns:  # an alias resolves to its own values, as a copy
+        assert np.array_equal(got[col], ref.columns[col]), col  # float32-exact bounds
+    got["elbo"][0] += 1.0
+    assert got["elbo_iw"][0] != got["elbo"][0]
+
+
+def test_tables_of_hvaelab_0_1_float64_without_aliases_still_load(tmp_path, ref, datasets):
+    key = f"{datasets.fashionmnist}@S1"
+    arrays = {
+        f"{key}/{c}": np.ascontiguousarray(v, dtype=np.float64) for c, v in ref.columns.items()
+    }
+    meta = {"tables": json.dumps({key: ref.meta}), "info": "{}"}
+    old = tmp_path / "old.scores.safetensors"
+    old.write_bytes(safetensors.numpy.save(arrays, metadata=meta))
+    got = load_tables(old)[key]
+    assert all(np.array_equal(got.columns[c], v) for c, v in ref.columns.items())
+
+
+def test_an_alias_to_a_missing_column_is_a_clear_error(tmp_path, ref, datasets):
+    key = f"{datasets.fashionmnist}@S1"
+    arrays = {f"{key}/elbo": np.asarray(ref.columns["elbo"], dtype=np.float32)}
+    meta = {
+        "tables": json.dumps({key: ref.meta}),
+        "info": "{}",
+        "aliases": json.dumps({f"{key}/elbo_iw": f"{key}/nothing"}),
+    }
+    bad = tmp_path / "bad.scores.safetensors"
+    bad.write_bytes(safetensors.numpy.save(arrays, metadata=meta))
+    with pytest.raises(ValueError, match="not a readable hvaelab score table file"):
+        load_tables(bad)
 
 
 def test_save_tables_refuses_unnamed_or_duplicate_tables(tmp_path, ref, datasets):
