@@ -54,11 +54,11 @@ test-fixture: setup
 	@empty=$$(mktemp -d) && trap 'rm -rf "$$empty"' EXIT && \
 	HVAELAB_DATA="$$empty" HVAELAB_DATA_ONLY=1 HVAELAB_NO_DOWNLOAD=1 $(BIN)/pytest -q -m "not e2e"
 
-# scripts/dashboard: Voila on 127.0.0.1 with the offline template (share/jupyter/voila/templates/
-# hvaelab); the browser tests start the server the same way.
+# hvaelab dashboard (hvaelab/app/dashboard.py): Voila on 127.0.0.1 with the offline template;
+# the browser tests start the server the same way. More settings: `hvaelab dashboard --help`.
 dashboard: setup
 	@echo "Dashboards: http://127.0.0.1:$(PORT)/  (Ctrl-C to stop)"
-	HVAELAB_PYTHON=$(abspath $(BIN))/python bash scripts/dashboard $(PORT)
+	$(BIN)/hvaelab dashboard --port $(PORT) $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,18 +1,19 @@
 """A class at once: N visitors open the upload page together, each scores an image, then leave.
 
-Starts the dashboards exactly like ``make dashboard`` (``scripts/dashboard``, with its serving
+Starts the dashboards exactly like ``make dashboard`` (``hvaelab dashboard``, with its serving
 settings; ``--cull-seconds`` shortens the culler's wait so the run ends sooner) on a free
 loopback port, waits for the preheated pool, then opens N pages of ``04_score_your_images`` at
 once in Chromium (Playwright's async API), uploads a PNG on each and reports
 
 - the time from the first navigation to the last verdict shown,
 - the peak memory of the server and all its kernels (RSS summed, sampled every 0.5 s),
-- how many visitors got the "busy" page (past ``HVAELAB_MAX_KERNELS``),
+- how many visitors got the "busy" page (past ``--max-kernels``),
 - the kernel count after the pages are closed, over time, and when it is back to the pool,
 - how often Voila gave up waiting for a cell's outputs while rendering a page ("Timeout waiting
   for IOPub output" in its log: a page that lost an output may never become interactive).
 
     .venv/bin/python benchmarks/class_bench.py [--visitors 10] [--cull-seconds 60] [--watch 300]
+        [--pool-size 1] [--max-kernels 12]
 """
 
 from __future__ import annotations
@@ -124,17 +125,17 @@ async def visit(server, n: int, folder: Path) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--visitors", type=int, default=10)
-    p.add_argument("--cull-seconds", type=int, default=60, help="HVAELAB_CULL_SECONDS (60)")
+    p.add_argument("--cull-seconds", type=int, default=60, help="hvaelab dashboard's (60)")
+    p.add_argument("--pool-size", type=int, default=1, help="hvaelab dashboard's (1)")
+    p.add_argument("--max-kernels", type=int, default=12, help="hvaelab dashboard's (12)")
     p.add_argument("--watch", type=float, default=300, help="seconds to watch the kernel count")
     args = p.parse_args(argv)
-    env = {
-        "HVAELAB_CULL_SECONDS": str(args.cull_seconds),
-        "HVAELAB_CULL_INTERVAL": "10",
-    }
-    pool = int(os.environ.get("HVAELAB_POOL_SIZE", "1")) * len(PAGES)
+    serving = ["--cull-seconds", str(args.cull_seconds), "--cull-interval", "10"]
+    serving += ["--pool-size", str(args.pool_size), "--max-kernels", str(args.max_kernels)]
+    pool = args.pool_size * len(PAGES)
     with tempfile.TemporaryDirectory(prefix="hvaelab-class-") as tmp:
         folder = Path(tmp)
-        server = start_voila(folder / "voila.log", env=env)
+        server = start_voila(folder / "voila.log", args=serving)
         try:
             t = time.monotonic()
             while kernel_count(server) < pool and time.monotonic() - t < 300:

@@ -5,7 +5,7 @@ loopback port and times, inside the page (``performance.now()``, so the driver's
 not counted):
 
 - page to interactive: navigation start -> ``.hvae-ready`` rendered, for each page, served
-  cold (``HVAELAB_POOL_SIZE=0``: a kernel starts and runs the notebook for each page) and warm
+  cold (``--pool-size 0``: a kernel starts and runs the notebook for each page) and warm
   (the default: preheated kernels, each rep waits until the pool has been refilled);
 - with ``--baseline``, in the same run: each page again with ``?plotly=full`` (the figures drawn
   by plotly's JupyterLab renderer with its own full plotly.js instead of the template's partial
@@ -138,7 +138,7 @@ def write_reference_pages(folder: Path) -> dict[str, str]:
 
 
 def before_load(server, mode: str) -> None:
-    """Served warm, each load finds the pool refilled (FILL_DELAY=5) and the server idle."""
+    """Served warm, each load finds the pool refilled (--fill-delay 5) and the server idle."""
     if mode == "warm":
         time.sleep(6)
         wait_quiet(server)
@@ -154,7 +154,7 @@ def open_page(
     guard.attach(page)
     response = page.goto(server.page_url(notebook) + query, timeout=READY_TIMEOUT_MS)
     if response is not None and response.status == 503:
-        raise RuntimeError(f"{notebook}: the server is full (HVAELAB_MAX_KERNELS)")
+        raise RuntimeError(f"{notebook}: the server is full (--max-kernels)")
     page.wait_for_function(READY_JS, polling="raf", timeout=READY_TIMEOUT_MS)
     return context, page, float(page.evaluate("() => window.__hvaeReadyAt"))
 
@@ -267,15 +267,15 @@ def bench_draw(page, strokes: int, timing: Timing) -> None:
 
 
 def bench_references(
-    folder: Path, mode: str, env: dict[str, str], reps: int, timings: dict, guard: PageGuard
+    folder: Path, mode: str, serving: list[str], reps: int, timings: dict, guard: PageGuard
 ) -> None:
-    """Time the reference pages, served like the dashboards (same script, template, settings)."""
+    """Time the reference pages, served like the dashboards (same command, template, settings)."""
     from playwright.sync_api import sync_playwright
 
     files = write_reference_pages(folder)
     server = start_voila(
         folder.parent / f"voila-{mode}-reference.log",
-        env={**env, "HVAELAB_NOTEBOOKS": str(folder)},
+        args=[*serving, "--notebooks", str(folder)],
     )
     try:
         with sync_playwright() as playwright:
@@ -342,13 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         for mode in args.serving:
             # Many page views in a row: closed pages' kernels are culled after 30 s, and the cap
             # is out of the way (this measures speed; class_bench.py measures the cap).
-            env = {
-                "HVAELAB_POOL_SIZE": "0" if mode == "cold" else "1",
-                "HVAELAB_CULL_SECONDS": "30",
-                "HVAELAB_CULL_INTERVAL": "10",
-                "HVAELAB_MAX_KERNELS": "64",
-            }
-            server = start_voila(folder / f"voila-{mode}.log", env=env)
+            serving = ["--pool-size", "0" if mode == "cold" else "1"]
+            serving += ["--cull-seconds", "30", "--cull-interval", "10", "--max-kernels", "64"]
+            server = start_voila(folder / f"voila-{mode}.log", args=serving)
             try:
                 with sync_playwright() as playwright:
                     browser = launch_chromium(playwright)
@@ -387,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
             if args.baseline:
-                bench_references(folder / "reference", mode, env, args.reps, reference, guard)
+                bench_references(folder / "reference", mode, serving, args.reps, reference, guard)
 
     header = (
         f"{'measure':<52} {'median':>9} {'min':>9} {'max':>9} {'n':>3} {'target':>8} {'ratio':>6}"

@@ -5,7 +5,7 @@ past their containers or the visible area, horizontal scrollbars, cut labels, ov
 controls, responsive figures not at their container's width, cut plotly titles) on each page at
 each window size, and prints one table of what it found (always exit status 0: a measurement).
 
-- ``--where voila``: the pages served as ``make dashboard`` serves them (``scripts/dashboard``);
+- ``--where voila``: the pages served as ``make dashboard`` serves them (``hvaelab dashboard``);
   each page is opened once at the first size, then the window is resized to the others.
 - ``--where lab``: JupyterLab (the venv's, on a free loopback port, no token) on COPIES of the
   notebooks in a temporary folder (running them can never write outputs into the repository's

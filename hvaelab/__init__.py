@@ -3,4 +3,4 @@
 Paper: https://arxiv.org/abs/2102.08248
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

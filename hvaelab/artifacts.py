@@ -49,6 +49,11 @@ _SUFFIXES = (
     WEIGHTS,
     CARD,
 )
+# A run's working files (training state, rows of unfinished tables): git-ignored, never shipped.
+WORKING_SUFFIXES = (STATE + WEIGHTS, STATE + CARD, PARTIAL_SCORES)
+# The files a finished checkpoint ships with (the hvaelab-models distribution holds these;
+# packaging/hvaelab-models/hatch_build.py keeps a copy of this list, tests hold the two equal).
+SHIPPED_SUFFIXES = tuple(s for s in _SUFFIXES if s not in WORKING_SUFFIXES)
 
 
 @dataclass(frozen=True)

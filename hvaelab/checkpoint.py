@@ -46,6 +46,7 @@ import torch
 
 import hvaelab
 
+from . import package_files
 from .artifacts import (
     CARD,
     STATE,
@@ -66,7 +67,9 @@ __all__ = [
     "CheckpointNotFoundError",
     "checkpoint_search_dirs",
     "copy_checkpoint",
+    "ensure_writable",
     "flatten_state",
+    "is_installed",
     "list_checkpoints",
     "load_checkpoint",
     "load_state",
@@ -134,8 +137,9 @@ def _pair(stem: Path) -> tuple[Path, Path]:
     return a.weights, a.card
 
 
-def _repo_checkpoints_dir() -> Path:
-    return Path(hvaelab.__file__).resolve().parents[1] / "checkpoints"
+def _repo_checkpoints_dir() -> Path | None:
+    """The checkout's ``checkpoints/`` in development, None for an installed hvaelab."""
+    return package_files.checkout_checkpoints_dir()
 
 
 def _user_cache_dir() -> Path:
@@ -151,12 +155,15 @@ def checkpoint_search_dirs(
     """Directories a checkpoint NAME is looked for in, in order, without duplicates.
 
     1. ``search_dirs`` as given, 2. ``$HVAELAB_CHECKPOINTS`` (``os.pathsep``-separated),
-    3. the source tree's ``checkpoints/``, 4. the per-user cache's ``hvaelab/checkpoints``
-    (``$XDG_CACHE_HOME/hvaelab/checkpoints``, default ``~/.cache/hvaelab/checkpoints`` on Linux).
+    3. the checkout's ``checkpoints/`` (development only), 4. the installed models (the
+    ``hvaelab-models`` distribution, ``pip install "hvaelab[models]"``), 5. the per-user
+    cache's ``hvaelab/checkpoints`` (``$XDG_CACHE_HOME/hvaelab/checkpoints``, default
+    ``~/.cache/hvaelab/checkpoints`` on Linux).
     """
     dirs: list[Path] = [Path(d).expanduser() for d in (search_dirs or [])]
     dirs += [Path(p).expanduser() for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
-    dirs += [_repo_checkpoints_dir(), _user_cache_dir()]
+    dirs += [d for d in (_repo_checkpoints_dir(), package_files.installed_models_dir()) if d]
+    dirs.append(_user_cache_dir())
     unique: list[Path] = []
     for d in dirs:
         if d not in unique:
@@ -190,10 +197,15 @@ def resolve_checkpoint(
         f"  - {_pair(stem)[1].absolute()} (+ {_WEIGHTS_SUFFIX})" for stem in candidates
     )
     available = ", ".join(p.name for p in list_checkpoints(search_dirs)) or "none"
+    models = (
+        ""
+        if package_files.installed_models_dir() is not None
+        else ', install the shipped ones with `pip install "hvaelab[models]"`'
+    )
     raise CheckpointNotFoundError(
         f"checkpoint {str(name_or_path)!r} not found. Looked at:\n{looked}\n"
         f"Available checkpoints: {available}. Pass a path to NAME.json, add its directory to "
-        f"search_dirs or ${ENV_VAR}, or train one with `hvaelab train`.",
+        f"search_dirs or ${ENV_VAR}{models}, or train one with `hvaelab train`.",
         searched=candidates,
     )
 
@@ -223,6 +235,53 @@ def list_checkpoints(
             if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
                 found[stem.name] = stem
     return [found[name] for name in sorted(found)]
+
+
+# --------------------------------------------------------------------------- installed models
+
+
+def is_installed(path: str | os.PathLike[str]) -> bool:
+    """Whether checkpoint ``path`` (a stem or either file) lies in the installed models'
+    folder (:func:`hvaelab.package_files.installed_models_dir`): read-only to hvaelab."""
+    installed = package_files.installed_models_dir()
+    if installed is None:
+        return False
+    folder = _stem(path).absolute().parent
+    return folder.resolve().is_relative_to(installed.resolve())
+
+
+def ensure_writable(
+    path: str | os.PathLike[str], command: str, copy_from: str | None = None
+) -> None:
+    """Refuse, before anything is written, to write to an installed checkpoint.
+
+    ``command`` is the ``hvaelab`` command that would write (``"tables"``, ``"second-stage"``);
+    ``copy_from`` the source of a copy onto ``path`` (``hvaelab copy SRC DST``). Raises
+    :class:`CheckpointError` whose message gives the command that makes a writable copy,
+    ``hvaelab copy NAME ./checkpoints/NAME``, and how to use it."""
+    if not is_installed(path):
+        return
+    stem = _stem(path)
+    writable = f"./checkpoints/{stem.name}"
+    if copy_from is None:  # the name finds this very checkpoint: say the name, else the path
+        try:
+            by_name = resolve_checkpoint(stem.name).absolute() == stem.absolute()
+        except CheckpointError:
+            by_name = False
+        todo = (
+            f"Make a writable copy with `hvaelab copy {stem.name if by_name else stem} "
+            f"{writable}`, then run `hvaelab {command} --checkpoint {writable}`"
+        )
+    else:
+        todo = (
+            f"Copy into a writable folder instead: `hvaelab copy {copy_from} {writable}`, "
+            f"then use it with `--checkpoint {writable}`"
+        )
+    raise CheckpointError(
+        f"{stem} is an installed checkpoint (the hvaelab-models package), which is read-only: "
+        f"`hvaelab {command}` would write to it. {todo} (or put ./checkpoints on "
+        f"${ENV_VAR}: it is searched before the installed models)."
+    )
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -605,7 +664,9 @@ def copy_checkpoint(
     too and stay valid; the card is the same but for the file names it holds. This is how a
     run trained under a working name replaces a shipped checkpoint. An existing ``dst`` is
     refused unless ``replace``; then its files for its old weights that ``src`` does not have
-    are removed, so nothing at ``dst`` disagrees with the new weights.
+    are removed, so nothing at ``dst`` disagrees with the new weights. A ``dst`` among the
+    installed models is refused (:func:`ensure_writable`); an installed ``src`` is fine: that
+    is how one gets a writable copy of it.
 
     ``dtype`` (one of :data:`WEIGHTS_DTYPES`) stores the weights in that precision instead:
     ``"float16"`` halves the file. New weights are new bytes, so what was computed from the old
@@ -614,6 +675,7 @@ def copy_checkpoint(
     the source's sha256 and dtype; the history and the image samples are copied.
     """
     s = resolve_checkpoint(src)
+    ensure_writable(dst, "copy", copy_from=str(src))  # never onto the installed models
     tensors, card = _load_pair(s, CHECKPOINT_FORMAT)  # checks the card and the weights' sha256
     if dtype is not None and dtype not in WEIGHTS_DTYPES:
         raise CheckpointError(

@@ -20,10 +20,12 @@ import torch
 
 from . import __version__
 from . import distributed as ddp
+from .app import dashboard
 from .artifacts import Artifacts, atomic_write, write_csv
 from .checkpoint import (
     WEIGHTS_DTYPES,
     copy_checkpoint,
+    ensure_writable,
     load_model,
     read_card,
     resolve_checkpoint,
@@ -182,6 +184,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def _cmd_tables(a: argparse.Namespace) -> int:
+    ensure_writable(resolve_checkpoint(a.checkpoint), "tables")  # before any work or write
     lm = _load(a)
     sha = lm.card.get("weights_sha256")
     path = tables_path(lm.path)
@@ -315,6 +318,7 @@ def _cmd_score(a: argparse.Namespace) -> int:
 
 def _cmd_second_stage(a: argparse.Namespace) -> int:
     """Fit the second stage on the checkpoint's own training split, and nothing else."""
+    ensure_writable(resolve_checkpoint(a.checkpoint), "second-stage")  # before any work or write
     lm = _load(a)
     train = lm.dataset
     if not train:
@@ -415,6 +419,7 @@ def _cmd_data(a: argparse.Namespace) -> int:
 
 
 def _cmd_copy(a: argparse.Namespace) -> int:
+    ensure_writable(a.dst, "copy", copy_from=a.src)  # never onto the installed models
     src_sha = read_card(resolve_checkpoint(a.src))["weights_sha256"]
     d = copy_checkpoint(a.src, a.dst, replace=a.replace, dtype=a.dtype)
     files = [p.name for p in Artifacts(d).files().values() if p.is_file()]
@@ -428,11 +433,40 @@ def _cmd_copy(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_notebooks(a: argparse.Namespace) -> int:
+    """Copy the dashboards' notebooks out of the install, to open and edit in JupyterLab."""
+    from . import package_files
+
+    out = Path(a.dir)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{out} is a file, not a folder")
+    sources = package_files.notebooks()
+    if not sources:
+        raise CLIError(f"no notebooks in {package_files.notebooks_dir()}: reinstall hvaelab")
+    there = [out / p.name for p in sources if (out / p.name).exists()]
+    if there and not a.force:
+        names = ", ".join(p.name for p in there)
+        raise CLIError(
+            f"{len(there)} of the notebooks are already in {out} ({names}); nothing written: "
+            "pass --force to overwrite them"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    for p in sources:
+        atomic_write(out / p.name, p.read_bytes())
+    print(f"wrote {len(sources)} notebooks to {out}: {', '.join(p.name for p in sources)}")
+    print(f"open them with `jupyter lab {out}`")
+    return 0
+
+
 def _cmd_info(a: argparse.Namespace) -> int:
     lm = _load(a)
     print(f"{lm.path}: {lm.model.num_parameters():,} parameters")
     print(json.dumps(lm.card, indent=2))
     return 0
+
+
+def _cmd_dashboard(a: argparse.Namespace) -> int:
+    return dashboard.serve(dashboard.config_from_args(a))
 
 
 def _add_scoring(p: argparse.ArgumentParser) -> None:
@@ -583,6 +617,28 @@ def build_parser() -> argparse.ArgumentParser:
         "second stage are then not copied but recomputed)",
     )
     cp.set_defaults(func=_cmd_copy)
+
+    db = sub.add_parser(
+        "dashboard",
+        help="serve the dashboards (Voila) on http://127.0.0.1:8866/",
+        description="Serves the notebooks as interactive pages with Voila, offline, with "
+        "preheated kernels, culling of closed pages' kernels and a cap on visitors' kernels. "
+        "Off 127.0.0.1 (e.g. --ip 0.0.0.0 for a class) the pages have no login: anyone who can "
+        "reach the address can run the notebooks' code on this machine.",
+    )
+    dashboard.add_arguments(db)
+    db.set_defaults(func=_cmd_dashboard)
+
+    nb = sub.add_parser(
+        "notebooks",
+        help="copy the dashboards' notebooks into a folder, to edit them in JupyterLab",
+        description="Copies the seven notebooks the dashboards serve into DIR (created if "
+        "needed); open them with `jupyter lab DIR`. Refuses, writing nothing, when any of them "
+        "is already there, unless --force.",
+    )
+    nb.add_argument("dir", help="the folder to copy them into")
+    nb.add_argument("--force", action="store_true", help="overwrite notebooks already in DIR")
+    nb.set_defaults(func=_cmd_notebooks)
 
     i = sub.add_parser("info", help="print a checkpoint's card")
     i.add_argument("--checkpoint", default="fashionmnist")

@@ -193,9 +193,10 @@ class SecondStage:
 
     # -------------------------------------------------------------- storage (no pickle)
     def save(self, path: str | Path) -> Path:
-        """Write the fit as safetensors (float64 arrays + JSON metadata), atomically. The features
-        it was fitted on are not stored: they are 30 to 100 times the fit, and `hvaelab second-stage`
-        recomputes them from the model and the recorded training indices."""
+        """Write the fit as safetensors (float64 arrays + JSON metadata), atomically. The
+        features it was fitted on are not stored: they are 30 to 100 times the fit, and
+        `hvaelab second-stage` recomputes them from the model and the recorded training indices.
+        """
         from safetensors.numpy import save
 
         arrays = {

@@ -137,3 +137,29 @@ def app_checkpoints(_hvaelab_env, tmp_path_factory: pytest.TempPathFactory) -> I
         resources.clear_caches()
         yield folder
     resources.clear_caches()
+
+
+# ------------------------------------------------- installed models (hvaelab-models, read-only)
+FAKE_MODELS_PACKAGE = "hvaelab_models_fake"
+
+
+@pytest.fixture
+def installed_models(tmp_path_factory, monkeypatch) -> Iterator[Path]:
+    """A stand-in for an installed ``hvaelab-models``: an importable package on ``sys.path``
+    whose ``checkpoints/`` (returned, empty) :func:`hvaelab.package_files.installed_models_dir`
+    finds as it finds the real one."""
+    import importlib
+    import sys
+
+    from hvaelab import package_files
+
+    site = tmp_path_factory.mktemp("site-packages")
+    package = site / FAKE_MODELS_PACKAGE
+    (package / "checkpoints").mkdir(parents=True)
+    (package / "__init__.py").write_text('"""A stand-in for hvaelab_models."""\n')
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(package_files, "MODELS_PACKAGE", FAKE_MODELS_PACKAGE)
+    assert package_files.installed_models_dir() == package / "checkpoints"
+    yield package / "checkpoints"
+    sys.modules.pop(FAKE_MODELS_PACKAGE, None)
+    importlib.invalidate_caches()

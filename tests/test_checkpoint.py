@@ -14,6 +14,7 @@ import torch
 
 import hvaelab
 from hvaelab import checkpoint as ckpt
+from hvaelab import package_files
 from hvaelab.checkpoint import (
     CheckpointError,
     CheckpointNotFoundError,
@@ -30,16 +31,30 @@ from hvaelab.checkpoint import (
 
 @pytest.fixture(autouse=True)
 def _isolated_search_path(tmp_path, monkeypatch):
-    """Keep the user's env var, cache and the repository's shipped checkpoints out of lookups."""
+    """Keep the user's env var, cache, the repository's shipped checkpoints and any installed
+    hvaelab-models out of lookups."""
     monkeypatch.delenv("HVAELAB_CHECKPOINTS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setattr(ckpt, "_repo_checkpoints_dir", lambda: tmp_path / "repo-checkpoints")
+    monkeypatch.setattr(package_files, "MODELS_PACKAGE", "hvaelab_models_not_installed")
 
 
-def test_repo_checkpoints_dir_is_the_source_trees_checkpoints_folder(monkeypatch):
+def test_repo_checkpoints_dir_is_the_checkouts_checkpoints_folder(monkeypatch):
     monkeypatch.undo()
-    expected = Path(hvaelab.__file__).resolve().parents[1] / "checkpoints"
-    assert ckpt._repo_checkpoints_dir() == expected
+    checkout = Path(__file__).resolve().parents[1]  # these tests run from the checkout
+    assert package_files.checkout_root() == checkout
+    assert ckpt._repo_checkpoints_dir() == checkout / "checkpoints"
+
+
+def test_an_installed_hvaelab_searches_no_checkout(tmp_path, monkeypatch):
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.delenv("HVAELAB_CHECKPOINTS", raising=False)
+    monkeypatch.setattr(package_files, "MODELS_PACKAGE", "hvaelab_models_not_installed")
+    monkeypatch.setattr(package_files, "checkout_root", lambda: None)
+    assert ckpt._repo_checkpoints_dir() is None
+    cache = tmp_path / "xdg-cache" / "hvaelab" / "checkpoints"
+    assert ckpt.checkpoint_search_dirs([tmp_path / "x"]) == [tmp_path / "x", cache]
 
 
 def _tensors(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -393,7 +408,60 @@ def test_not_found_lists_every_place_looked(tmp_path, monkeypatch):
         assert str((tmp_path / d / "nosuchmodel.json").absolute()) in message, message
     assert str(tmp_path / "repo-checkpoints" / "nosuchmodel.json") in message
     assert "HVAELAB_CHECKPOINTS" in message
+    assert 'pip install "hvaelab[models]"' in message  # the models are not installed
     assert len(info.value.searched) == 5
+
+
+def test_search_order_puts_the_installed_models_after_the_checkout_before_the_cache(
+    tmp_path, monkeypatch, installed_models
+):
+    explicit, env, repo = tmp_path / "explicit", tmp_path / "env", tmp_path / "repo-checkpoints"
+    cache = tmp_path / "xdg-cache" / "hvaelab" / "checkpoints"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HVAELAB_CHECKPOINTS", str(env))
+    assert ckpt.checkpoint_search_dirs([explicit]) == [explicit, env, repo, installed_models, cache]
+    for d in (cache, installed_models):
+        save_checkpoint(d / "shipped", {"x": torch.ones(1)}, {"where": d.name})
+    assert resolve_checkpoint("shipped") == installed_models / "shipped"  # found by name
+    assert list_checkpoints() == [installed_models / "shipped"]
+    for d in (repo, env, explicit):  # each earlier place wins over the installed models
+        save_checkpoint(d / "shipped", {"x": torch.ones(1)}, {})
+        assert resolve_checkpoint("shipped", search_dirs=[explicit]) == d / "shipped"
+    with pytest.raises(CheckpointNotFoundError) as info:
+        resolve_checkpoint("nosuchmodel")
+    assert str(installed_models / "nosuchmodel.json") in str(info.value)
+    assert "pip install" not in str(info.value)  # they are installed
+    assert len(info.value.searched) == 5
+
+
+def test_installed_checkpoints_are_read_only_and_copy_out(tmp_path, monkeypatch, installed_models):
+    shipped = save_checkpoint(installed_models / "shipped", _tensors(), _card())
+    before = {p.name: p.read_bytes() for p in installed_models.iterdir()}
+    assert ckpt.is_installed(shipped) and ckpt.is_installed(f"{shipped}.json")
+    assert not ckpt.is_installed(tmp_path / "shipped")
+    with pytest.raises(CheckpointError) as info:
+        ckpt.ensure_writable(shipped, "tables")
+    message = str(info.value)
+    assert "installed" in message and "read-only" in message
+    assert "`hvaelab copy shipped ./checkpoints/shipped`" in message
+    assert "`hvaelab tables --checkpoint ./checkpoints/shipped`" in message
+    ckpt.ensure_writable(tmp_path / "elsewhere", "tables")  # not installed: nothing to say
+
+    other = save_checkpoint(tmp_path / "other", _tensors(1), _card())
+    for replace in (False, True):
+        with pytest.raises(CheckpointError, match="read-only") as info:
+            ckpt.copy_checkpoint(other, shipped, replace=replace)
+        assert f"`hvaelab copy {other} ./checkpoints/shipped`" in str(info.value)
+    assert {p.name: p.read_bytes() for p in installed_models.iterdir()} == before
+
+    monkeypatch.chdir(tmp_path)  # the copy the message suggests
+    copy = ckpt.copy_checkpoint("shipped", "./checkpoints/shipped")
+    assert not ckpt.is_installed(copy)
+    assert copy.with_name("shipped.safetensors").read_bytes() == before["shipped.safetensors"]
+    ckpt.update_card(copy, {"metrics": {"nll": 0.5}})  # writable
+    assert resolve_checkpoint("shipped") == installed_models / "shipped"
+    monkeypatch.setenv("HVAELAB_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    assert resolve_checkpoint("shipped") == tmp_path / "checkpoints" / "shipped"
 
 
 def test_file_with_other_suffix_is_refused(tmp_path):

@@ -262,6 +262,70 @@ def test_copy_refuses_a_damaged_source_and_writes_nothing(run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json", "run.safetensors"]
 
 
+def test_installed_checkpoints_are_read_only(
+    run, tmp_path, datasets, installed_models, monkeypatch
+):
+    """tables, second-stage and copy onto an installed checkpoint (hvaelab-models) stop before
+    writing anything and print the command that makes a writable copy, which works."""
+    stem, _ = run
+    for f in stem.parent.glob("run.*"):
+        if ".state." not in f.name:
+            shutil.copy(f, installed_models / f.name)
+    before = {p.name: p.read_bytes() for p in installed_models.iterdir()}
+    assert {"run.json", "run.safetensors", "run.scores.safetensors"} <= set(before)
+    monkeypatch.chdir(tmp_path)
+    then = "`hvaelab {} --checkpoint ./checkpoints/run`"
+    for command, argv, copy in (
+        ("tables", ["--checkpoint", "run", *IN_OOD(datasets), "--limit", "8"], "run"),
+        ("second-stage", ["--checkpoint", "run", "--n-fit", "64", "--n-select", "32"], "run"),
+        ("copy", [stem, installed_models / "run", "--replace"], stem),
+    ):
+        rc, _, err = run_cli(command, *argv)
+        needles = ("installed checkpoint", "read-only", f"`hvaelab copy {copy} ./checkpoints/run`")
+        assert_one_line_error(rc, err, command, *needles)
+        if command != "copy":
+            assert then.format(command) in err
+        assert {p.name: p.read_bytes() for p in installed_models.iterdir()} == before, command
+
+    rc, out, err = run_cli("copy", "run", "./checkpoints/run")  # what the message says to run
+    assert rc == 0, err
+    copy = tmp_path / "checkpoints" / "run"
+    for suffix in (".safetensors", ".scores.safetensors", ".samples.safetensors"):
+        assert Path(f"{copy}{suffix}").read_bytes() == before[f"run{suffix}"]
+    argv = ["tables", "--checkpoint", "./checkpoints/run", *IN_OOD(datasets), "--limit", "8"]
+    rc, _, err = run_cli(*argv, "--samples", "1", "--samples-per-set", "0")
+    assert rc == 0, err  # the copy is writable
+    assert Path(f"{copy}.scores.safetensors").read_bytes() != before["run.scores.safetensors"]
+    assert {p.name: p.read_bytes() for p in installed_models.iterdir()} == before
+
+
+def test_notebooks_copies_the_seven_and_overwrites_only_with_force(tmp_path):
+    from hvaelab import package_files
+
+    sources = package_files.notebooks()
+    assert len(sources) == 7
+    out = tmp_path / "mine" / "notebooks"  # created, parents too
+    rc, stdout, err = run_cli("notebooks", out)
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [p.name for p in sources]
+    for p in sources:
+        assert (out / p.name).read_bytes() == p.read_bytes()
+    assert f"wrote 7 notebooks to {out}" in stdout and f"jupyter lab {out}" in stdout
+
+    edited, removed = out / sources[0].name, out / sources[1].name
+    edited.write_text("my edits")
+    removed.unlink()
+    rc, _, err = run_cli("notebooks", out)
+    assert_one_line_error(rc, err, "notebooks", sources[0].name, "--force", "nothing written")
+    assert edited.read_text() == "my edits" and not removed.exists()
+
+    rc, _, err = run_cli("notebooks", out, "--force")
+    assert rc == 0, err
+    for p in sources:
+        assert (out / p.name).read_bytes() == p.read_bytes()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
 def test_evaluate_from_stored_tables(run, tmp_path, datasets):
     stem, _ = run
     fm, mn = datasets.fashionmnist, datasets.mnist

@@ -1,4 +1,4 @@
-"""The kernel manager of scripts/dashboard (hvaelab/app/serving.py), without a browser: the cap,
+"""The kernel manager of hvaelab dashboard (hvaelab/app/serving.py), without a browser: the cap,
 the pool spared by the culler, and a kernel handed from the pool to a visitor."""
 
 from __future__ import annotations
@@ -86,33 +86,20 @@ def test_past_the_cap_a_visitor_kernel_is_refused_with_503_a_refill_is_not(monke
     assert started == ["True"]
 
 
-def test_scripts_dashboard_makes_voila_wait_for_every_output_of_a_cell(tmp_path):
+def test_hvaelab_dashboard_makes_voila_wait_for_every_output_of_a_cell(tmp_path):
     """Under load (a class opening pages at once) Voila's server falls behind the kernels' output
     messages; with nbclient's default iopub_timeout (4 s) it drops a cell's late outputs and the
-    page never becomes interactive. The script's own command line, parsed by Voila, must give the
-    executor that renders pages (preheated or not) a wait far above that."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
+    page never becomes interactive. The Voila command line of ``hvaelab dashboard``
+    (``voila_argv``), parsed by Voila, must give the executor that renders pages (preheated or not)
+    a wait far above that."""
     import nbformat
     from voila.app import Voila
     from voila.execute import VoilaExecutor
 
-    repo = Path(__file__).resolve().parents[1]
-    fake, out = tmp_path / "python", tmp_path / "argv.json"  # records the command it is given
-    fake.write_text(
-        f"#!{sys.executable}\nimport json, sys\njson.dump(sys.argv[1:], open({str(out)!r}, 'w'))\n"
-    )
-    fake.chmod(0o755)
-    env = {**os.environ, "HVAELAB_PYTHON": str(fake)}
-    subprocess.run(["bash", str(repo / "scripts" / "dashboard"), "8999"], env=env, check=True)
-    argv = json.loads(out.read_text())
-    assert argv[:2] == ["-m", "voila"]
+    from hvaelab.app.dashboard import DashboardConfig, voila_argv
+
     app = Voila()
-    app.parse_command_line(argv[2:])
+    app.parse_command_line(voila_argv(DashboardConfig(), tmp_path))
     executor = VoilaExecutor(nbformat.v4.new_notebook(), config=app.config)
     assert executor.iopub_timeout >= 60
     assert VoilaExecutor(nbformat.v4.new_notebook()).iopub_timeout < 10  # nbclient's default

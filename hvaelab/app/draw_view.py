@@ -145,7 +145,7 @@ def draw_page(checkpoint: str, fpr: float = 0.05) -> widgets.Widget:
             f'border-radius:4px">The drawing canvas makes 28×28 grey images; '
             f"<b>{html.escape(checkpoint)}</b> takes 32×32 colour images. Score your own "
             "colour images on the upload page, or serve a grey-scale model "
-            "(<code>HVAELAB_CHECKPOINT=fashionmnist make dashboard</code>) to draw.</div>"
+            "(<code>hvaelab dashboard --checkpoint fashionmnist</code>) to draw.</div>"
         )
         return with_class(note, "hvae-draw-unavailable")
     return DrawView(checkpoint, fpr=fpr)

@@ -35,8 +35,9 @@ ENV_CHECKPOINT = "HVAELAB_CHECKPOINT"  # the checkpoint every page shows
 def page_checkpoint() -> str:
     """The checkpoint the pages show: ``$HVAELAB_CHECKPOINT`` if set, else ``fashionmnist``.
 
-    Serving another model, e.g. a colour one, is ``HVAELAB_CHECKPOINT=cifar10 make dashboard``
-    (with the checkpoint in ``checkpoints/`` or ``$HVAELAB_CHECKPOINTS``)."""
+    Serving another model, e.g. a colour one, is ``hvaelab dashboard --checkpoint cifar10``
+    (with the checkpoint in ``checkpoints/`` or ``$HVAELAB_CHECKPOINTS``), which checks the name
+    and passes it to the kernels in this variable (:mod:`hvaelab.app.dashboard`)."""
     import os
 
     return os.environ.get(ENV_CHECKPOINT, "").strip() or DEFAULT_CHECKPOINT

@@ -1,6 +1,7 @@
-"""Serving a class: the kernel manager behind ``make dashboard`` (``scripts/dashboard``).
+"""Serving a class: the kernel manager behind ``hvaelab dashboard`` (``make dashboard``).
 
-Voila runs one Python kernel per open page (~370 MB each here). ``scripts/dashboard`` serves with
+Voila runs one Python kernel per open page (~370 MB each here). ``hvaelab dashboard``
+(:mod:`hvaelab.app.dashboard`, whose flags set the numbers below) serves with
 
 * **preheated kernels**: Voila keeps ``pool_size`` kernels per page that have already run the
   notebook, so a page opens without waiting for it; a taken kernel is replaced ``fill_delay``

@@ -1,6 +1,6 @@
 """Fixtures of the browser tests: one Voila server and one Chromium for the whole session.
 
-The server is ``scripts/dashboard`` (what ``make dashboard`` runs) on a free loopback port; it
+The server is ``hvaelab dashboard`` (what ``make dashboard`` runs) on a free loopback port; it
 is stopped, kernels included, when the session ends. Screenshots go to ``$HVAELAB_SCREENSHOTS``
 (default ``artifacts/screenshots/``, git-ignored).
 """

@@ -1,9 +1,10 @@
 """Drive the dashboards in a real browser: a local Voila server and a guarded Chromium page.
 
 Shared by the browser tests (``tests/e2e``) and ``benchmarks/dashboard_bench.py``. The server is
-started exactly like ``make dashboard`` (``scripts/dashboard``: the offline "hvaelab" template,
-127.0.0.1 only) on a free loopback port. Pages are watched by :class:`PageGuard`, which records
-browser console errors, uncaught page errors and every request that would leave the machine.
+started exactly like ``make dashboard`` (``hvaelab dashboard``: the offline "hvaelab" template,
+127.0.0.1 only) on a free loopback port, from a neutral folder (not the checkout). Pages are
+watched by :class:`PageGuard`, which records browser console errors, uncaught page errors and
+every request that would leave the machine.
 
 Checkpoints are whatever :func:`hvaelab.checkpoint.load_model` finds by default (the
 repository's ``checkpoints/``); the server inherits the environment, so a developer can point
@@ -12,6 +13,7 @@ repository's ``checkpoints/``); the server inherits the environment, so a develo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -20,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +32,7 @@ from urllib.parse import urlsplit
 import psutil
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "dashboard"
+COMMAND_ENV = "HVAELAB_E2E_COMMAND"  # the hvaelab that serves the pages (JSON list)
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's Chromium; `playwright install` is never used
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -66,7 +69,7 @@ def free_port() -> int:
 
 @dataclass
 class VoilaServer:
-    """A running ``scripts/dashboard`` process (its own process group) and its address."""
+    """A running ``hvaelab dashboard`` process (its own process group) and its address."""
 
     process: subprocess.Popen
     port: int
@@ -107,16 +110,28 @@ class VoilaServer:
 
 
 def start_voila(
-    log_path: Path, timeout: float = 120.0, env: dict[str, str] | None = None
+    log_path: Path,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
+    command: Sequence[str] | None = None,
 ) -> VoilaServer:
-    """Start the dashboards on a free loopback port and wait until the tree page answers."""
+    """Start the dashboards on a free loopback port and wait until the tree page answers.
+
+    ``args``: more ``hvaelab dashboard`` flags (``--pool-size 0``...); ``command``: the
+    ``hvaelab`` to run, e.g. another environment's ``[".../bin/hvaelab"]`` (default: the JSON
+    list in ``$HVAELAB_E2E_COMMAND``, which scripts/smoke_install.py sets to serve an installed
+    package to these tests, else this interpreter's ``python -m hvaelab``)."""
     port = free_port()
-    environment = {**os.environ, **(env or {}), "HVAELAB_PYTHON": sys.executable}
+    hvaelab = list(command or json.loads(os.environ.get(COMMAND_ENV) or "null") or [])
+    hvaelab = hvaelab or [sys.executable, "-m", "hvaelab"]
+    argv = [*hvaelab, "dashboard", "--port", str(port), *map(str, args)]
+    environment = {**os.environ, **(env or {})}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            ["bash", str(SCRIPT), str(port)],
-            cwd=REPO,
+            argv,
+            cwd=log_path.parent,  # a neutral folder: nothing found relative to the checkout
             env=environment,
             stdin=subprocess.DEVNULL,
             stdout=log,

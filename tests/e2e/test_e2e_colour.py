@@ -1,8 +1,8 @@
 """End to end: a tiny colour model (the natural-image path) served on every dashboard page.
 
 A CIFAR-10-format and an SVHN-format file are written here, a tiny ``hvae-natural`` model is
-trained on them for one short epoch, its tables and samples are written, and ``scripts/dashboard``
-serves it as every page's checkpoint (``HVAELAB_CHECKPOINT``). Each page must reach
+trained on them for one short epoch, its tables and samples are written, and ``hvaelab dashboard
+--checkpoint`` serves it as every page's checkpoint. Each page must reach
 ``.hvae-ready`` with no error on the page, in the console or in the network log.
 """
 
@@ -57,12 +57,10 @@ def colour_checkpoints(tmp_path_factory) -> Path:
 
 
 def test_a_colour_model_runs_through_every_page(browser, colour_checkpoints, screenshots, tmp_path):
-    env = {
-        "HVAELAB_CHECKPOINTS": str(colour_checkpoints),
-        "HVAELAB_CHECKPOINT": "cifar-tiny",
-        "HVAELAB_POOL_SIZE": "0",  # cold kernels: each page loads the colour model itself
-    }
-    server = start_voila(tmp_path / "voila.log", env=env)
+    env = {"HVAELAB_CHECKPOINTS": str(colour_checkpoints)}
+    # cold kernels (--pool-size 0): each page loads the colour model itself
+    args = ["--checkpoint", "cifar-tiny", "--pool-size", "0"]
+    server = start_voila(tmp_path / "voila.log", env=env, args=args)
     shots = screenshots
     try:
         for name, notebook in PAGES.items():

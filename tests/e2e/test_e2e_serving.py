@@ -1,7 +1,7 @@
-"""End to end: how ``scripts/dashboard`` serves a class (hvaelab/app/serving.py), in Chromium.
+"""End to end: how ``hvaelab dashboard`` serves a class (hvaelab/app/serving.py), in Chromium.
 
-Each test starts its own server with short serving settings (the environment variables of
-``scripts/dashboard``) and counts the server's kernels as processes.
+Each test starts its own server with short serving settings (the flags of ``hvaelab dashboard``)
+and counts the server's kernels as processes.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ pytestmark = pytest.mark.e2e
 READY_MS = 150_000
 
 
-def serving(pool: int = 0, cull_s: int | None = None, **more: str) -> dict[str, str]:
-    """The environment of a server with these serving settings (scripts/dashboard)."""
-    env = {"HVAELAB_POOL_SIZE": str(pool), **more}
+def serving(pool: int = 0, cull_s: int | None = None, *more: str) -> list[str]:
+    """The ``hvaelab dashboard`` flags of a server with these serving settings."""
+    args = ["--pool-size", str(pool), *more]
     if cull_s is not None:
-        env |= {"HVAELAB_CULL_SECONDS": str(cull_s), "HVAELAB_CULL_INTERVAL": "2"}
-    return env
+        args += ["--cull-seconds", str(cull_s), "--cull-interval", "2"]
+    return args
 
 
 def wait_kernels(server, want: int, timeout: float) -> float:
@@ -53,7 +53,7 @@ def open_ready(browser, server, notebook: str):
 
 
 def test_closed_pages_lose_their_kernel_open_idle_pages_keep_it(browser, tmp_path):
-    server = start_voila(tmp_path / "voila.log", env=serving(cull_s=6))
+    server = start_voila(tmp_path / "voila.log", args=serving(cull_s=6))
     try:
         kept, page, guard = open_ready(browser, server, PAGES["explorer"])
         closed, _, _ = open_ready(browser, server, PAGES["training"])
@@ -75,8 +75,8 @@ def test_closed_pages_lose_their_kernel_open_idle_pages_keep_it(browser, tmp_pat
 
 
 def test_past_the_cap_a_visitor_gets_a_busy_page_not_a_dying_server(browser, tmp_path):
-    env = serving(cull_s=3, HVAELAB_MAX_KERNELS="1")
-    server = start_voila(tmp_path / "voila.log", env=env)
+    args = serving(0, 3, "--max-kernels", "1")
+    server = start_voila(tmp_path / "voila.log", args=args)
     try:
         first, _, _ = open_ready(browser, server, PAGES["training"])
         context = browser.new_context()
@@ -98,8 +98,8 @@ def test_past_the_cap_a_visitor_gets_a_busy_page_not_a_dying_server(browser, tmp
 
 
 def test_preheated_pool_serves_at_once_is_refilled_and_never_culled(browser, tmp_path):
-    env = serving(pool=1, cull_s=4, HVAELAB_FILL_DELAY="1")
-    server = start_voila(tmp_path / "voila.log", env=env)
+    args = serving(1, 4, "--fill-delay", "1")
+    server = start_voila(tmp_path / "voila.log", args=args)
     try:
         n_pages = len(PAGES)
         wait_kernels(server, n_pages, timeout=240)  # one preheated kernel per page
