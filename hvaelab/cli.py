@@ -1,5 +1,5 @@
 """Command line: ``hvaelab train / evaluate / score / tables / second-stage / correlate / data /
-copy / info``.
+copy / info / notebooks / dashboard``.
 
 Every command goes through the library's one scoring entry point (:mod:`hvaelab.scores`), so
 the numbers printed here are the ones the notebooks and dashboards show.

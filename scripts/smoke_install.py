@@ -87,7 +87,8 @@ def say(message: str) -> None:
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    say("$ " + " ".join(map(str, cmd)))
+    shown = [a if len(str(a)) < 120 else str(a)[:40].strip() + " ..." for a in cmd]
+    say("$ " + " ".join(map(str, shown)))
     done = subprocess.run(cmd, text=True, capture_output=True, **kw)
     out = (done.stdout + done.stderr).strip()
     if out:

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import package_files
+from .resources import ENV_CHECKPOINT  # how the kernels learn the page's checkpoint
 
-ENV_CHECKPOINT = "HVAELAB_CHECKPOINT"  # how the kernels learn the page's checkpoint (resources)
 KERNEL_MANAGER = "hvaelab.app.serving.ClassroomKernelManager"
 LOOPBACK_NAMES = ("localhost",)
 ALL_INTERFACES = ("0.0.0.0", "::", "")
