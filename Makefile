@@ -57,7 +57,6 @@ test-fixture: setup
 # hvaelab dashboard (hvaelab/app/dashboard.py): Voila on 127.0.0.1 with the offline template;
 # the browser tests start the server the same way. More settings: `hvaelab dashboard --help`.
 dashboard: setup
-	@echo "Dashboards: http://127.0.0.1:$(PORT)/  (Ctrl-C to stop)"
 	$(BIN)/hvaelab dashboard --port $(PORT) $(ARGS)
 
 lint: setup
