@@ -1,5 +1,5 @@
 """Command line: ``hvaelab train / evaluate / score / tables / second-stage / correlate / data /
-copy / info / notebooks / dashboard``.
+copy / export-onnx / info / notebooks / dashboard``.
 
 Every command goes through the library's one scoring entry point (:mod:`hvaelab.scores`), so
 the numbers printed here are the ones the notebooks and dashboards show.
@@ -458,6 +458,27 @@ def _cmd_notebooks(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_onnx(a: argparse.Namespace) -> int:
+    """The detector as OUT.onnx + OUT.onnx.json (hvaelab.onnx_export)."""
+    from .onnx_export import export_checkpoint
+
+    try:
+        res = export_checkpoint(
+            a.checkpoint,
+            a.out,
+            a.data_dir,
+            a.reference_limit,
+            a.fpr,
+            progress=print,
+            exporter=a.exporter,
+        )
+    except ImportError as e:
+        need = "export-onnx needs the onnx extra: pip install 'hvaelab[onnx]'"
+        raise CLIError(f"{need} ({e})") from e
+    print(res.summary())
+    return 0
+
+
 def _cmd_info(a: argparse.Namespace) -> int:
     lm = _load(a)
     print(f"{lm.path}: {lm.model.num_parameters():,} parameters")
@@ -639,6 +660,34 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument("dir", help="the folder to copy them into")
     nb.add_argument("--force", action="store_true", help="overwrite notebooks already in DIR")
     nb.set_defaults(func=_cmd_notebooks)
+
+    ox = sub.add_parser(
+        "export-onnx",
+        help="the detector as an ONNX graph (opset 18) + OUT.onnx.json, for onnxruntime + numpy",
+        description="Writes OUT.onnx: the model's mean path (input: the binarized images "
+        "(N, 1, 28, 28), any N; outputs: rec>k, per-layer KL, mean-path LLR>k, latent "
+        "reconstructions), weight norm folded, weights inside; and OUT.onnx.json: the "
+        "binarization, the outputs, the checkpoint's sha256, the in-distribution reference "
+        "(the mean-path scores of the checkpoint's own test split, computed here) and the "
+        "second stage, to score and decide with onnxruntime and numpy alone.",
+    )
+    ox.add_argument("out", help="the .onnx file to write (its sidecar: OUT.onnx.json)")
+    ox.add_argument("--checkpoint", default="fashionmnist", help="checkpoint name or path")
+    ox.add_argument(
+        "--reference-limit",
+        type=int,
+        default=None,
+        help="reference: a seeded subset of N in-distribution test images (default: all)",
+    )
+    ox.add_argument("--fpr", type=float, default=0.05, help="the sidecar's default FPR")
+    ox.add_argument(
+        "--exporter",
+        choices=["torchscript", "dynamo"],
+        default="torchscript",
+        help="torch's ONNX exporter (dynamo: torch.export, the same numbers, slower to export)",
+    )
+    _add_field(ox, _TRAIN_FIELDS["data_dir"])
+    ox.set_defaults(func=_cmd_export_onnx)
 
     i = sub.add_parser("info", help="print a checkpoint's card")
     i.add_argument("--checkpoint", default="fashionmnist")

@@ -12,6 +12,7 @@ from hvaelab.model import likelihoods
 from hvaelab.model.likelihoods import (
     BernoulliLikelihood,
     DiscretizedLogisticMixture,
+    bernoulli_log_prob,
     make_likelihood,
 )
 
@@ -55,6 +56,25 @@ def test_bernoulli_log_prob_matches_hand_computation():
     out = lik.log_prob(logits, x)
     assert out.shape == (2,)
     torch.testing.assert_close(out, torch.tensor(expected), atol=1e-6, rtol=1e-6)
+
+
+def test_bernoulli_log_prob_is_the_old_value_and_finite_for_huge_logits():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(64, 1, 28, 28, generator=gen) * 4
+    x = (torch.rand(z.shape, generator=gen) < 0.5).float()
+    old = -torch.nn.functional.binary_cross_entropy_with_logits(z, x, reduction="none")
+    lik = BernoulliLikelihood()
+    torch.testing.assert_close(lik.log_prob(z, x), old.flatten(1).sum(1), rtol=2e-6, atol=0)
+    torch.testing.assert_close(bernoulli_log_prob(z, x), lik.log_prob(z, x), rtol=0, atol=0)
+    big = torch.tensor([-1e4, -100.0, -30.0, 30.0, 100.0, 1e4]).view(1, 1, 1, 6).repeat(2, 1, 1, 1)
+    xs = torch.stack([torch.zeros(1, 1, 6), torch.ones(1, 1, 6)])
+    got = lik.log_prob(big, xs)
+    assert torch.isfinite(got).all()
+    # exact: log p(0 | z) = -softplus(z), log p(1 | z) = -softplus(-z)
+    want = torch.tensor([-(1e4 + 100 + 30.0), -(1e4 + 100 + 30.0)])
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-3)
+    naive = xs * torch.log(torch.sigmoid(big)) + (1 - xs) * torch.log(1 - torch.sigmoid(big))
+    assert not torch.isfinite(naive.flatten(1).sum(1)).all()  # what the stable form avoids
 
 
 def test_bernoulli_mean_sample_and_normalisation():

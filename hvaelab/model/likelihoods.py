@@ -22,6 +22,7 @@ __all__ = [
     "BernoulliLikelihood",
     "DiscretizedLogisticMixture",
     "Likelihood",
+    "bernoulli_log_prob",
     "make_likelihood",
 ]
 
@@ -34,7 +35,8 @@ def _check_4d(name: str, t: Tensor) -> None:
 
 
 def _check_range(name: str, x: Tensor, lo: float, hi: float, hint: str) -> None:
-    if torch.compiler.is_compiling():  # inputs were checked at the door (model/inputs.py)
+    # inputs were checked at the door (model/inputs.py); compiled or exported graphs skip this
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
         return
     if x.numel() and (x.min().item() < lo - 1e-6 or x.max().item() > hi + 1e-6):
         raise ValueError(
@@ -70,6 +72,17 @@ class Likelihood(torch.nn.Module):
         return self.log_prob(params, x)
 
 
+def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
+    """``log p(x | logits) = sum x * z - softplus(z)`` per example, shape ``(B,)``.
+
+    The same value as ``-binary_cross_entropy_with_logits`` (equal up to float rounding), in a
+    form that is finite for every finite logit (softplus is evaluated stably) and that exports
+    exactly to ONNX, where ``binary_cross_entropy_with_logits`` became an unstable graph that
+    gave -inf on real images (``hvaelab export-onnx``).
+    """
+    return (x * logits - F.softplus(logits)).flatten(1).sum(1)
+
+
 class BernoulliLikelihood(Likelihood):
     """Independent Bernoulli per pixel; ``params`` are logits with ``P = C``."""
 
@@ -87,8 +100,7 @@ class BernoulliLikelihood(Likelihood):
                 f"{tuple(x.shape)} (P = C channels)."
             )
         _check_range("x", x, 0.0, 1.0, "Binarize images to {0, 1} before calling log_prob.")
-        nll = F.binary_cross_entropy_with_logits(params, x.to(params.dtype), reduction="none")
-        return -nll.flatten(1).sum(1)
+        return bernoulli_log_prob(params, x.to(params.dtype))
 
     def mean(self, params: Tensor) -> Tensor:
         _check_4d("params", params)
