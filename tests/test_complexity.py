@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from hvaelab.complexity import png_bits
 from hvaelab.config import get_preset
@@ -55,3 +57,30 @@ def test_ic_is_the_bound_minus_the_code_length_of_what_the_model_sees(datasets):
     name = ScoreName.parse("IC")
     assert name.unit == "bits/dim" and name.tail == "two-sided"
     assert np.allclose(name.to_display(s["IC"], 784), s["IC"] / (784 * math.log(2)))
+
+
+def _png(pil: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG", optimize=True, compress_level=9)
+    return buf.getvalue()
+
+
+def test_binary_images_are_coded_as_1_bit_pngs_and_scores_say_binary_for_bernoulli(datasets):
+    """Catches input complexity ignoring ``binary`` (an 8-bit PNG of a Bernoulli model's
+    binarized input), in png_bits or in the call from scores: the length must be the one of
+    the image written directly by Pillow in mode "1" (IHDR bit depth 1), not the 8-bit one."""
+    images = load_dataset(datasets.fashionmnist, "test").images[:4]
+    seen = binarize_fixed(to_tensor(images), seed=0).numpy()  # what a Bernoulli model sees
+    one_bit = [_png(Image.fromarray(img[0] > 0.5)) for img in seen]  # mode "1" from booleans
+    eight_bit = [_png(Image.fromarray((img[0] * 255).astype(np.uint8), "L")) for img in seen]
+    assert all(p[24] == 1 for p in one_bit) and all(p[24] == 8 for p in eight_bit)  # bit depth
+    want1 = np.array([8.0 * len(p) for p in one_bit])
+    want8 = np.array([8.0 * len(p) for p in eight_bit])
+    assert (want1 < want8).all()
+    np.testing.assert_array_equal(png_bits(seen, binary=True), want1)
+    np.testing.assert_array_equal(png_bits(seen, binary=False), want8)
+    torch.manual_seed(0)
+    model = HVAE(get_preset("hvae-tiny")).eval()
+    assert model.config.likelihood == "bernoulli"
+    table = score_tensor(model, images, n_samples=1, lt=False, bounds=False)
+    np.testing.assert_array_equal(table.columns["png_bits"], want1)

@@ -7,6 +7,7 @@ few steps later, runs resumed at another world size, and sharded score tables.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import os
@@ -136,6 +137,26 @@ def test_a_run_saved_at_world_size_2_resumes_at_1_and_the_reverse(tmp_path, refe
                 _close(got[name], w, 1e-4, f"{stem.name}: {name}")
     # the second epoch moved the weights by far more than the tolerance above
     assert max(float((after_one[n] - w).abs().max() / w.abs().max()) for n, w in ref.items()) > 1e-2
+
+
+def _history(stem: Path) -> list[dict[str, str]]:
+    with open(f"{stem}.history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_epochs_training_elbo_at_world_size_2_equals_world_size_1(tmp_path, reference_run):
+    """Catches the epoch's training ELBO not all-reduced under torchrun (rank 0 recording its
+    own share's sum over all n examples: about half the ELBO). The run at world size 2 sees the
+    pixels and noise of the one-process run, its weights agree to 1e-4 (above), so each epoch's
+    mean ELBO over all examples agrees to float32 summation order."""
+    two = tmp_path / "two"
+    torchrun("cli", str(tmp_path), *TRAIN, "--out", str(two))
+    one, got = _history(reference_run), _history(two)
+    assert [r["world_size"] for r in one] == ["1", "1"]
+    assert [int(float(r["world_size"])) for r in got] == [2, 2]
+    for a, b in zip(one, got, strict=True):
+        for col in ("train/elbo", "train/bpd"):
+            assert float(b[col]) == pytest.approx(float(a[col]), rel=1e-5), (a["epoch"], col)
 
 
 # -------------------------------------------------------------------------------- scoring

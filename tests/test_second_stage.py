@@ -276,3 +276,34 @@ def test_storage_round_trips_without_pickle_and_rejects_foreign_files(tmp_path, 
         SecondStage.load(Artifacts.of(trained).weights)  # the weights are not a second stage
     with pytest.raises(FileNotFoundError, match="hvaelab second-stage"):
         SecondStage.load(tmp_path / "missing.second-stage.safetensors")
+
+
+def test_fit_second_stage_selects_the_count_on_the_held_out_training_images(train_images):
+    """Catches `fit_second_stage` choosing the component count on the images it was fitted on
+    (the fit subset passed, or computed, as the selection set) instead of the disjoint held-out
+    subset of the training split: the record's held-out log-likelihoods must be those of the
+    features of ``train_images[select indices]``, computed here independently."""
+    torch.manual_seed(0)
+    model = HVAE(get_preset("hvae-tiny")).eval()  # untrained is enough: any fixed statistics
+    cfg = SecondStageConfig(n_fit=160, n_select=64, components=(1, 2), seed=0)
+    stage = fit_second_stage(model, train_images, cfg)
+    fit_idx, sel_idx = training_subsets(len(train_images), cfg)
+    assert not set(fit_idx) & set(sel_idx)
+
+    def feats(idx):
+        cols = score_tensor(model, train_images[idx], lt=False, bounds=False).columns
+        return features(cols, model.n_layers)
+
+    f_fit, f_sel = feats(fit_idx), feats(sel_idx)
+    np.testing.assert_allclose(stage.fit_features, f_fit, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(stage.select_features, f_sel, rtol=1e-6, atol=1e-9)
+    # each candidate's held-out score is the one of the held-out subset, refitted here
+    for cand in stage.record["selection"]:
+        mix, _ = fit_mixture(
+            (f_fit - stage.feature_mean) / stage.feature_std,
+            cand["components"], cfg.reg_covar, cfg.max_iter, cfg.tol, cfg.seed,
+        )  # fmt: skip
+        held = mix.log_density((f_sel - stage.feature_mean) / stage.feature_std).mean()
+        assert cand["heldout_loglik"] == pytest.approx(float(held), rel=1e-6, abs=1e-9)
+        assert abs(cand["heldout_loglik"] - cand["fit_loglik"]) > 1e-6
+    assert stage.record["select_indices_sha256"] != stage.record["fit_indices_sha256"]

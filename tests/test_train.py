@@ -11,7 +11,7 @@ import torch
 
 from hvaelab.checkpoint import load_model
 from hvaelab.data import load_dataset
-from hvaelab.noise import keyed_noise
+from hvaelab.noise import keyed_noise, keyed_uniform, train_keys
 from hvaelab.train import TrainConfig, Trainer, beta_at, free_bits_at, monitor, train
 
 
@@ -252,3 +252,67 @@ def test_train_function_resumes_a_run_whose_name_has_a_dot(tmp_path, capsys, dat
     assert "epoch 2 |" in log and "epoch 1 |" not in log  # continued, not restarted
     assert tr.epoch == 2 and [h["epoch"] for h in tr.history] == [1, 2]
     assert (tmp_path / "fmnist.v2.json").exists() and not (tmp_path / "fmnist.json").exists()
+
+
+# ------------------------------------------------------------------------ keyed training noise
+def test_each_epoch_draws_new_binarization_noise_and_order_reproducibly(datasets):
+    """Catches training keys that ignore the epoch (train_keys dropping it, or the trainer
+    passing a fixed epoch): every other training test compares runs that share their keys, so
+    the same binarization, latent noise and order every epoch went unnoticed. The same (seed,
+    epoch, example) must give the same draw, another epoch another draw."""
+    idx = torch.tensor([3, 17, 40])
+    for purpose in ("binarize", "latent"):
+        e0, e1 = (train_keys(purpose, 0, e, idx) for e in (0, 1))
+        assert e0 == train_keys(purpose, 0, 0, idx) and not set(e0) & set(e1)
+        assert keyed_uniform(e0, (4,)).ne(keyed_uniform(e1, (4,))).all()
+    assert train_keys("shuffle", 0, 0, [0]) != train_keys("shuffle", 0, 1, [0])
+
+    cfg = _tiny(train_examples=64, dataset=datasets.fashionmnist)
+    a, b = Trainer(cfg, log=_quiet), Trainer(cfg, log=_quiet)
+    draws = {}
+    for tr in (a, b):
+        for epoch in (0, 1):
+            tr.epoch = epoch
+            eps = tr._latent_noise(idx)
+            draws[id(tr), epoch] = (tr._prepare(idx), eps, tr._permutation())
+    (x0, eps0, p0), (x1, eps1, p1) = draws[id(a), 0], draws[id(a), 1]
+    assert not torch.equal(x0, x1)  # grey pixels binarized afresh: some of 3 x 784 flip
+    assert all(not torch.equal(eps0[i], eps1[i]) for i in eps0)
+    assert not torch.equal(p0, p1) and sorted(p0.tolist()) == sorted(p1.tolist())
+    for epoch in (0, 1):  # the same seed, epoch and examples: the same draws, in a new trainer
+        (xa, ea, pa), (xb, eb, pb) = draws[id(a), epoch], draws[id(b), epoch]
+        assert torch.equal(xa, xb) and torch.equal(pa, pb)
+        assert all(torch.equal(ea[i], eb[i]) for i in ea)
+
+
+def test_backward_on_a_short_last_batch_is_the_gradient_of_its_mean_objective(datasets):
+    """Catches the loss scaled by the configured batch size instead of the real length of the
+    global batch: on the last, shorter batch (37 of 64 here) the gradient would be 37/64 of the
+    mean's. Compared with the gradient of the batch's mean objective computed directly."""
+    cfg = _tiny(
+        train_examples=165,
+        dataset=datasets.fashionmnist,
+        precision="fp32",
+        warmup=3.0,
+        free_bits_constant=3.0,
+    )
+    tr = Trainer(cfg, log=_quiet)
+    tr.initialize()
+    tr.wrap()
+    tr.net.train()
+    batch = tr._permutation()[128:]
+    assert len(batch) == 37 < cfg.batch_size
+    t = 1.5  # beta and the free-bits threshold both strictly between their end points
+    fc, fa, wu = cfg.phases()
+    beta, lam = beta_at(t, wu), free_bits_at(t, cfg.free_bits, fc, fa)
+    assert 0 < beta < 1 and 0 < lam
+    tr.backward(batch, t)
+    got = [p.grad.detach().clone() for p in tr.model.parameters()]
+
+    out = tr.model(tr._prepare(batch), eps=tr._latent_noise(batch))
+    objective = (out.log_px - beta * torch.clamp(out.kl, min=lam)).mean()
+    want = torch.autograd.grad(-objective, list(tr.model.parameters()), allow_unused=True)
+    top = max(float(w.abs().max()) for w in want if w is not None)
+    for g, w in zip(got, want, strict=True):
+        w = torch.zeros_like(g) if w is None else w
+        assert float((g - w).abs().max()) <= 1e-5 * top
