@@ -33,16 +33,10 @@ import torch
 from torch import Tensor
 
 from .model import HierarchicalVAE, eval_mode, model_inputs
-from .pvalues import empirical_pvalue, verdict
-from .score_names import ScoreName
-from .scores import TIE_RTOL
-
-SECOND_STAGE = "second-stage"
-
-
-def llr_names(n_layers: int) -> list[str]:
-    """Names of the mean-path ratios, ``LLR>1 .. LLR>L`` (the verdict's scores)."""
-    return [f"LLR>{k}" for k in range(1, n_layers + 1)]
+from .pvalues import empirical_pvalue
+from .score_names import ScoreName, llr_names  # llr_names(L): LLR>1 .. LLR>L, the verdict's
+from .scores import TIE_RTOL, tolerant_verdict
+from .second_stage import SCORE_COLUMN as SECOND_STAGE
 
 
 def rec_names(n_layers: int) -> list[str]:
@@ -259,12 +253,7 @@ def decide_mean_path(
     tol = reference.tie_tolerance
     report.p_values = {s: pvalue(reference.scores[s], v, tol) for s, v in report.scores().items()}
     names = list(report.llr)
-    v = verdict(
-        np.stack([reference.scores[s] for s in names], 1),
-        np.stack([report.llr[s] for s in names], 1) - tol,
-        tails="upper",
-        fpr=fpr,
-    )
+    v = tolerant_verdict(reference.scores, report.llr, names, tol, fpr)
     report.verdict_scores = names
     report.is_ood, report.min_p = np.asarray(v.is_ood), np.asarray(v.min_p)
     report.decisive = [names[j] for j in v.decisive]

@@ -26,7 +26,6 @@ import copy
 import hashlib
 import io
 import json
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -46,10 +45,12 @@ from .mean_path import (
     MeanPathReference,
     llr_names,
     mean_path_outputs,
+    pvalue,
     rec_names,
 )
 from .model import HierarchicalVAE, model_kind
 from .model.layers import WNConv2d, WNConvTranspose2d, WNLinear, _WeightNorm
+from .scores import tolerant_verdict
 
 OPSET = 18
 SIDECAR_FORMAT = "hvaelab onnx sidecar"
@@ -349,58 +350,44 @@ def read_sidecar(path: str | Path) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------ numpy scoring
-def _log_mixture(z: np.ndarray, s: dict[str, Any]) -> np.ndarray:
-    """(N,) ``log sum_j w_j N(z; mu_j, Sigma_j)`` from the sidecar's second stage."""
-    comps = []
-    for w, mu, cov in zip(s["weights"], s["means"], s["covariances"], strict=True):
-        cov = np.asarray(cov)
-        chol = np.linalg.cholesky(cov)
-        sol = np.linalg.solve(chol, (z - np.asarray(mu)).T)
-        logdet = 2.0 * np.log(np.diag(chol)).sum()
-        norm = z.shape[1] * math.log(2 * math.pi) + logdet
-        comps.append(math.log(w) - 0.5 * (norm + (sol**2).sum(0)))
-    c = np.stack(comps, 1)
-    m = c.max(1, keepdims=True)
-    return (m + np.log(np.exp(c - m).sum(1, keepdims=True)))[:, 0]
-
-
 def score_with_sidecar(
     outputs: dict[str, np.ndarray], side: dict[str, Any], fpr: float | None = None
 ) -> dict[str, Any]:
     """Scores, p-values and verdict of the graph's ``outputs`` (by output name) from the
-    sidecar alone (numpy; no model, no torch): what the README's example computes."""
+    sidecar's numbers alone (no model, no torch): what the README's example computes, here
+    with the library's own numpy pieces (second-stage features and mixture, p-values, verdict).
+    """
+    from .second_stage import Mixture, features
+
     L = side["checkpoint"]["n_layers"]
     fpr = side["verdict"]["fpr"] if fpr is None else fpr
     tol = side["pvalues"]["tie_tolerance"]
-    ref = side["reference"]["scores"]
+    ref = {name: np.asarray(v) for name, v in side["reference"]["scores"].items()}  # sorted
     llr = np.asarray(outputs["llr"], np.float64)
     scores = {name: llr[:, j] for j, name in enumerate(side["outputs"]["llr"]["columns"])}
     stage = side.get("second_stage")
     if stage is not None:
         rec, kl = np.asarray(outputs["rec"], np.float64), np.asarray(outputs["kl"], np.float64)
-        f = np.log1p(np.maximum(np.concatenate([-rec[:, :L], kl], 1), 0.0))
-        z = (f - np.asarray(stage["feature_mean"])) / np.asarray(stage["feature_std"])
-        scores[SECOND_STAGE] = -_log_mixture(z, stage)
-    p = {}
-    for name, v in scores.items():
-        r = np.asarray(ref[name])  # sorted
-        p[name] = (1 + len(r) - np.searchsorted(r, v - tol, side="left")) / (len(r) + 1)
+        columns = {name: rec[:, k] for k, name in enumerate(rec_names(L))}
+        columns |= {f"kl{i}": kl[:, i - 1] for i in range(1, L + 1)}
+        z = (features(columns, L) - np.asarray(stage["feature_mean"])) / np.asarray(
+            stage["feature_std"]
+        )
+        mixture = Mixture(*(np.asarray(stage[k]) for k in ("weights", "means", "covariances")))
+        scores[SECOND_STAGE] = -mixture.log_density(z)
+    p = {name: pvalue(ref[name], v, tol) for name, v in scores.items()}
     voted = side["verdict"]["scores"]
-    pk = np.stack([p[s] for s in voted], 1)
-    j = np.argmin(pk, 1)
-    min_p = pk[np.arange(len(pk)), j]
-    threshold = fpr / len(voted)
+    v = tolerant_verdict(ref, scores, voted, tol, fpr)
     return {
         "scores": scores,
         "p_values": p,
-        "min_p": min_p,
-        "decisive": [voted[i] for i in j],
-        "threshold": threshold,
-        "is_ood": min_p < threshold,
+        "min_p": v.min_p,
+        "decisive": [voted[i] for i in v.decisive],
+        "threshold": v.threshold,
+        "is_ood": v.is_ood,
     }
 
 
-# ------------------------------------------------------------------------ export
 def onnx_session(path_or_bytes: str | Path | bytes, threads: int = 1):
     """An onnxruntime CPU session of an exported graph with ``threads`` intra-op threads."""
     import onnxruntime as ort

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -465,6 +465,25 @@ def score_inputs(
     return decide(res, reference, fpr, ref)
 
 
+def tolerant_verdict(
+    reference: Mapping[str, np.ndarray],
+    scores: Mapping[str, np.ndarray],
+    names: list[str],
+    tol: float,
+    fpr: float,
+):
+    """:func:`hvaelab.pvalues.verdict` over the scores ``names`` (higher = more OOD): upper tail
+    with ties up to ``tol``, as the p-values, Bonferroni over the names (sec. 5)."""
+    from .pvalues import verdict
+
+    return verdict(
+        np.stack([reference[s] for s in names], 1),
+        np.stack([scores[s] for s in names], 1) - tol,
+        tails="upper",
+        fpr=fpr,
+    )
+
+
 def decide(
     res: InputScores,
     reference: ScoreTable,
@@ -474,18 +493,11 @@ def decide(
     """Set ``res``'s verdict at false-positive rate ``fpr`` from its scores (no re-scoring): OOD
     when any of its LLR>k is unusually large for the reference, Bonferroni over k (sec. 5).
     ``ref_scores`` is ``ood_scores(reference)`` where the caller already has it."""
-    from .pvalues import verdict
-
     if not 0 < fpr < 1:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
     ref = ood_scores(reference) if ref_scores is None else ref_scores
     names = res.verdict_scores
-    v = verdict(  # upper tail with ties up to the tolerance, as the p-values
-        np.stack([ref[s] for s in names], 1),
-        np.stack([res.scores[s] for s in names], 1) - tie_tolerance(reference),
-        tails="upper",
-        fpr=fpr,
-    )
+    v = tolerant_verdict(ref, res.scores, names, tie_tolerance(reference), fpr)
     res.is_ood, res.min_p, res.fpr = np.asarray(v.is_ood), np.asarray(v.min_p), fpr
     res.decisive = [names[j] for j in v.decisive]
     return res
