@@ -27,8 +27,7 @@ TEMPLATE = "hvaelab/jupyter/voila/templates/hvaelab"
 
 
 def _hook():
-    """packaging/hvaelab-models/hatch_build.py as a module (it needs hatchling)."""
-    pytest.importorskip("hatchling")
+    """packaging/hvaelab-models/hatch_build.py as a module (hatchling: the `test` extra)."""
     spec = importlib.util.spec_from_file_location(
         "hvaelab_models_hatch_build", MODELS_PROJECT / "hatch_build.py"
     )
@@ -179,7 +178,6 @@ def test_each_distribution_is_under_100_mb_and_twine_check_is_clean(dist):
     assert len(files) == 4
     for path in files:
         assert path.stat().st_size < LIMIT, (path.name, path.stat().st_size)
-    pytest.importorskip("twine")
     done = subprocess.run(
         [sys.executable, "-m", "twine", "check", "--strict", *map(str, files)],
         capture_output=True,
