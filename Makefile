@@ -20,13 +20,14 @@ export HVAELAB_DATA := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: help setup test test-fixture dashboard lint format train evaluate clean-venv
+.PHONY: help setup test test-fixture dashboard lint format docs train evaluate clean-venv
 
 help:
 	@echo "make dashboard   start the dashboards (Voila) on http://127.0.0.1:$(PORT)/"
 	@echo "make test        run the test suite (installs Debian's chromium if missing, as root)"
 	@echo "make test-fixture  the non-browser tests on the fixture only (data search limited to an empty folder, no downloads)"
-	@echo "make lint        ruff check + ruff format --check"
+	@echo "make lint        ruff check + ruff format --check + mypy (the library, app/ left out)"
+	@echo "make docs        the documentation site, offline, warnings as errors: docs/_build/html"
 	@echo "make format      ruff format + ruff check --fix"
 	@echo "make train ARGS='...'     hvaelab train ..."
 	@echo "make evaluate ARGS='...'  hvaelab evaluate ..."
@@ -52,16 +53,24 @@ test: setup
 # folder (HVAELAB_DATA_ONLY) and downloads are off, so every test reads the fixture.
 test-fixture: setup
 	@empty=$$(mktemp -d) && trap 'rm -rf "$$empty"' EXIT && \
-	HVAELAB_DATA="$$empty" HVAELAB_DATA_ONLY=1 HVAELAB_NO_DOWNLOAD=1 $(BIN)/pytest -q -m "not e2e"
+	HVAELAB_DATA="$$empty" HVAELAB_DATA_ONLY=1 HVAELAB_NO_DOWNLOAD=1 $(BIN)/pytest -q -m "not e2e and not docs"
 
 # hvaelab dashboard (hvaelab/app/dashboard.py): Voila on 127.0.0.1 with the offline template;
 # the browser tests start the server the same way. More settings: `hvaelab dashboard --help`.
 dashboard: setup
 	$(BIN)/hvaelab dashboard --port $(PORT) $(ARGS)
 
+# mypy's settings (default mode; hvaelab/ without hvaelab/app/) are in pyproject.toml.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# The documentation site (Sphinx, docs/conf.py), built offline: a warning, e.g. a broken
+# reference, is an error. Open docs/_build/html/index.html; nothing hosts it.
+docs: setup
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs/_build/html/index.html"
 
 format: setup
 	$(BIN)/ruff format .

@@ -2,30 +2,44 @@
 
 A checkpoint ``NAME`` is a family of files side by side; :class:`Artifacts` names them all:
 
-=========================  =============================================  ===================
-file                       what                                           written by
-=========================  =============================================  ===================
-``NAME.safetensors``       the weights                                    ``hvaelab train``
-``NAME.json``              the card: config, training record, numbers     ``hvaelab train``
-``NAME.state.safetensors`` training state for an exact resume (optimizer,  ``hvaelab train``
-``NAME.state.json``        RNG streams, epoch; git-ignored)
-``NAME.history.csv``       the training curves, one row per epoch         ``hvaelab train``
-``NAME.scores.safetensors``  score tables of its test sets (dashboards)   ``hvaelab tables``
-``NAME.scores.partial.safetensors``  rows of unfinished tables (``--resume``;  ``hvaelab tables``
-                           git-ignored)
-``NAME.samples.safetensors`` a few test images per set (dashboards)       ``hvaelab tables``
-``NAME.second-stage.safetensors``  the fitted second stage (its score)   ``hvaelab second-stage``
-=========================  =============================================  ===================
+===================================  ===========================================  ================
+file                                 what                                         ``hvaelab ...``
+===================================  ===========================================  ================
+``NAME.safetensors``                 the weights                                  ``train``
+``NAME.json``                        the card: config, training record, numbers   ``train``
+``NAME.state.safetensors``           exact-resume state (optimizer, RNG streams,  ``train``
+``NAME.state.json``                  epoch; git-ignored)
+``NAME.history.csv``                 the training curves, one row per epoch       ``train``
+``NAME.scores.safetensors``          score tables of its test sets (dashboards)   ``tables``
+``NAME.scores.partial.safetensors``  rows of unfinished tables (``--resume``;     ``tables``
+                                     git-ignored)
+``NAME.samples.safetensors``         a few test images per set (dashboards)       ``tables``
+``NAME.second-stage.safetensors``    the fitted second stage (its score)          ``second-stage``
+===================================  ===========================================  ================
 
 :func:`atomic_write` writes through a temporary file in the target folder, flushed and
 fsynced, renamed into place, and the folder fsynced: a reader sees the old file or the new one,
 never half of one, and an interrupted write leaves no temporary file behind.
+
+A command that changes several files of a checkpoint (``hvaelab tables``: score tables, card
+and samples; a training checkpoint: weights, card, history and state; ``hvaelab copy``) changes
+all of them or none: :func:`commit` is the one owner of such writes. Every new file is written
+to a temporary file first; only then is each renamed into place, the replaced file kept under a
+temporary name until all are, and a failure at any write or rename puts every file back as it
+was. Inside ``with staged():`` every :func:`atomic_write` and :func:`remove` (however deep in
+the code) joins one commit made when the block ends without an error, and nothing is written if
+it raises. The rows of unfinished tables (``NAME.scores.partial.safetensors``) are progress,
+kept however the command ends: they are always written at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+import shutil
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +145,52 @@ class Artifacts:
         return {role: getattr(self, role) for role in roles}
 
 
+# ------------------------------------------------------------------------- broken files
+# The shipped checkpoints come with hvaelab-models; a broken file of theirs is restored so.
+REINSTALL_MODELS = "`pip install --force-reinstall hvaelab-models`"
+
+
+def role_of(path: str | os.PathLike[str]) -> str | None:
+    """Which file of its checkpoint ``path`` is (an :class:`Artifacts` property name), or None."""
+    name = Path(path).name
+    for suffix, role in (
+        (STATE + WEIGHTS, "state_weights"),
+        (STATE + CARD, "state_card"),
+        (PARTIAL_SCORES, "partial_scores"),
+        (SCORES, "scores"),
+        (SAMPLES, "samples"),
+        (SECOND_STAGE, "second_stage"),
+        (HISTORY, "history"),
+        (WEIGHTS, "weights"),
+        (CARD, "card"),
+    ):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return role
+    return None
+
+
+def restore_hint(path: str | os.PathLike[str]) -> str:
+    """How a broken or missing file of a checkpoint is made again: the command that writes it,
+    or where it comes from (one phrase, for the end of a one-line message)."""
+    path = Path(path)
+    role = role_of(path)
+    stem = Artifacts.of(path).stem if role else path
+    if role == "scores":
+        return f"`hvaelab tables --checkpoint {stem}` writes it again"
+    if role == "samples":
+        return f"`hvaelab tables --checkpoint {stem} --samples-per-set 32` writes it again"
+    if role == "second_stage":
+        return f"`hvaelab second-stage --checkpoint {stem}` fits it again"
+    if role == "partial_scores":
+        return "delete it: `hvaelab tables` scores its rows again"
+    if role in ("state_weights", "state_card"):
+        return "delete both state files and train without --resume"
+    return (
+        f"restore it from where {stem.name} came from (the shipped models: {REINSTALL_MODELS})"
+        + (", or re-create it with `hvaelab train`" if role in ("weights", "card") else "")
+    )
+
+
 # --------------------------------------------------------------------------- atomic writes
 def temp_path(final: Path) -> Path:
     """A fresh hidden temporary name beside ``final`` (``.NAME.<random>.tmp``)."""
@@ -160,19 +220,124 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
-    """Write ``data`` (str as UTF-8) to ``path`` atomically: temporary file, fsync, rename."""
-    path = Path(path)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    tmp = temp_path(path)
+# The changes of the enclosing ``with staged():`` block: path -> new bytes (None: remove it).
+_STAGED: contextvars.ContextVar[dict[Path, bytes | None] | None] = contextvars.ContextVar(
+    "hvaelab_staged", default=None
+)
+
+
+def _keep_aside(path: Path) -> Path:
+    """Keep the file at ``path`` under a temporary name too (a hard link, else a copy): it is
+    what a rollback puts back."""
+    backup = temp_path(path)
     try:
-        write_synced(tmp, data)
-        os.replace(tmp, path)
+        os.link(path, backup)
+    except OSError:  # no hard links on this file system
+        shutil.copyfile(path, backup)
+    return backup
+
+
+def commit(
+    changes: Mapping[str | os.PathLike[str], bytes | str | None]
+    | Mapping[Path, bytes | str | None],
+) -> list[Path]:
+    """Change several files at once, all or none: write each new content (str as UTF-8) to a
+    temporary file beside its target, then rename them into place in the given order, removing
+    the files mapped to None. If any write or rename fails, every file already changed is put
+    back as it was and the error is raised; no temporary file is left behind either way.
+
+    Inside ``with staged():`` the changes join the block's commit instead. Returns the paths."""
+    pending = _STAGED.get()
+    items = [(Path(p), d.encode("utf-8") if isinstance(d, str) else d) for p, d in changes.items()]
+    if pending is not None:
+        for path, data in items:
+            pending.pop(path, None)  # the latest change of a path, in the latest order
+            pending[path] = data
+        return [p for p, _ in items]
+    temps: dict[Path, Path] = {}
+    backups: list[Path] = []
+    changed: list[tuple[Path, Path | None]] = []  # changed so far, what it was (None: no file)
+    try:
+        for path, data in items:
+            if data is not None:
+                temps[path] = temp_path(path)
+                write_synced(temps[path], data)
+        for path, data in items:
+            backup = _keep_aside(path) if path.exists() else None
+            if backup is not None:
+                backups.append(backup)
+            if data is None:
+                if backup is not None:
+                    path.unlink()
+            else:
+                os.replace(temps[path], path)
+                del temps[path]
+            changed.append((path, backup))
+    except BaseException:
+        for path, backup in reversed(changed):
+            try:
+                if backup is not None:
+                    os.replace(backup, path)
+                else:
+                    path.unlink(missing_ok=True)
+            except OSError:  # cannot put it back: its old content stays in the backup file
+                if backup is not None:
+                    backups.remove(backup)
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+        for tmp in [*temps.values(), *backups]:
+            tmp.unlink(missing_ok=True)
+    for folder in {p.parent for p, _ in items}:
+        fsync_dir(folder)
+    return [p for p, _ in items]
+
+
+@contextlib.contextmanager
+def staged() -> Iterator[dict[Path, bytes | None]]:
+    """Gather every :func:`atomic_write` / :func:`remove` / :func:`commit` of the block into one
+    :func:`commit`, made when the block ends without an error (nothing is written if it raises).
+    Nested blocks join the outermost one. Files read inside the block are still the old ones."""
+    outer = _STAGED.get()
+    if outer is not None:
+        yield outer
+        return
+    pending: dict[Path, bytes | None] = {}
+    token = _STAGED.set(pending)
+    try:
+        yield pending
+    finally:
+        _STAGED.reset(token)
+    commit(pending)
+
+
+def _now(path: Path) -> bool:
+    """Whether a write to ``path`` bypasses :func:`staged` (progress kept however a run ends)."""
+    return path.name.endswith(PARTIAL_SCORES)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write ``data`` (str as UTF-8) to ``path`` atomically: temporary file, fsync, rename (or
+    join the enclosing :func:`staged` block's commit)."""
+    path = Path(path)
+    if _now(path):
+        token = _STAGED.set(None)
+        try:
+            commit({path: data})
+        finally:
+            _STAGED.reset(token)
+    else:
+        commit({path: data})
     return path
+
+
+def remove(path: str | os.PathLike[str]) -> None:
+    """Remove the file at ``path`` if there is one (or join the enclosing :func:`staged` block's
+    commit)."""
+    path = Path(path)
+    if _STAGED.get() is None or _now(path):
+        path.unlink(missing_ok=True)
+    else:
+        commit({path: None})
 
 
 def write_csv(path: str | os.PathLike[str], rows: list[dict]) -> Path:
@@ -196,13 +361,20 @@ def read_history(path: str | os.PathLike[str]) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    out = []
-    for r in rows:
-        rec: dict = {k: float(v) for k, v in r.items() if v not in ("", None)}
-        rec["epoch"] = int(rec["epoch"])
-        out.append(rec)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        out = []
+        for i, r in enumerate(rows, start=2):
+            if None in r or None in r.values():  # too many or too few cells: cut or foreign
+                raise ValueError(f"line {i} does not have one cell per column")
+            rec: dict = {k: float(v) for k, v in r.items() if v not in ("", None)}
+            rec["epoch"] = int(rec["epoch"])
+            out.append(rec)
+    except (UnicodeDecodeError, ValueError, KeyError, csv.Error) as e:
+        raise ValueError(
+            f"{path} is not a readable training history ({e}); {restore_hint(path)}"
+        ) from e
     return out
 
 
@@ -220,4 +392,4 @@ def read_safetensors(path: str | os.PathLike[str], what: str, hint: str, kind: s
         with safe_open(str(path), framework="numpy") as f:
             return dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
     except (OSError, ValueError, SafetensorError) as e:  # corrupt or foreign
-        raise ValueError(f"{path} is not a readable {kind} file ({e})") from e
+        raise ValueError(f"{path} is not a readable {kind} file ({e}); {restore_hint(path)}") from e

@@ -18,9 +18,10 @@ Nothing here uses pickle: arbitrary nested Python state is split by :func:`flatt
 tensors and a JSON-able description.
 
 Writes go to temporary files in the target directory (flushed and fsynced) and are moved into
-place with ``os.replace``, the JSON card last. If the card cannot be moved into place, the
-previous weights are restored, so an interrupted save leaves the previous checkpoint (or
-nothing) under the final names. A power loss between the two renames can leave new weights
+place with ``os.replace``, the JSON card last (:func:`hvaelab.artifacts.commit`). If any write
+or rename fails, the files already moved are put back, so an interrupted save leaves the
+previous checkpoint (or nothing) under the final names; :func:`copy_checkpoint` changes its
+files in one such commit. A power loss between the two renames can leave new weights
 beside an old card; :func:`load_checkpoint` then reports the sha256 mismatch instead of loading
 mismatched weights.
 """
@@ -32,7 +33,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,13 +49,14 @@ import hvaelab
 from . import package_files
 from .artifacts import (
     CARD,
+    REINSTALL_MODELS,
     STATE,
     WEIGHTS,
     Artifacts,
     atomic_write,
-    fsync_dir,
-    temp_path,
-    write_synced,
+    commit,
+    remove,
+    staged,
 )
 
 __all__ = [
@@ -288,31 +289,9 @@ def ensure_writable(
 
 
 def _commit_pair(weights: Path, weights_data: bytes, card: Path, card_data: bytes) -> None:
-    """Write both files via temp files + os.replace, card last; roll back weights on failure."""
-    weights_tmp, card_tmp, backup = temp_path(weights), temp_path(card), None
-    try:
-        write_synced(weights_tmp, weights_data)
-        write_synced(card_tmp, card_data)
-        if weights.is_file():
-            backup = temp_path(weights)
-            try:  # keep the previous weights reachable for a rollback
-                os.link(weights, backup)
-            except OSError:  # no hard links on this file system
-                shutil.copyfile(weights, backup)
-        os.replace(weights_tmp, weights)
-        try:
-            os.replace(card_tmp, card)
-        except BaseException:
-            if backup is not None:
-                os.replace(backup, weights)
-            else:
-                weights.unlink(missing_ok=True)
-            raise
-        fsync_dir(weights.parent)
-    finally:
-        for tmp in (weights_tmp, card_tmp, backup):
-            if tmp is not None:
-                tmp.unlink(missing_ok=True)
+    """Write both files via temp files + os.replace, card last; both or neither (a failure
+    puts back what was there)."""
+    commit({weights: weights_data, card: card_data})
 
 
 def _json_default(obj: Any) -> Any:
@@ -411,7 +390,8 @@ def _redo(fmt: str) -> tuple[str, str]:
     """What a file of format ``fmt`` is called, and what to do when it is broken."""
     if fmt == CHECKPOINT_FORMAT:
         return "checkpoint", (
-            "re-create it with `hvaelab train`, or restore both files from where you got them"
+            "restore both files from where you got them (the shipped models: "
+            f"{REINSTALL_MODELS}), or re-create them with `hvaelab train`"
         )
     return "training-state file", "delete both state files and restart training without --resume"
 
@@ -431,7 +411,7 @@ def read_card(path: str | os.PathLike[str], fmt: str = CHECKPOINT_FORMAT) -> dic
         raise CheckpointError(
             f"{card_path} is not an hvaelab {what} card (no 'format' field): it looks like a "
             f"foreign JSON file. Point to the NAME.json written by hvaelab next to "
-            f"NAME{_WEIGHTS_SUFFIX}."
+            f"NAME{_WEIGHTS_SUFFIX}, or {redo}."
         )
     if card["format"] != fmt:
         hint = {
@@ -674,6 +654,11 @@ def copy_checkpoint(
     with ``hvaelab second-stage`` and ``hvaelab tables``. The card's ``converted_from`` records
     the source's sha256 and dtype; the history and the image samples are copied.
     """
+    with staged():  # every file of dst changes, or none
+        return _copy_checkpoint(src, dst, replace, dtype)
+
+
+def _copy_checkpoint(src, dst, replace: bool, dtype: str | None) -> Path:
     s = resolve_checkpoint(src)
     ensure_writable(dst, "copy", copy_from=str(src))  # never onto the installed models
     tensors, card = _load_pair(s, CHECKPOINT_FORMAT)  # checks the card and the weights' sha256
@@ -690,20 +675,22 @@ def copy_checkpoint(
             f"{d} already exists; pass replace=True (`hvaelab copy --replace`) to replace it"
         )
     convert = dtype is not None and dtype != card.get("weights_dtype", "float32")
-    cast = _cast_weights(s, tensors, dtype) if convert else None  # refused before any write
+    # refused before any write
+    cast = _cast_weights(s, tensors, dtype) if dtype is not None and convert else None
     kept = _KEPT_ON_CONVERSION if convert else _WITH_WEIGHTS
     weights.parent.mkdir(parents=True, exist_ok=True)
     src_files, dst_files = Artifacts(s), Artifacts(d)
     for role in (*_WITH_WEIGHTS, "partial_scores"):  # first: new weights never meet old files
         a, b = getattr(src_files, role), getattr(dst_files, role)
         if b.exists() and not (role in kept and a.is_file()):
-            b.unlink()
+            remove(b)
     if convert:
         card = {k: v for k, v in card.items() if k != "evaluation"}
         card["converted_from"] = {
             "weights_sha256": card["weights_sha256"],
             "weights_dtype": card.get("weights_dtype", "float32"),
         }
+        assert cast is not None
         _save_pair(d, cast, card, CHECKPOINT_FORMAT)
     else:
         card["weights_file"] = weights.name

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import typing
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 from . import __version__
 from . import distributed as ddp
 from .app import dashboard
-from .artifacts import Artifacts, atomic_write, write_csv
+from .artifacts import Artifacts, atomic_write, staged, write_csv
 from .checkpoint import (
     WEIGHTS_DTYPES,
     copy_checkpoint,
@@ -46,9 +47,10 @@ from .data.errors import DataNotFoundError
 from .data.inventory import fetch, format_inventory, inventory, verify_split
 from .device import resolve_device
 from .evaluate import evaluate_tables, format_table1, format_table2, write_results
-from .partial_tables import score_dataset_in_steps
+from .partial_tables import read_partial, score_dataset_in_steps
 from .score_names import Family, ScoreName, TableKey
 from .scores import (
+    ScoreTable,
     load_tables,
     reference_key,
     save_tables,
@@ -56,8 +58,10 @@ from .scores import (
     score_inputs,
     tables_path,
 )
+from .second_stage import SCORE_COLUMN as SECOND_STAGE_COLUMN
 from .second_stage import SecondStageConfig, fit_second_stage
 from .train import RESUME_OVERRIDES, TrainConfig, Trainer
+from .verdict import RULES, describe
 
 
 class CLIError(Exception):
@@ -155,7 +159,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         return 0
     if a.tables:
         stored = load_tables(tables_path(lm.path))
-        per_prior = {}
+        per_prior: dict[str, dict[str, ScoreTable]] = {}
         for key, t in stored.items():
             per_prior.setdefault(t.meta.get("prior", "mean"), {})[key] = t
     else:
@@ -173,7 +177,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         print(format_table1(res["table1"]))
         print()
         print(format_table2(res["table2"]))
-    flat = {"table1": [], "table2": []}
+    flat: dict[str, list[dict[str, typing.Any]]] = {"table1": [], "table2": []}
     for res in results["by_prior"].values():
         flat["table1"] += res["table1"]
         flat["table2"] += res["table2"]
@@ -183,14 +187,42 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _keep_finished(partial: Path, key: str, table: ScoreTable) -> None:
+    """Keep a finished table in the partial file until the run's files are committed: a stop
+    loses at most the table being scored (``--resume`` takes the finished ones from there)."""
+    saved = read_partial(partial, log=lambda _m: None)
+    columns = {c: v for c, v in table.columns.items() if c != SECOND_STAGE_COLUMN}
+    saved[key] = ScoreTable(columns, dict(table.meta))
+    _save_partial(partial, saved)
+
+
+def _save_partial(partial: Path, tables: dict[str, ScoreTable]) -> None:
+    if tables:
+        save_tables(partial, tables.values(), info={"partial": True}, second_stage_inputs_too=True)
+    else:
+        partial.unlink(missing_ok=True)
+
+
 def _cmd_tables(a: argparse.Namespace) -> int:
+    """Score tables, the card's evaluation and the image samples change together or not at all
+    (:func:`hvaelab.artifacts.staged`); finished tables wait in the partial file meanwhile."""
     ensure_writable(resolve_checkpoint(a.checkpoint), "tables")  # before any work or write
     lm = _load(a)
+    partial = Artifacts.of(lm.path).partial_scores
+    with staged():
+        rc, done = _tables(a, lm, partial)
+    if done and ddp.current().is_main:  # committed: the finished tables leave the partial file
+        saved = read_partial(partial, log=lambda _m: None)
+        _save_partial(partial, {k: t for k, t in saved.items() if k not in done})
+    return rc
+
+
+def _tables(a: argparse.Namespace, lm, partial: Path) -> tuple[int, set[str]]:
     sha = lm.card.get("weights_sha256")
     path = tables_path(lm.path)
     main = ddp.current().is_main
     info = {"checkpoint": lm.name, "in": a.in_name, "ood": a.ood}
-    tables = {}
+    tables, done = {}, set()
     if path.exists():  # keep other S / datasets computed earlier for these very weights
         try:
             old = load_tables(path)
@@ -206,7 +238,7 @@ def _cmd_tables(a: argparse.Namespace) -> int:
             t = score_dataset_in_steps(
                 lm.model,
                 name,
-                Artifacts.of(lm.path).partial_scores,
+                partial,
                 sha,
                 resume=a.resume,
                 finished=tables.get(key),
@@ -222,10 +254,11 @@ def _cmd_tables(a: argparse.Namespace) -> int:
             if tables.get(key) is t:
                 continue
             tables[key] = t
+            done.add(key)
             if main:  # after every table: a stop loses at most the one being scored
-                save_tables(path, tables.values(), info=info)
+                _keep_finished(partial, key, t)
     if not main:  # under torchrun: every rank scored a share; rank 0 writes
-        return 0
+        return 0, done
     save_tables(path, tables.values(), info=info)  # also when every table was kept
     print(f"wrote {path} ({', '.join(tables)})")
     _record_evaluation(lm, tables, a.in_name, path)
@@ -237,7 +270,7 @@ def _cmd_tables(a: argparse.Namespace) -> int:
             sets[name] = imgs[np.sort(rng.choice(len(imgs), a.samples_per_set, replace=False))]
         spath = save_samples(Artifacts(lm.path).samples, sets)
         print(f"wrote {spath}")
-    return 0
+    return 0, done
 
 
 def _kept_samples(path: Path) -> dict[str, np.ndarray]:
@@ -297,14 +330,19 @@ def _cmd_score(a: argparse.Namespace) -> int:
             f"verdicts; add the reference with `hvaelab tables --checkpoint {lm.path}`",
             file=sys.stderr,
         )
-    res = score_inputs(lm.model, images, ref, fpr=a.fpr, names=names)
+    res = score_inputs(lm.model, images, ref, fpr=a.fpr, names=names, verdict=a.verdict)
     rows = res.rows()
+    if ref is not None:
+        print(f"verdict: {describe(res.rule, res.verdict_scores, a.fpr)}")
     for r in rows:
         if ref is None:
             every = "  ".join(f"{s}={r[s]:.1f}" for s in res.scores)
             print(f"{r['input']}: bits/dim={r['bits_per_dim']:.3f}  {every}")
             continue
-        shown = [*res.verdict_scores, *(s for s in ("second-stage",) if s in res.p_values)]
+        shown = [
+            *res.llr_verdict,
+            *(s for s in (SECOND_STAGE_COLUMN,) if s in (res.p_values or {})),
+        ]
         llr = "  ".join(f"{s}={r[s]:.1f} (p={r['p(' + s + ')']:.3g})" for s in shown)
         print(
             f"{r['input']}: {r['verdict']} (decided by {r['decided_by']}, p={r['min_p']:.3g}, "
@@ -518,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
             _add_field(t, f)
     for action in t._actions:  # with --resume, the run's own plan unless given
         if action.dest == "epochs":
-            action.help += "; with --resume: the run's own"
+            action.help = (action.help or "") + "; with --resume: the run's own"
             action.default = None
     t.add_argument("--until", type=int, default=None, help="stop after this epoch (resume later)")
     t.add_argument("--out", default=None, help="checkpoint path stem (default checkpoints/DATASET)")
@@ -564,6 +602,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--checkpoint", default="fashionmnist", help="checkpoint name or path")
     sc.add_argument("--reference", default=None, help="reference table key, e.g. fashionmnist@S1")
     sc.add_argument("--fpr", type=float, default=0.05, help="in-distribution false-positive rate")
+    sc.add_argument(
+        "--verdict",
+        choices=RULES,
+        default="auto",
+        help="the verdict's rule (hvaelab.verdict): auto = the second stage where the checkpoint "
+        "has one, else llr = the paper's Bonferroni over LLR>k (k below the top active layer)",
+    )
     sc.add_argument("--out", default=None, help="write one CSV row per input")
     _add_common(sc)
     sc.set_defaults(func=_cmd_score)
@@ -712,13 +757,26 @@ def _join_group(args: argparse.Namespace) -> None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of this process
 
 
+def _warn_in_one_line(command: str):
+    """``warnings.showwarning`` for the command line: ``hvaelab CMD: warning: ...``, one line
+    (e.g. a broken second stage beside the checkpoint, which is then left out)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"hvaelab {command}: warning: {text}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if ddp.launched():
-            _join_group(args)
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warn_in_one_line(args.command)
+            if ddp.launched():
+                _join_group(args)
+            return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -732,6 +790,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         msg = " ".join(line.strip() for line in str(msg).splitlines() if line.strip())
         print(f"hvaelab {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, a failed rename (what was being written is as before)
+        print(f"hvaelab {args.command}: error: {e}", file=sys.stderr)
         return 2
     finally:
         ddp.close()

@@ -91,7 +91,7 @@ class HVAEConfig:
             raise ValueError(
                 f"unknown HVAEConfig fields {sorted(unknown)}: is this an hvaelab card?"
             )
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**kw)
 
 

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from .model import HierarchicalVAE, eval_mode, model_inputs
+from .model.layers import Stage
 
 MEASURES = ("abs_corr", "cka")
 _ARCH_FIELDS = (
@@ -83,7 +84,9 @@ def layer_representations(
     L = model.n_layers
     names = []
     for i in range(1, L + 1):
-        names += [f"stage{i}.block{j}" for j in range(1, len(model.enc_stage[i - 1].blocks) + 1)]
+        stage = model.enc_stage[i - 1]
+        assert isinstance(stage, Stage)
+        names += [f"stage{i}.block{j}" for j in range(1, len(stage.blocks) + 1)]
         names.append(f"z{i}")
     out: dict[str, list[Tensor]] = {n: [] for n in names}
     if batch_size < 1:
@@ -93,6 +96,7 @@ def layer_representations(
         x = model_inputs(model, x01, "fixed", seed, what="x01").x
         try:
             for i, stage in enumerate(model.enc_stage, start=1):
+                assert isinstance(stage, Stage)
                 for j, block in enumerate(stage.blocks, start=1):
 
                     def hook(_m, _inp, y, name=f"stage{i}.block{j}"):

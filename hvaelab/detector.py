@@ -16,17 +16,19 @@ HIGHER score means MORE out-of-distribution; bounds enter negated (``-ELBO``, ``
 
 :class:`HVAEDetector` picks one score by name (any name :func:`hvaelab.scores.ood_scores` gives
 for the chosen number of importance samples S), is fitted on in-distribution data (its score
-table is the empirical reference), and then gives per input the score (:meth:`~HVAEDetector.
-predict`), its empirical p-value against the reference (:meth:`~HVAEDetector.p_values`) and the
-paper's decision over LLR^{>k} for all k with a Bonferroni correction (sec. 5, "Selection of k";
-:meth:`~HVAEDetector.verdict`). All scoring is done by :func:`hvaelab.scores.score_tensor` and
-:func:`hvaelab.scores.score_inputs`; this module only wires them together.
+table is the empirical reference), and then gives per input the score
+(:meth:`~HVAEDetector.predict`), its empirical p-value against the reference
+(:meth:`~HVAEDetector.p_values`) and the decision (:meth:`~HVAEDetector.verdict`, by
+:mod:`hvaelab.verdict`'s rule: the second stage where the checkpoint has one, else the paper's
+Bonferroni over LLR^{>k}, sec. 5). All scoring is done by :func:`hvaelab.scores.score_tensor`
+and :func:`hvaelab.scores.score_inputs`; this module only wires them together.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,11 +36,10 @@ from torch import Tensor
 
 from .checkpoint import LoadedModel, load_model
 from .model import HierarchicalVAE
-from .score_names import table_scores
+from .score_names import llr_names, table_scores
 from .scores import (
     InputScores,
     ScoreTable,
-    llr_names,
     load_tables,
     ood_scores,
     reference_key,
@@ -47,6 +48,7 @@ from .scores import (
     score_tensor,
     tables_path,
 )
+from .verdict import RULES
 
 __all__ = ["HVAEDetector", "NotFittedError", "valid_scores"]
 
@@ -73,8 +75,10 @@ class HVAEDetector:
     :func:`hvaelab.checkpoint.load_model` onto ``device``), a loaded checkpoint, or an
     :class:`~hvaelab.model.HVAE`. ``score`` is an OOD score name (``"-ELBO"``, ``"LLR>1"``,
     ``"LLR_S>1 iw-both"`` when ``samples > 1``, ``"LLR>2<1"``, ...); ``samples`` is the number
-    of importance samples S; ``iw_form`` which ``LLR_S>k`` the verdict uses when S > 1.
-    Higher scores mean more out-of-distribution.
+    of importance samples S; ``iw_form`` which ``LLR_S>k`` the verdict uses when S > 1;
+    ``rule`` the verdict's rule (:mod:`hvaelab.verdict`): ``"auto"`` (the second stage where
+    the checkpoint has one, else the paper's), ``"second-stage"`` or ``"llr"`` (the paper's
+    Bonferroni over LLR>k). Higher scores mean more out-of-distribution.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class HVAEDetector:
         iw_form: str = "iw-both",
         batch_size: int = 128,
         device: str | torch.device = "cpu",
+        rule: str = "auto",
     ) -> None:
         if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 1:
             raise ValueError(f"samples must be a positive integer (S >= 1), got {samples!r}")
@@ -108,7 +113,10 @@ class HVAEDetector:
         if score not in self.valid_scores:
             raise ValueError(self._unknown_score(score))
         llr_names(1, 1, iw_form)  # validates iw_form
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         self.score, self.iw_form, self.batch_size = score, iw_form, batch_size
+        self.rule = rule  # the verdict's rule (hvaelab.verdict): "auto", "second-stage", "llr"
         self.reference: ScoreTable | None = None
 
     def _unknown_score(self, score: object) -> str:
@@ -122,7 +130,8 @@ class HVAEDetector:
 
     def __repr__(self) -> str:
         what = self.checkpoint.name if self.checkpoint else type(self.model).__name__
-        ref = f"{len(self.reference)} reference inputs" if self.is_fitted else "not fitted"
+        n = len(self.reference) if self.reference is not None else None
+        ref = f"{n} reference inputs" if n is not None else "not fitted"
         return f"HVAEDetector({what!r}, score={self.score!r}, samples={self.samples}; {ref})"
 
     # ------------------------------------------------------------------------------- fitting
@@ -146,7 +155,7 @@ class HVAEDetector:
         """
         if isinstance(in_distribution, ScoreTable):
             return self.fit_table(in_distribution)
-        kw = {"n_samples": self.samples, "batch_size": self.batch_size}
+        kw: dict[str, Any] = {"n_samples": self.samples, "batch_size": self.batch_size}
         if limit is not None and not isinstance(in_distribution, str):
             raise ValueError("limit applies to a dataset name; slice the images instead")
         if isinstance(in_distribution, str):
@@ -159,8 +168,9 @@ class HVAEDetector:
         return self
 
     def fit_table(self, table: ScoreTable) -> HVAEDetector:
-        """Use a score table of in-distribution data (e.g. from :func:`~hvaelab.scores.
-        load_tables`) as the reference; it must be of this model at this number of samples."""
+        """Use a score table of in-distribution data (e.g. from
+        :func:`~hvaelab.scores.load_tables`) as the reference; it must be of this model at this
+        number of samples."""
         if not isinstance(table, ScoreTable):
             raise TypeError(f"expected a ScoreTable, got {type(table).__name__}")
         if len(table) == 0:
@@ -252,7 +262,13 @@ class HVAEDetector:
         reference: every score, its p-value, the verdict and the score that decided it."""
         ref = self._require_reference()
         return score_inputs(
-            self.model, x, ref, fpr=fpr, iw_form=self.iw_form, batch_size=self.batch_size
+            self.model,
+            x,
+            ref,
+            fpr=fpr,
+            iw_form=self.iw_form,
+            batch_size=self.batch_size,
+            verdict=self.rule,
         )
 
     def p_values(self, x: Images) -> Tensor:
@@ -264,9 +280,11 @@ class HVAEDetector:
         return torch.from_numpy(np.asarray(p[self.score], dtype=np.float64))
 
     def verdict(self, x: Images, fpr: float = 0.05) -> Tensor:
-        """The paper's decision, (N,) bool, True = OOD: some LLR>k (k = 1..L) has a p-value below
-        ``fpr / L`` (Bonferroni), so in-distribution inputs are flagged at rate at most ``fpr``.
-        It does not depend on the chosen score."""
+        """The decision, (N,) bool, True = OOD, by the detector's ``rule``
+        (:mod:`hvaelab.verdict`): by default the second stage's p-value below ``fpr`` where the
+        checkpoint has one, else the paper's (some LLR>k, k below the highest active layer, with
+        a p-value below ``fpr / K``, Bonferroni); in-distribution inputs are flagged at rate at
+        most ``fpr``. It does not depend on the chosen score."""
         is_ood = self.inputs(x, fpr).is_ood
         assert is_ood is not None
         return torch.from_numpy(np.asarray(is_ood, dtype=bool))

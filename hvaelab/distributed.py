@@ -123,7 +123,7 @@ def owners(n_items: int, block: int = 1) -> np.ndarray:
 
 def gather(mine: np.ndarray, owner: np.ndarray, device: torch.device | str = "cpu") -> np.ndarray:
     """Reassemble items dealt to ranks: ``owner[i]`` is the rank holding item i; ``mine`` holds
-    this rank's items, (count, *row), in their global order. Returns every item, (n, *row)
+    this rank's items, ``(count, *row)``, in their global order. Returns every item, ``(n, *row)``
     float64, in global order, on every rank."""
     d = current()
     mine = np.ascontiguousarray(mine, dtype=np.float64)

@@ -6,8 +6,9 @@ that the CLI prints and writes as CSV / JSON and that the dashboards show.
 
 Besides every score of :func:`hvaelab.scores.ood_scores`, a ``select-k`` row implements the
 per-example selection of k of the paper's sec. 5 ("Selection of k"): each input's LLR>k are
-compared with the in-distribution reference for every k and the k where it differs the most
-decides (:func:`hvaelab.pvalues.select_k_scores`). To keep the reference and the evaluated
+compared with the in-distribution reference for every k of the verdict's set
+(:func:`hvaelab.verdict.verdict_ks`: below the highest active layer) and the k where it differs
+the most decides (:func:`hvaelab.pvalues.select_k_scores`). To keep the reference and the evaluated
 in-distribution examples apart, the in-distribution test set is split in two seeded halves; that
 row therefore uses half of the in-distribution examples.
 """
@@ -23,8 +24,9 @@ import numpy as np
 from .artifacts import atomic_write, write_csv
 from .metrics import metrics_table, ood_metrics
 from .pvalues import select_k_scores, split_reference
-from .score_names import ScoreName, TableKey, llr_names
+from .score_names import ScoreName, TableKey
 from .scores import ScoreTable, ood_scores
+from .verdict import kl_means, llr_verdict_names
 
 
 def bits_per_dim_rows(tables: dict[str, ScoreTable]) -> list[dict[str, Any]]:
@@ -50,7 +52,7 @@ def table2_rows(
     s_in, s_ood = ood_scores(ref), ood_scores(ood)
     rows = metrics_table(s_in, s_ood, equal=True, seed=seed)
     S = ref.n_samples
-    names = llr_names(ref.n_layers, S, iw_form)
+    names = llr_verdict_names(ref.n_layers, S, iw_form, kl_means(ref.columns, ref.n_layers))
     ref_idx, eval_idx = split_reference(len(ref), 0.5, seed)
     ref_m = np.stack([s_in[n][ref_idx] for n in names], 1)
     in_score, _ = select_k_scores(ref_m, np.stack([s_in[n][eval_idx] for n in names], 1))

@@ -36,7 +36,8 @@ def mean_path_stats(
 ) -> dict[str, Tensor]:
     """The statistics of a batch ``x`` in model space (see the module docstring), each (B,).
 
-    ``cache`` is :meth:`HVAE.encode_means` of the same x where the caller has it.
+    ``cache`` is :meth:`~hvaelab.model.hvae.HVAE.encode_means` of the same x where the caller
+    has it.
     """
     cache = model.encode_means(x) if cache is None else cache
     out: dict[str, Tensor] = {}

@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -83,7 +84,7 @@ def _batches(n: int, batch_size: int) -> Iterable[slice]:
 @torch.no_grad()
 def latent_reconstructions(
     model: HierarchicalVAE,
-    x01: Tensor,
+    x01: Tensor | np.ndarray,
     ks: Iterable[int] | None = None,
     mode: str = "mean",
     seed: int = 0,

@@ -34,9 +34,10 @@ from torch import Tensor
 
 from .model import HierarchicalVAE, eval_mode, model_inputs
 from .pvalues import empirical_pvalue
-from .score_names import ScoreName, llr_names  # llr_names(L): LLR>1 .. LLR>L, the verdict's
+from .score_names import ScoreName, llr_names  # llr_names(L): LLR>1 .. LLR>L, every k
 from .scores import TIE_RTOL, tolerant_verdict
 from .second_stage import SCORE_COLUMN as SECOND_STAGE
+from .verdict import verdict_names
 
 
 def rec_names(n_layers: int) -> list[str]:
@@ -116,7 +117,8 @@ def run_mean_path(
     with eval_mode(model), torch.autocast(door.x.device.type, enabled=False):
         for a in range(0, door.x.shape[0], batch_size):
             o = mean_path_outputs(model, door.x[a : a + batch_size])
-            keep = o.reconstructions if reconstructions else o.llr[:, :0]
+            keep = o.reconstructions if reconstructions else None
+            keep = o.llr[:, :0] if keep is None else keep
             parts.append([t.cpu() for t in (o.rec, o.kl, o.llr, keep)])
     rec, kl, llr, images_k = (torch.cat(c) for c in zip(*parts, strict=True))
     return MeanPathOutputs(rec, kl, llr, images_k if reconstructions else None), door.x01.cpu()
@@ -139,6 +141,8 @@ class MeanPathReference:
     scores: dict[str, np.ndarray]
     tie_tolerance: float
     meta: dict[str, Any] = field(default_factory=dict)
+    # each layer's mean KL over the reference images: which layers are active (hvaelab.verdict)
+    kl_means: list[float] | None = None
 
     @property
     def n(self) -> int:
@@ -182,7 +186,8 @@ def reference_from_outputs(
         *(float(np.abs(v).max()) for v in scores.values()),
     )
     info = {"seed": seed, "n": int(out.rec.shape[0]), **(meta or {})}
-    return MeanPathReference(scores, TIE_RTOL * (1.0 + scale), info)
+    kl = [float(m) for m in out.kl.double().mean(0)]
+    return MeanPathReference(scores, TIE_RTOL * (1.0 + scale), info, kl)
 
 
 def reference_from_dataset(
@@ -223,11 +228,12 @@ class MeanPathReport:
     reconstructions: np.ndarray  # (N, L + 1, C, H, W): k = 0..L
     fpr: float
     p_values: dict[str, np.ndarray] | None = None  # each LLR>k (and second-stage)
-    verdict_scores: list[str] = field(default_factory=list)  # LLR>1..LLR>L
-    is_ood: np.ndarray | None = None  # any LLR>k p-value below fpr / L (Bonferroni)
+    verdict_scores: list[str] = field(default_factory=list)  # hvaelab.verdict's choice
+    is_ood: np.ndarray | None = None  # any of their p-values below fpr / K (Bonferroni)
     decisive: list[str] | None = None  # the score with the smallest p-value
     min_p: np.ndarray | None = None
-    threshold: float | None = None  # fpr / L
+    threshold: float | None = None  # fpr / K
+    rule: str = "llr"  # "second-stage" or the paper's "llr" (hvaelab.verdict)
 
     def scores(self) -> dict[str, np.ndarray]:
         """Every score by name (higher = more OOD): LLR>k and, with one, the second stage's."""
@@ -238,10 +244,11 @@ class MeanPathReport:
 
 
 def decide_mean_path(
-    report: MeanPathReport, reference: MeanPathReference, fpr: float
+    report: MeanPathReport, reference: MeanPathReference, fpr: float, rule: str = "auto"
 ) -> MeanPathReport:
     """Set the report's p-values and verdict: empirical upper-tail p-values with ties up to the
-    reference's tolerance, OOD iff some LLR>k has ``p < fpr / L`` (Bonferroni, sec. 5)."""
+    reference's tolerance, OOD iff one of the scores :func:`hvaelab.verdict.verdict_names`
+    chooses for ``rule`` has ``p < fpr / K`` (Bonferroni, sec. 5)."""
     if not 0 < fpr < 1:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
     for name in report.scores():
@@ -252,8 +259,9 @@ def decide_mean_path(
         raise ValueError(f"the reference has no {', '.join(missing)}: rebuild it for this model")
     tol = reference.tie_tolerance
     report.p_values = {s: pvalue(reference.scores[s], v, tol) for s, v in report.scores().items()}
-    names = list(report.llr)
-    v = tolerant_verdict(reference.scores, report.llr, names, tol, fpr)
+    L = len(report.llr)
+    report.rule, names = verdict_names(rule, L, reference.scores, means=reference.kl_means)
+    v = tolerant_verdict(reference.scores, report.scores(), names, tol, fpr)
     report.verdict_scores = names
     report.is_ood, report.min_p = np.asarray(v.is_ood), np.asarray(v.min_p)
     report.decisive = [names[j] for j in v.decisive]
@@ -268,6 +276,7 @@ def mean_path_report(
     fpr: float = 0.05,
     names: list[str] | None = None,
     batch_size: int = 256,
+    rule: str = "auto",
 ) -> MeanPathReport:
     """The :class:`MeanPathReport` of images (one uint8 (28, 28) image, or a batch as
     :func:`hvaelab.model.model_inputs` takes them), binarized with the reference's seed."""
@@ -276,7 +285,7 @@ def mean_path_report(
         arr = arr[None]
     seed = int(reference.meta.get("seed", 0)) if reference is not None else 0
     out, x01 = run_mean_path(model, arr, seed, batch_size)
-    return report_from_outputs(model, out, x01, reference, fpr, names)
+    return report_from_outputs(model, out, x01, reference, fpr, names, rule)
 
 
 def report_from_outputs(
@@ -286,6 +295,7 @@ def report_from_outputs(
     reference: MeanPathReference | None,
     fpr: float = 0.05,
     names: list[str] | None = None,
+    rule: str = "auto",
 ) -> MeanPathReport:
     """:func:`mean_path_report` from the mean path ``out`` of the model's inputs ``x01``."""
     if out.reconstructions is None:
@@ -306,7 +316,7 @@ def report_from_outputs(
     )
     if reference is None:
         return report
-    return decide_mean_path(report, reference, fpr)
+    return decide_mean_path(report, reference, fpr, rule)
 
 
 __all__ = [

@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 
-def _check_scores(x: np.ndarray | Sequence[float], name: str) -> np.ndarray:
+def _check_scores(x: np.ndarray | Sequence[float] | object, name: str) -> np.ndarray:
     """Return ``x`` as a 1-D float64 array, raising ValueError naming ``name`` if it is bad."""
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 1:

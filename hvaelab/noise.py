@@ -54,7 +54,9 @@ def example_keys(x: Tensor, seed: int) -> list[int]:
 TRAIN_PURPOSES = {"binarize": 1, "latent": 2, "shuffle": 3}
 
 
-def train_keys(purpose: str, seed: int, epoch: int, index: Tensor | np.ndarray) -> list[int]:
+def train_keys(
+    purpose: str, seed: int, epoch: int, index: Tensor | np.ndarray | list[int]
+) -> list[int]:
     """A 63-bit key per training example for ``purpose`` ("binarize", "latent"; "shuffle" with
     index [0] for the epoch's permutation) in ``epoch`` (0-based; -1: the data-dependent
     initialisation) of a run seeded ``seed``; ``index`` is each example's position in the

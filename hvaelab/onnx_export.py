@@ -14,9 +14,10 @@
 The graph is the library's own :func:`hvaelab.mean_path.mean_path_outputs` run on a copy of the
 model whose weight-normalised layers are folded into plain ones (:func:`fold_weight_norm`: the
 same float32 weights ``g * v / ||v||`` the library computes, so no norm is recomputed per run).
-The Bernoulli log-likelihood is ``x * z - softplus(z)`` (:func:`hvaelab.model.likelihoods.
-bernoulli_log_prob`), which exports exactly. :func:`score_with_sidecar` scores the graph's
-outputs with numpy and the sidecar alone, as the README's example does.
+The Bernoulli log-likelihood is ``x * z - softplus(z)``
+(:func:`hvaelab.model.likelihoods.bernoulli_log_prob`), which exports exactly.
+:func:`score_with_sidecar` scores the graph's outputs with numpy and the sidecar alone, as the
+example of the documentation's ONNX page (docs/guide/onnx.md) does.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from .mean_path import (
 from .model import HierarchicalVAE, model_kind
 from .model.layers import WNConv2d, WNConvTranspose2d, WNLinear, _WeightNorm
 from .scores import tolerant_verdict
+from .verdict import describe, verdict_names
 
 OPSET = 18
 SIDECAR_FORMAT = "hvaelab onnx sidecar"
@@ -82,7 +84,7 @@ def _plain(m: _WeightNorm) -> nn.Module:
     b = m.b.detach().clone()
     if isinstance(m, WNConvTranspose2d):
         c_in, c_out, kh, kw = w.shape
-        layer: nn.Module = nn.ConvTranspose2d(
+        layer: nn.ConvTranspose2d | nn.Conv2d | nn.Linear = nn.ConvTranspose2d(
             c_in, c_out, (kh, kw), m.stride, m.padding, m.output_padding
         )
     elif isinstance(m, WNConv2d):
@@ -92,6 +94,7 @@ def _plain(m: _WeightNorm) -> nn.Module:
         layer = nn.Linear(w.shape[1], w.shape[0])
     else:  # pragma: no cover - every weight-normalised layer is one of the three
         raise TypeError(f"no plain layer for {type(m).__name__}")
+    assert layer.bias is not None  # every plain layer is built with a bias
     with torch.no_grad():
         layer.weight.copy_(w)
         layer.bias.copy_(b)
@@ -124,6 +127,7 @@ class MeanPathGraph(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         out = mean_path_outputs(self.model, x)
+        assert out.reconstructions is not None  # computed unless asked not to
         return out.rec, out.kl, out.llr, out.reconstructions
 
 
@@ -146,7 +150,7 @@ def export_graph(
         )
     graph = MeanPathGraph(fold_weight_norm(model).float().cpu()).eval()
     example = torch.zeros((2, *model.config.in_shape))  # N = 2: not specialised like 0 or 1
-    names = {"input_names": [INPUT_NAME], "output_names": list(OUTPUT_NAMES)}
+    names: dict[str, Any] = {"input_names": [INPUT_NAME], "output_names": list(OUTPUT_NAMES)}
     with torch.no_grad(), warnings.catch_warnings():
         # the TorchScript exporter's deprecation notice, and the tracer's notes on hvaelab's own
         # shape checks (they compare sizes that the graph keeps; tests run other batch sizes);
@@ -165,13 +169,14 @@ def export_graph(
                     verbose=False,
                     **names,
                 )
+            assert program is not None  # dynamo=True returns the program
             proto = program.model_proto
         else:
             buf = io.BytesIO()
             torch.onnx.export(
                 graph,
                 (example,),
-                buf,
+                buf,  # type: ignore[arg-type]  # a file object is accepted, as documented
                 dynamo=False,
                 opset_version=opset,
                 dynamic_axes={name: {0: "N"} for name in (INPUT_NAME, *OUTPUT_NAMES)},
@@ -221,6 +226,7 @@ def sidecar(
     opset: int = OPSET,
     fpr: float = 0.05,
     exporter: str = "torchscript",
+    verdict: str = "auto",
 ) -> dict[str, Any]:
     """The sidecar's content (see the module docstring); ``checkpoint``: name, weights_sha256
     and the card's training dataset where the model came from a checkpoint."""
@@ -234,6 +240,7 @@ def sidecar(
             f"the reference holds {sorted(reference.scores)}, this model scores {want}: "
             "compute it with hvaelab.mean_path.mean_path_reference for this model"
         )
+    rule, voted = verdict_names(verdict, L, reference.scores, means=reference.kl_means)
     out: dict[str, Any] = {
         "format": SIDECAR_FORMAT,
         "format_version": SIDECAR_VERSION,
@@ -286,9 +293,12 @@ def sidecar(
             "tie_tolerance": reference.tie_tolerance,
         },
         "verdict": {
-            "scores": llr_names(L),
-            "rule": "out-of-distribution iff min_k p(LLR>k) < fpr / K, K = number of scores "
-            "(Bonferroni over k, sec. 5); the second stage's p-value is reported, not voted",
+            "scores": voted,
+            "rule": rule,
+            "how": "out-of-distribution iff min p(score) < fpr / K over these K scores "
+            "(Bonferroni, sec. 5): "
+            + describe(rule, voted, fpr)
+            + "; every other p-value is reported, not voted (hvaelab.verdict)",
             "fpr": fpr,
         },
         "reference": {
@@ -354,7 +364,7 @@ def score_with_sidecar(
     outputs: dict[str, np.ndarray], side: dict[str, Any], fpr: float | None = None
 ) -> dict[str, Any]:
     """Scores, p-values and verdict of the graph's ``outputs`` (by output name) from the
-    sidecar's numbers alone (no model, no torch): what the README's example computes, here
+    sidecar's numbers alone (no model, no torch): what the ONNX page's example computes, here
     with the library's own numpy pieces (second-stage features and mixture, p-values, verdict).
     """
     from .second_stage import Mixture, features
@@ -427,7 +437,7 @@ def compare_with_torch(
         "llr": np.abs(rec[:, :1]) + np.abs(rec[:, 1:]) + np.cumsum(np.abs(kl), 1),
         "reconstructions": 1.0,
     }
-    out = {"n": int(x01.shape[0]), "not_finite": 0}
+    out: dict[str, float] = {"n": int(x01.shape[0]), "not_finite": 0}
     for name in OUTPUT_NAMES:
         want = getattr(ref, name).numpy().astype(np.float64)
         err = float((np.abs(got[name] - want) / scale[name]).max())

@@ -67,7 +67,9 @@ def checkout_root() -> Path | None:
 
 
 def _data_dir(packaged: str, checkout: tuple[str, ...], what: str) -> Path:
-    inside = _package_dir(PACKAGE) / packaged
+    package_dir = _package_dir(PACKAGE)
+    assert package_dir is not None  # hvaelab itself is importable: this code runs from it
+    inside = package_dir / packaged
     if inside.is_dir():
         return inside
     root = checkout_root()

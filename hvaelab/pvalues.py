@@ -139,7 +139,7 @@ def verdict(reference, values, tails: str | Sequence[str] = "upper", fpr: float 
     ref, vals = _check_pair(reference, values)
     k = ref.shape[1]
     tail_list = _tails_list(tails, k)
-    p = np.empty(vals.shape, dtype=np.float64)
+    p: np.ndarray = np.empty(vals.shape, dtype=np.float64)
     for j, tail in enumerate(tail_list):
         p[:, j] = _pvalue_sorted(np.sort(ref[:, j]), vals[:, j], tail)
     decisive = np.argmin(p, axis=1)

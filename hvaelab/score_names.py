@@ -5,24 +5,24 @@ Sign convention, used everywhere in hvaelab: a HIGHER score means MORE out-of-di
 Bounds (ELBO, L>k, L<l) are log-likelihoods in nats; as scores they enter negated (``-L``, which
 is bits/dim up to the factor ``1 / (D ln 2)``). Likelihood ratios enter as they are.
 
-=============  =========================  ==========================================  ==========
-family         name (S = 1 / S > 1)        value from the table's columns              paper
-=============  =========================  ==========================================  ==========
-``ELBO``       ``-ELBO`` / ``-ELBO_S``     ``-elbo`` / ``-elbo_iw``                    eqs. 1, 9
-``L>k``        ``-L>k`` / ``-L>k_S``       ``-L>k`` / ``-L>k_iw``                      eq. 5
-``LLR>k``      ``LLR>k``                   ``elbo - L>k``                              eq. 6
-               ``LLR_S>k iw-elbo``         ``elbo_iw - L>k``                           eq. 10
-               ``LLR_S>k iw-both``         ``elbo_iw - L>k_iw`` (the authors' code)
-``L<l``        ``-L<l``                    ``-L<l``                                    app. E
-``LLR>k<l``    ``LLR>k<l``                 ``L<l - L>k``                               eq. 21
-``select-k``   ``LLR select-k`` /          per example, the k whose LLR>k is the most  sec. 5
-               ``LLR_S select-k``          unusual for the reference (needs one)
-``IC``         ``IC`` / ``IC_S``           ``-elbo - png_bits ln 2`` (input            Serrà et
-               (input complexity)          complexity, :mod:`hvaelab.complexity`)       al. 2020
-``second-      ``second-stage``            ``second-stage``: -log density of the       beyond
-stage``                                    HVAE's statistics (:mod:`hvaelab.            the paper
-                                           second_stage`)
-=============  =========================  ==========================================  ==========
+============  =======================  ==========================================  =========
+family        name (S = 1 / S > 1)     value from the table's columns              paper
+============  =======================  ==========================================  =========
+``ELBO``      ``-ELBO`` / ``-ELBO_S``  ``-elbo`` / ``-elbo_iw``                    eqs. 1, 9
+``L>k``       ``-L>k`` / ``-L>k_S``    ``-L>k`` / ``-L>k_iw``                      eq. 5
+``LLR>k``     ``LLR>k``                ``elbo - L>k``                              eq. 6
+              ``LLR_S>k iw-elbo``      ``elbo_iw - L>k``                           eq. 10
+              ``LLR_S>k iw-both``      ``elbo_iw - L>k_iw`` (the authors' code)
+``L<l``       ``-L<l``                 ``-L<l``                                    app. E
+``LLR>k<l``   ``LLR>k<l``              ``L<l - L>k``                               eq. 21
+``select-k``  ``LLR select-k`` /       per example, the k whose LLR>k is the most  sec. 5
+              ``LLR_S select-k``       unusual for the reference (needs one)
+``IC``        ``IC`` / ``IC_S``        ``-elbo - png_bits ln 2`` (input            Serrà et
+              (input complexity)       complexity, :mod:`hvaelab.complexity`)      al. 2020
+second stage  ``second-stage``         ``second-stage``: -log density of the       beyond
+                                       HVAE's statistics                           the paper
+                                       (:mod:`hvaelab.second_stage`)
+============  =======================  ==========================================  =========
 
 Score tables are stored per dataset and S under a :class:`TableKey` (``"DATASET@S<n>"``).
 Paper: https://arxiv.org/abs/2102.08248
@@ -55,6 +55,8 @@ class Family(StrEnum):
     SECOND_STAGE = "second-stage"
 
 
+# the second stage's column in a score table, which is also its score's name
+SECOND_STAGE_COLUMN = Family.SECOND_STAGE.value
 BOUND_FAMILIES = (Family.ELBO, Family.GT, Family.LT)
 FAMILY_LABELS = {
     Family.ELBO: "ELBO (log-likelihood bound, k = 0)",

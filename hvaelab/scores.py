@@ -35,8 +35,10 @@ from .bounds import bits_per_dim, bound_samples, log_mean_exp
 from .complexity import png_bits
 from .example_stats import mean_path_stats, stat_names
 from .model import HierarchicalVAE, eval_mode, model_inputs
-from .score_names import ScoreName, TableKey, llr_names, table_scores
-from .second_stage import SCORE_COLUMN
+from .pvalues import Verdict
+from .score_names import SECOND_STAGE_COLUMN as SCORE_COLUMN
+from .score_names import ScoreName, TableKey, table_scores
+from .verdict import kl_means, llr_verdict_names, verdict_names
 
 
 @dataclass
@@ -288,7 +290,9 @@ def save_tables(
         metas[key] = t.meta
         n_layers = t.meta.get("n_layers")
         keep_all = second_stage_inputs_too or n_layers is None
-        left_out = set() if keep_all else set(second_stage_inputs(int(n_layers)))
+        left_out = (
+            set() if keep_all or n_layers is None else set(second_stage_inputs(int(n_layers)))
+        )
         for col, v in t.columns.items():
             if col in left_out:
                 continue
@@ -369,14 +373,20 @@ class InputScores:
     names: list[str]
     scores: dict[str, np.ndarray]  # every OOD score (higher = more OOD), by name
     p_values: dict[str, np.ndarray] | None  # empirical p-value of each score vs the reference
-    verdict_scores: list[str]  # the LLR>k scores the verdict is taken over (k = 1..L)
-    is_ood: np.ndarray | None  # (N,) bool: any LLR>k p-value below fpr / K (Bonferroni)
+    verdict_scores: list[str]  # the scores the verdict is taken over (hvaelab.verdict)
+    is_ood: np.ndarray | None  # (N,) bool: any of their p-values below fpr / K (Bonferroni)
     decisive: list[str] | None  # per input, the score with the smallest p-value
     min_p: np.ndarray | None  # (N,) that smallest p-value
     fpr: float
     bits_per_dim: np.ndarray  # (N,) -ELBO in bits/dim
     # per-example mean-path statistics (rec>k, kl<i>: hvaelab.example_stats), by name
     stats: dict[str, np.ndarray] = field(default_factory=dict)
+    rule: str = "llr"  # the verdict's rule: "second-stage" or the paper's "llr" (hvaelab.verdict)
+    # the paper's LLR>k (k below the top active layer), whichever rule decides; [] without a
+    # reference
+    llr_verdict: list[str] = field(default_factory=list)
+    # the paper's verdict over ``llr_verdict`` at the same FPR, whichever rule decides
+    paper: Verdict | None = None
 
     @property
     def has_reference(self) -> bool:
@@ -393,10 +403,13 @@ class InputScores:
                 p = self.p_values.get(s) if self.p_values else None
                 row[f"p({s})"] = float(p[i]) if p is not None else None
             ref = self.has_reference
+            is_ood, decisive, min_p = self.is_ood, self.decisive, self.min_p
             row.update(
-                verdict=("OOD" if self.is_ood[i] else "in-distribution") if ref else None,
-                decided_by=self.decisive[i] if ref else None,
-                min_p=float(self.min_p[i]) if ref else None,
+                verdict=("OOD" if is_ood[i] else "in-distribution")
+                if ref and is_ood is not None
+                else None,
+                decided_by=decisive[i] if ref and decisive is not None else None,
+                min_p=float(min_p[i]) if ref and min_p is not None else None,
             )
             out.append(row)
         return out
@@ -411,12 +424,15 @@ def score_inputs(
     iw_form: str = "iw-both",
     batch_size: int = 128,
     lt: bool | None = None,
+    verdict: str = "auto",
 ) -> InputScores:
     """Score new inputs like the reference table was scored and decide in- or out-of-distribution.
 
     Every score gets its empirical p-value against the reference (the in-distribution test set);
-    the verdict is taken over LLR>k for all k with a Bonferroni correction (sec. 5, "Selection of
-    k"), at in-distribution false-positive rate ``fpr``, and names the score that decided.
+    the verdict, at in-distribution false-positive rate ``fpr``, follows the rule ``verdict``
+    (:mod:`hvaelab.verdict`: by default the second stage where the checkpoint has one, else the
+    paper's Bonferroni over LLR>k for k below the highest active layer, sec. 5) and names the
+    score that decided.
     With ``reference=None`` the inputs get every score (S = 1, conditional-prior means, L<l
     included) and no p-values or verdict. ``lt=False`` leaves out the L<l bounds (appendix E)
     and their ratios, a third of the passes, where only L>k matters (a drawing's every stroke);
@@ -447,7 +463,7 @@ def score_inputs(
         names=names,
         scores=ood_scores(table),
         p_values=None,
-        verdict_scores=llr_names(model.n_layers, S, iw_form),
+        verdict_scores=[],  # set below, with the reference
         is_ood=None,
         decisive=None,
         min_p=None,
@@ -462,7 +478,17 @@ def score_inputs(
     res.p_values = {
         s: _pvalue(ref[s], v, score_tails(s), tol) for s, v in res.scores.items() if s in ref
     }
+    means = _kl_means(reference)
+    res.rule, res.verdict_scores = verdict_names(
+        verdict, model.n_layers, res.p_values, S, iw_form, means
+    )
+    res.llr_verdict = llr_verdict_names(model.n_layers, S, iw_form, means)
     return decide(res, reference, fpr, ref)
+
+
+def _kl_means(reference: ScoreTable | None) -> list[float] | None:
+    """The reference's mean KL per layer (None without one): which layers are active."""
+    return None if reference is None else kl_means(reference.columns, reference.n_layers)
 
 
 def tolerant_verdict(
@@ -491,15 +517,19 @@ def decide(
     ref_scores: dict[str, np.ndarray] | None = None,
 ) -> InputScores:
     """Set ``res``'s verdict at false-positive rate ``fpr`` from its scores (no re-scoring): OOD
-    when any of its LLR>k is unusually large for the reference, Bonferroni over k (sec. 5).
+    when any of ``res.verdict_scores`` is unusually large for the reference, Bonferroni over them
+    (sec. 5; :mod:`hvaelab.verdict` chose them).
     ``ref_scores`` is ``ood_scores(reference)`` where the caller already has it."""
     if not 0 < fpr < 1:
         raise ValueError(f"fpr must be in (0, 1), got {fpr}")
     ref = ood_scores(reference) if ref_scores is None else ref_scores
     names = res.verdict_scores
-    v = tolerant_verdict(ref, res.scores, names, tie_tolerance(reference), fpr)
+    tol = tie_tolerance(reference)
+    v = tolerant_verdict(ref, res.scores, names, tol, fpr)
     res.is_ood, res.min_p, res.fpr = np.asarray(v.is_ood), np.asarray(v.min_p), fpr
     res.decisive = [names[j] for j in v.decisive]
+    if res.llr_verdict:
+        res.paper = tolerant_verdict(ref, res.scores, res.llr_verdict, tol, fpr)
     return res
 
 

@@ -43,9 +43,10 @@ import numpy as np
 
 from .artifacts import atomic_write, read_safetensors
 from .example_stats import stat_names
+from .score_names import SECOND_STAGE_COLUMN
 
 KIND = "hvaelab second stage"
-SCORE_COLUMN = "second-stage"
+SCORE_COLUMN = SECOND_STAGE_COLUMN  # its column in a score table (named in score_names)
 
 
 @dataclass(frozen=True)

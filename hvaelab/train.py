@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from . import distributed as ddp
-from .artifacts import Artifacts, read_history, write_csv
+from .artifacts import Artifacts, read_history, staged, write_csv
 from .bounds import bits_per_dim, bound_samples
 from .checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
 from .config import HVAEConfig, get_preset, preset_kind
@@ -167,7 +167,8 @@ class Trainer:
         self.net: torch.nn.Module = self.model  # DistributedDataParallel(model) under torchrun
         self.val = self._val_sets() if self.dist.is_main else {}  # rank 0 alone monitors
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.epoch, self.step, self.history = 0, 0, []
+        self.epoch, self.step = 0, 0
+        self.history: list[dict[str, Any]] = []
         self.wall = 0.0
         self.restarts: list[dict[str, Any]] = []  # resumes without optimiser state
         self.resumes: list[dict[str, Any]] = []  # every resume: where it continued, and how
@@ -376,29 +377,31 @@ class Trainer:
         }
 
     def save(self, out: Path) -> None:
-        """Write the checkpoint, history and training state (rank 0 only; atomic files)."""
+        """Write the checkpoint, history and training state (rank 0 only): the five files
+        change together or not at all (:func:`hvaelab.artifacts.staged`)."""
         if not self.dist.is_main:
             return
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        save_checkpoint(out, state, self.card())
-        if self.history:
-            write_csv(Artifacts(out).history, self.history)
         rng = {"torch": torch.get_rng_state(), "gen": self.gen.get_state().cpu()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        save_state(
-            out,
-            {"optimizer": self.opt.state_dict(), "rng": rng},
-            {
-                "epoch": self.epoch,
-                "step": self.step,
-                "wall": self.wall,
-                "history": self.history,
-                "train_config": self.cfg.to_dict(),
-            },
-        )
+        with staged():
+            save_checkpoint(out, state, self.card())
+            if self.history:
+                write_csv(Artifacts(out).history, self.history)
+            save_state(
+                out,
+                {"optimizer": self.opt.state_dict(), "rng": rng},
+                {
+                    "epoch": self.epoch,
+                    "step": self.step,
+                    "wall": self.wall,
+                    "history": self.history,
+                    "train_config": self.cfg.to_dict(),
+                },
+            )
 
     @classmethod
     def resume(

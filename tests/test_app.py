@@ -377,8 +377,13 @@ def test_upload_png_gives_a_verdict_row(app_checkpoints):
     # a laxer false-positive rate flags at least as many inputs, without re-scoring
     strict = up.result.scores.is_ood.copy()
     up.fpr.value = 0.3
-    assert np.all(up.result.scores.is_ood >= strict) and "FPR = 0.300" in up.results.value
-    assert up.result.scores.is_ood[2] and not up.result.scores.is_ood[0]  # p 0.145 > 0.3 / 3
+    assert np.all(up.result.scores.is_ood >= strict) and "FPR = 0.30" in up.results.value
+    assert up.result.scores.is_ood[2] and not up.result.scores.is_ood[0]
+    # the default verdict is the checkpoint's second stage; the paper's LLR>k are shown beside it
+    assert (
+        up.result.scores.rule == "second-stage" and up.result.scores.decisive[2] == "second-stage"
+    )
+    assert "&gt;2" in up.results.value and "&gt;3" not in up.results.value
     for cls, w in (
         ("hvae-upload", up.upload),
         ("hvae-upload-result", up.results),
@@ -398,12 +403,16 @@ def test_upload_of_non_image_shows_an_error_and_keeps_scoring(app_checkpoints):
     assert "not an image" in up.error.value and "notes.png" in up.error.value
     assert [r["input"] for r in up.result.scores.rows()] == ["digit.png"]
     assert "data-verdict" in up.results.value
-    # only bad files: a message, no exception, the widget keeps working
+    # only bad files: a message, no exception, what was scored before stays
     up.upload.value = (_file("empty.png", b""),)
-    assert "empty.png" in up.error.value and up.result is None
-    assert "No image could be scored" in up.results.value
+    assert "empty.png" in up.error.value
+    assert [r["input"] for r in up.result.scores.rows()] == ["digit.png"]
+    # a second upload adds to the first; Clear empties the table
     up.upload.value = (_file("again.png", good),)
     assert up.error.value == "" and "again.png" in up.results.value
+    assert [r["input"] for r in up.result.scores.rows()] == ["digit.png", "again.png"]
+    up.clear.click()
+    assert up.result is None and "digit.png" not in up.results.value
     # without its own plot (the explorer's page): no figure is built at all
     bare = UploadScorer("fashionmnist", show_density=False)
     bare.upload.value = (_file("digit.png", good),)

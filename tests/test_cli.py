@@ -432,13 +432,17 @@ def test_score_a_png_a_folder_and_an_npy(run, tmp_path, datasets):
         csv_out,
     )
     assert rc == 0, err
-    lines = [line for line in out.splitlines() if not line.startswith("wrote")]
+    lines = out.splitlines()
+    # no second stage: the paper's rule, over the k below the top active layer (all 3 active)
+    assert lines.pop(0).startswith("verdict: the paper's likelihood ratios LLR>1, LLR>2 (")
+    lines = [line for line in lines if not line.startswith("wrote")]
     names = ["white.png", "imgs/a.png", "imgs/b.png", "imgs/c.png"]
     names += [f"three.npy[{i}]" for i in range(3)]
     assert [line.split(":")[0] for line in lines] == names
     for line in lines:
         assert ("OOD (decided by LLR>" in line) or ("in-distribution (decided by LLR>" in line)
-        assert "alpha=0.05/3" in line and "bits/dim=" in line and "LLR>3=" in line
+        assert "alpha=0.05/2" in line and "bits/dim=" in line and "LLR>2=" in line
+        assert "LLR>3=" not in line  # k = L takes every latent from the prior: not voted
     # a reference example is never more extreme than itself: p >= 2/65 > 0.05/3 for every k
     # (white and noise are flagged by a trained model, see
     # test_score_flags_white_and_noise_against_the_shipped_reference; this 2-epoch model's
@@ -452,10 +456,10 @@ def test_score_a_png_a_folder_and_an_npy(run, tmp_path, datasets):
     member = rows[names.index("imgs/c.png")]
     assert member["verdict"] == "in-distribution" and float(member["min_p"]) >= 2 / 65
     for r in rows:  # the verdict is the Bonferroni test of the smallest LLR>k p-value
-        ps = {s: float(r[f"p({s})"]) for s in ("LLR>1", "LLR>2", "LLR>3")}
+        ps = {s: float(r[f"p({s})"]) for s in ("LLR>1", "LLR>2")}
         assert all(0 < p <= 1 for p in ps.values())
         assert float(r["min_p"]) == min(ps.values()) == ps[r["decided_by"]]
-        assert r["verdict"] == ("OOD" if min(ps.values()) < 0.05 / 3 else "in-distribution")
+        assert r["verdict"] == ("OOD" if min(ps.values()) < 0.05 / 2 else "in-distribution")
 
     rc, out, _ = run_cli(
         "score", white, "--checkpoint", stem, "--reference", f"{datasets.fashionmnist}@S2"
@@ -600,11 +604,21 @@ def test_score_flags_white_and_noise_against_the_shipped_reference(app_checkpoin
     garment = resources.load_shipped_samples()["fashionmnist"][0]
     Image.fromarray(garment).save(tmp_path / "garment.png")
     inputs = [white, tmp_path / "noise.npy", tmp_path / "garment.png"]
-    rc, out, err = run_cli("score", *inputs, "--checkpoint", app_checkpoints / "fashionmnist")
-    assert rc == 0, err
-    said = dict(line.split(": ", 1) for line in out.splitlines())
-    noises = [f"noise.npy[{i}]" for i in range(3)]
-    assert list(said) == ["white.png", *noises, "garment.png"]
-    for name in ("white.png", *noises):
-        assert said[name].startswith("OOD (decided by LLR>"), (name, said[name])
-    assert said["garment.png"].startswith("in-distribution (decided by LLR>"), said
+    ck = app_checkpoints / "fashionmnist"
+    # the default verdict is the strongest the checkpoint has: its second stage
+    for rule, decider in (
+        ("auto", "second-stage"),
+        ("second-stage", "second-stage"),
+        ("llr", "LLR>"),
+    ):
+        rc, out, err = run_cli("score", *inputs, "--checkpoint", ck, "--verdict", rule)
+        assert rc == 0, err
+        said = dict(line.split(": ", 1) for line in out.splitlines())
+        assert said.pop("verdict").startswith(
+            "second stage" if decider == "second-stage" else "the paper's likelihood ratios"
+        )
+        noises = [f"noise.npy[{i}]" for i in range(3)]
+        assert list(said) == ["white.png", *noises, "garment.png"]
+        for name in ("white.png", *noises):
+            assert said[name].startswith(f"OOD (decided by {decider}"), (rule, name, said[name])
+        assert said["garment.png"].startswith(f"in-distribution (decided by {decider}"), said

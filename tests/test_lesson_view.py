@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import ipywidgets as widgets
 import numpy as np
 import pytest
 
@@ -129,9 +130,31 @@ def test_kl_gap_view_follows_k():
     assert "FashionMNIST: 9.0 − 4.0 = <b>5.0</b>; MNIST: 48.0 − 8.0 = <b>40.0</b>" in (
         view.info.value
     )
-    view.k.value = 3
-    assert "MNIST: 128.0 − 8.0 = <b>120.0</b>" in view.info.value
-    assert view.k.max == 3
+    # k runs below the top active layer: three active layers, k = 1, 2 (k = L takes every
+    # latent from the prior: no feature of the input is left to compare)
+    assert view.k.max == 2
+    view.k.value = 2
+    assert "MNIST: 88.0 − 8.0 = <b>80.0</b>" in view.info.value
+
+
+def test_a_question_tells_nothing_before_its_reveal_and_follows_the_choice_after():
+    built = []
+
+    def then():
+        built.append(widgets.HTML("the figure", layout=widgets.Layout()))
+        return built
+
+    q = lesson.Question("Which?", ["a", "b"], answer=1, explain=lambda: "because", then=then)
+    assert not built and q.answer_html.value == "" and len(q.children) == 4
+    q.choice.value = "a"
+    assert q.answer_html.value == ""  # choosing reveals nothing
+    q.show_answer()
+    assert "Not quite" in q.answer_html.value and "because" in q.answer_html.value
+    assert q.children[-1] is built[0] and "hvae-question-then" in built[0]._dom_classes
+    q.choice.value = "b"  # the reveal follows the current choice
+    assert "Right" in q.answer_html.value and "Not quite" not in q.answer_html.value
+    q.show_answer()  # a second reveal builds nothing again
+    assert len(built) == 1 and len(q.children) == 5
 
 
 def test_lesson_data_reads_the_shipped_tables(app_checkpoints):

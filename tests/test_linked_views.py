@@ -117,11 +117,13 @@ def test_selection_tells_every_view_and_the_inspector_marks_each_figure(shipped,
     late = []
     sel.observe(lambda e, r: late.append(e.name))  # a view added later is shown the selection
     assert late == ["digit 5"]
-    # density: one dashed line per LLR>k at the example's value, with its p-value
+    # density: one dashed line per LLR>k of the verdict (k below the top active layer: all
+    # three layers are active, so k = 1, 2) at the example's value, with its p-value
+    assert inspector.llr == ["LLR>1", "LLR>2"]
     dens = inspector.density.figure["layout"]
     lines = [s for s in dens["shapes"] if s["name"] == "digit 5"]
     assert [s["x0"] for s in lines] == pytest.approx(
-        [report.score(f"LLR>{k}") for k in range(1, model.n_layers + 1)]
+        [report.score(f"LLR>{k}") for k in range(1, model.n_layers)]
     )
     notes = " ".join(a["text"] for a in dens["annotations"])
     assert f"p = {report.p_value('LLR>1'):.3f}" in notes
@@ -292,6 +294,8 @@ def test_explorer_set_selected_none_removes_the_mark(app_checkpoints):
     ex = LikelihoodRatioExplorer("fashionmnist")
     ex.set_selected("x", {s: 0.0 for s in ex._context().s_in})
     assert any("selected: x" in str(t) for t in ex.density_fig.data[-1].text)
+    # named in the legend as what it is: a selected example, not "your images"
+    assert ex.density_fig.data[-1].name == "selected example"
     ex.set_selected(None)
     assert not any("selected" in str(t) for t in (ex.density_fig.data[-1].text or ()))
     assert not any("selected" in (t.name or "") for t in ex.roc_fig.data)
@@ -304,6 +308,11 @@ def test_a_row_of_the_reconstruction_grid_is_inspected(app_checkpoints):
     recon, chooser = box.recon, box.chooser
     assert [label for label, _ in chooser.options] == recon.labels
     assert np.array_equal(box.selection.report.image, recon.images[0])  # the first row at once
+    # the page opens on a FashionMNIST test image: in-distribution by the default verdict (the
+    # second stage) and by the paper's (LLR>1, LLR>2); it said OOD by LLR>3 when k = L voted
+    scores = box.selection.report.scores
+    assert "FashionMNIST" in recon.labels[0] and not scores.is_ood[0] and not scores.paper.is_ood[0]
+    assert 'data-verdict="in-distribution"' in box.inspector.table.value
     chooser.value = 3
     assert np.array_equal(box.selection.report.image, recon.images[3])
     assert recon.labels[3] in box.inspector.header.value

@@ -5,7 +5,7 @@ second stage), each exported once per session, run in onnxruntime on the first 1
 FashionMNIST and 1,000 MNIST test images (the fixture's where the data is missing) and compared
 with PyTorch (:mod:`hvaelab.mean_path`): statistics within 1e-5 relative, reconstructions within
 1e-5 absolute, nothing infinite; p-values from the sidecar within 1e-3 of the Python report and
-the same verdict; the sidecar's numbers reproduce the report; the README's onnxruntime + numpy
+the same verdict; the sidecar's numbers reproduce the report; the ONNX page's onnxruntime + numpy
 example gives the report's numbers.
 """
 
@@ -347,13 +347,13 @@ def test_the_binarization_recipe_in_the_sidecar_is_the_library_one(hvae):
 
 
 def _readme_example() -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### ONNX") :]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    """The example of the documentation's ONNX page (docs/guide/onnx.md), as written."""
+    text = (ROOT / "docs" / "guide" / "onnx.md").read_text()
+    return re.search(r"```python\n(.*?)```", text, re.S).group(1)
 
 
 def test_the_readme_example_scores_with_onnxruntime_and_numpy_alone(hvae, monkeypatch):
-    """The README's example, run as written on 100 FashionMNIST and 100 MNIST images: its
+    """The ONNX page's example, run as written on 100 FashionMNIST and 100 MNIST images: its
     binarization is the library's, its numbers are :func:`score_with_sidecar`'s."""
     code = _readme_example()
     imports = set(re.findall(r"^(?:import|from) (\w+)", code, re.M))
@@ -361,7 +361,7 @@ def test_the_readme_example_scores_with_onnxruntime_and_numpy_alone(hvae, monkey
     monkeypatch.chdir(hvae.onnx_path.parent)
     sl = slice(N - 100, N + 100)
     scope = {"images": hvae.images[sl]}
-    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the README's own example
+    exec(compile(code, "docs/guide/onnx.md", "exec"), scope)  # noqa: S102 - the page's example
     np.testing.assert_array_equal(scope["x"], hvae.x01[sl].numpy())
     mine = score_with_sidecar({k: v[sl] for k, v in hvae.onnx_out.items()}, hvae.side)
     np.testing.assert_array_equal(scope["is_ood"], mine["is_ood"])

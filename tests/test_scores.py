@@ -11,9 +11,9 @@ import torch
 
 from hvaelab.bounds import bound_samples
 from hvaelab.data import InvalidInputError, binarize_fixed, load_dataset, to_tensor
+from hvaelab.score_names import llr_names
 from hvaelab.scores import (
     ScoreTable,
-    llr_names,
     load_tables,
     ood_scores,
     save_tables,
@@ -370,12 +370,23 @@ def test_inputs_equal_to_reference_examples_are_not_flagged(model, images, ref):
         assert one.p_values[name][0] == pytest.approx(2 / (N_REF + 1))  # tied with itself
 
 
+def test_a_two_sided_score_doubles_the_smaller_tail(model, images, ref):
+    """The reference examples at either end of a two-sided score (-ELBO, -L>k), scored alone,
+    are tied with themselves only: p = min(1, 2 * 2 / (n + 1)). Catches the doubling dropped."""
+    scores = ood_scores(ref)
+    for name in ("-ELBO", "-L>1"):
+        assert score_tails(name) == "two-sided"
+        for i in (int(np.argmax(scores[name])), int(np.argmin(scores[name]))):
+            one = score_inputs(model, images[i : i + 1], ref)
+            assert one.p_values[name][0] == pytest.approx(4 / (N_REF + 1)), (name, i)
+
+
 def test_an_all_white_image_is_flagged_with_the_deciding_score(model, images, ref):
     white = np.full((1, 28, 28), 255, np.uint8)
     batch = np.concatenate([white, images[:3]])
     res = score_inputs(model, batch, ref, names=["white", "a", "b", "c"])
     assert res.is_ood[0] and not res.is_ood[1:].any()
-    assert res.verdict_scores == ["LLR>1", "LLR>2", "LLR>3"]
+    assert res.verdict_scores == ["LLR>1", "LLR>2"]  # k below the top active layer
     assert res.decisive[0] in res.verdict_scores
     assert res.min_p[0] == pytest.approx(1 / (N_REF + 1)) and res.min_p[0] < res.fpr / 3
     assert res.p_values[res.decisive[0]][0] == res.min_p[0]

@@ -103,3 +103,68 @@ def test_hvaelab_dashboard_makes_voila_wait_for_every_output_of_a_cell(tmp_path)
     executor = VoilaExecutor(nbformat.v4.new_notebook(), config=app.config)
     assert executor.iopub_timeout >= 60
     assert VoilaExecutor(nbformat.v4.new_notebook()).iopub_timeout < 10  # nbclient's default
+
+
+# ---------------------------------------------------------------- kernels that die (issue 37)
+class _Preheating(ClassroomKernelManager):
+    """Voila's preheating subclass in miniature: a pool size and a refill that is recorded."""
+
+    def get_pool_size(self, notebook_name: str) -> int:
+        return len(self._pools.get(notebook_name, []))
+
+    def fill_if_needed(self, delay=None, notebook_name=None, **kwargs) -> None:
+        self.refills.append((delay, notebook_name))
+
+
+def _dying(pooled: list[str], visitors: list[str], dead: set[str]) -> _Preheating:
+    km = _Preheating(max_kernels=2, cull_idle_timeout=60)
+    km.refills, km.shut = [], []
+    km._pools = {"page.ipynb": [_done(k) for k in pooled]}
+    for k in pooled + visitors:
+        code = -9 if k in dead else None
+        process = SimpleNamespace(poll=lambda code=code: code)
+        km._kernels[k] = SimpleNamespace(provisioner=SimpleNamespace(process=process))
+
+    async def shutdown(kernel_id, *a, **k):
+        km.shut.append(kernel_id)
+        km._kernels.pop(kernel_id)
+
+    km.shutdown_kernel = shutdown
+    return km
+
+
+def test_a_preheated_kernel_that_died_is_never_handed_out_and_is_replaced():
+    km = _dying(["p1", "p2"], ["v1"], dead={"p1", "v1"})
+
+    async def visit():
+        size = km.get_pool_size("page.ipynb")  # what Voila asks before it hands a kernel out
+        await asyncio.sleep(0)  # the dead kernel's shutdown runs
+        return size
+
+    assert _run(visit()) == 1
+    assert km.pooled_kernel_ids() == {"p2"}  # the live one is handed out, never p1
+    assert km.shut == ["p1"] and km.refills == [(0, "page.ipynb")]
+    assert km.visitor_kernel_ids() == {"v1"}  # a visitor's kernel is the restarter's business
+
+
+def test_a_dead_kernel_is_removed_its_place_freed_and_not_restarted(monkeypatch):
+    km = _dying(["p1"], ["v1", "v2"], dead={"v1"})
+    km._handle_kernel_died("v1")  # the restarter gave up at once (restart_limit 0)
+    assert km.visitor_kernel_ids() == {"v2"} and km.refills == []  # one place free again
+    km._kernels["p1"].provisioner.process.poll = lambda: -9
+    km._kernels.pop("p1")
+    km._handle_kernel_died("p1")  # a pooled one: dropped and replaced
+    assert km.pooled_kernel_ids() == set() and km.refills == [(0, "page.ipynb")]
+
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    restarter = SimpleNamespace(restart_limit=5)
+
+    async def parent_start(self, *a, **k):
+        self._kernels["v3"] = SimpleNamespace(_restarter=restarter)
+        return "v3"
+
+    monkeypatch.setattr(AsyncMappingKernelManager, "start_kernel", parent_start)
+    km._kernels.pop("v2")
+    assert _run(km.start_kernel(env={"VOILA_PREHEAT": "False"})) == "v3"
+    assert restarter.restart_limit == 0  # a kernel that dies is not brought back empty

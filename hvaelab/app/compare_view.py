@@ -119,17 +119,22 @@ def comparison_figure(models: list[ModelScores]) -> go.Figure:
 
 def comparison_html(models: list[ModelScores]) -> str:
     """Table 1's bits/dim and Table 2's key AUROCs, a row per model."""
-    head = (
-        "<tr><th>model</th><th>kind</th><th>latent layers</th><th>bits/dim (−ELBO)</th>"
-        "<th>AUROC −ELBO</th><th>AUROC LLR&gt;1</th><th>best LLR&gt;k</th></tr>"
+    th = '<th style="padding:3px 10px;text-align:{};border-bottom:1px solid #444">{}</th>'
+    td = '<td style="padding:3px 10px;text-align:{}">{}</td>'
+    names = ("model", "kind", "latent layers", "bits/dim (−ELBO)", "AUROC −ELBO")
+    names += ("AUROC LLR&gt;1", "best LLR&gt;k")
+    align = ("left", "left", "right", "right", "right", "right", "right")
+    head = "<tr>" + "".join(th.format(a, n) for a, n in zip(align, names, strict=True)) + "</tr>"
+    rows = []
+    for m in models:
+        cells = (m.name, m.kind.upper(), m.n_layers, f"{m.bits_per_dim:.3f}")
+        cells += (f"{m.elbo_auroc:.3f}", f"{m.llr_auroc[1]:.3f}")
+        cells += (f"k = {m.best_k}: {m.llr_auroc[m.best_k]:.3f}",)
+        rows.append("<tr>" + "".join(td.format(a, c) for a, c in zip(align, cells, strict=True)))
+    return (
+        '<table class="hvae-compare-table" style="border-collapse:collapse;font-size:13px">'
+        f"{head}{''.join(r + '</tr>' for r in rows)}</table>"
     )
-    rows = [
-        f"<tr><td>{m.name}</td><td>{m.kind.upper()}</td><td>{m.n_layers}</td>"
-        f"<td>{m.bits_per_dim:.3f}</td><td>{m.elbo_auroc:.3f}</td><td>{m.llr_auroc[1]:.3f}</td>"
-        f"<td>k = {m.best_k}: {m.llr_auroc[m.best_k]:.3f}</td></tr>"
-        for m in models
-    ]
-    return f'<table class="hvae-compare-table">{head}{"".join(rows)}</table>'
 
 
 def comparable(checkpoint_a: str, in_name: str, ood_name: str) -> list[str]:

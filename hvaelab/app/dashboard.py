@@ -49,7 +49,7 @@ def _opt(default, help: str, metavar: str | None = None):  # noqa: A002 - argpar
 @dataclass
 class DashboardConfig:
     """How ``hvaelab dashboard`` serves the pages (defaults: one machine of 24 GB, ~370 MB per
-    kernel; see README "Dashboards")."""
+    kernel; see docs/guide/serving.md)."""
 
     # where
     port: int = _opt(

@@ -13,11 +13,13 @@ a shipped test image on the canvas to draw over.
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 
 import ipywidgets as widgets
 import numpy as np
 
 from ..data import InvalidInputError
+from ..data.drawings import drawing_names, load_drawing
 from ..data.strokes import strokes_to_image
 from .canvas import DrawCanvas
 from .linked import Example, ExampleInspector, comparison_sets, selection_for
@@ -25,9 +27,69 @@ from .resources import dataset_label, sample_images
 from .widgets import AnySlot, status_html, with_class
 
 PREPROCESSING = (
-    "What the model sees: the 280×280 canvas (white ink on black, like MNIST) is averaged over "
+    "What the model sees: the 280×280 canvas (white ink on black, like the training images) is "
+    "averaged over "
     "10×10 blocks to a 28×28 image with grey levels in [0, 1]"
 )
+
+
+@dataclass(frozen=True)
+class DrawingClaim:
+    """One thing the page tells students to try, with the outcome it predicts for the shipped
+    drawing of that name (``tests/test_drawings.py`` checks each against the shipped model)."""
+
+    drawing: str  # a shipped drawing (hvaelab.data.drawings)
+    text: str  # HTML shown in the list under the canvas
+    paper: str  # the paper's verdict over LLR>k: "OOD" or "in-distribution"
+    decided_by: str | None = None  # the LLR>k that decides it, where the text names one
+    likelier_than: str | None = None  # a drawing it beats on the ELBO, where the text says so
+
+
+# What the page tells students to try; every outcome is checked (tests/test_drawings.py).
+TRY_THESE = (
+    DrawingClaim(
+        "one",
+        "A <b>1</b> in one stroke: the ELBO rates it <i>more</i> likely than the coloured-in "
+        "T-shirt below (fewer bits/dim), yet LLR<sup>&gt;1</sup> flags it: the paper's "
+        "phenomenon, on a drawing.",
+        "OOD",
+        decided_by="LLR>1",
+        likelier_than="shirt-filled",
+    ),
+    DrawingClaim(
+        "shirt-filled",
+        "A <b>T-shirt coloured in</b> with the largest brush (size 60): the likelihood ratios "
+        "call it in-distribution.",
+        "in-distribution",
+    ),
+    DrawingClaim(
+        "shirt-outline",
+        "The same T-shirt as an <b>outline</b> with the default brush: flagged. FashionMNIST "
+        "holds photos of garments, not line drawings; MNIST's pen strokes are out of "
+        "distribution for the same reason.",
+        "OOD",
+    ),
+    DrawingClaim(
+        "seven", "A <b>7</b> in two strokes: flagged by LLR<sup>&gt;1</sup>.", "OOD", "LLR>1"
+    ),
+)
+# said of every shipped drawing (checked on each): the default verdict, the second stage's
+SECOND_STAGE_CLAIM = (
+    "The verdict on top is the second stage's (beyond the paper): it flags <i>every</i> drawing, "
+    "the coloured-in shirt too: flat white ink with hard edges is unlike any photographed "
+    "garment. The line below it gives the paper's verdict."
+)
+
+
+def try_these_html() -> str:
+    """The list of drawings to try, as the page shows it under the canvas."""
+    items = "".join(f"<li>{c.text}</li>" for c in TRY_THESE)
+    return (
+        '<div class="hvae-draw-try" style="font-size:12px;color:#333;max-width:300px">'
+        "<b>Try these</b> (draw them, or load ours from the menu):"
+        f'<ol style="margin:2px 0 2px 0;padding-left:18px">{items}</ol>'
+        f"{SECOND_STAGE_CLAIM}</div>"
+    )
 
 
 class DrawView(widgets.VBox):
@@ -64,6 +126,17 @@ class DrawView(widgets.VBox):
             ),
             "hvae-draw-start",
         )
+        self.drawings = with_class(
+            widgets.Dropdown(
+                options=[("load a drawing…", "")]
+                + [(load_drawing(n).what, n) for n in drawing_names()],
+                value="",
+                tooltip="put one of the shipped drawings (hand-like strokes) on the canvas",
+                layout=widgets.Layout(width="302px"),
+            ),
+            "hvae-draw-drawings",
+        )
+        self.drawings.observe(self._on_drawing, "value")
         self.error = with_class(widgets.HTML(), "hvae-draw-error")
         self.status = widgets.HTML()
         note = widgets.HTML(
@@ -80,13 +153,17 @@ class DrawView(widgets.VBox):
             [
                 self.canvas_slot.box,
                 widgets.HBox([self.start_set, self.start]),
+                self.drawings,
+                widgets.HTML(try_these_html()),
                 note,
                 self.status,
                 self.error,
             ],
             layout=widgets.Layout(width="312px", min_width="312px"),
         )
-        self.inspector = ExampleInspector(self.selection, tables, in_name, lead=left)
+        self.inspector = ExampleInspector(
+            self.selection, tables, in_name, lead=left, checkpoint=checkpoint
+        )
         self.start.on_click(lambda _b: self.start_from_test_image())
         super().__init__([self.inspector], layout=widgets.Layout(width="100%"))
         self.add_class("hvae-draw-view")
@@ -99,6 +176,15 @@ class DrawView(widgets.VBox):
         i = int(self.rng.integers(len(imgs))) if index is None else int(index)
         self._start_label = f"{dataset_label(name)} test image {i + 1}"
         self.canvas.load(imgs[i])
+
+    def load_drawing(self, name: str) -> None:
+        """Put the shipped drawing ``name`` (:mod:`hvaelab.data.drawings`) on the canvas."""
+        self._start_label = None
+        self.canvas.load(None, load_drawing(name).strokes)
+
+    def _on_drawing(self, change) -> None:
+        if change["new"]:
+            self.load_drawing(change["new"])
 
     def _make_canvas(self) -> DrawCanvas:
         canvas = DrawCanvas()

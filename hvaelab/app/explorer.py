@@ -200,7 +200,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
                 value=family if family in families else Family.LLR,
                 description="score",
                 style=style,
-                layout=widgets.Layout(width="430px"),
+                layout=widgets.Layout(width="520px"),  # the longest family name whole
             ),
             "hvae-score-select",
         )
@@ -366,6 +366,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
                     f"selected: {name}",
                     float(to_display(score, v, self.n_dims)),
                     percentile_of(ctx.s_in[score], v),
+                    kind="selected",
                 )
             )
         curves = self._curves(ctx, score)
@@ -378,7 +379,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
             f"{dataset_label(self.ood_select.value)} (OOD), S = {self.n_samples}</span>"
         )
         fig = density_figure(None, score, self.n_dims, curves=curves, uploads=marks, title=title)
-        fig.update_layout(margin={"t": 70})
+        fig.update_layout(margin={"t": 100})  # two title lines, then the legend
         return fig
 
     def roc_scores(self) -> list[str]:
@@ -435,9 +436,18 @@ class LikelihoodRatioExplorer(widgets.VBox):
 
     def _refresh_info(self, ctx: _Context, score: str) -> None:
         m = ctx.rows.get(score) or ctx.roc(score, self.seed).metrics
+        note = ""
+        name = ScoreName.parse(score)
+        if name.family == Family.LLR_LT and name.k >= name.l:
+            note = (
+                f"<br><i>k ≥ l: L&gt;{name.k} imagines z1..z{name.k} and L&lt;{name.l} imagines "
+                f"z{name.l} and above, so no layer is inferred from the input by both bounds: "
+                "the ratio compares two explanations that share no inferred layer. Eq. 21 "
+                "allows any k and l; the paper leaves the use of this score to future work.</i>"
+            )
         self.info.value = (
             f"<b>{pretty_score(score)}</b>: AUROC {m['auroc']:.3f}, AUPRC {m['auprc']:.3f}, "
-            f"FPR80 {m['fpr80']:.3f}"
+            f"FPR80 {m['fpr80']:.3f}{note}"
         )
 
     # ---------------------------------------------------------------------- callbacks

@@ -38,8 +38,9 @@ from PIL import Image
 
 from ..example_report import ExampleReport, example_report, reference_layer_kl
 from ..model import HierarchicalVAE
-from ..score_names import ScoreName, TableKey
+from ..score_names import SECOND_STAGE_COLUMN, ScoreName, TableKey
 from ..scores import ScoreTable, ood_scores, reference_key, score_inputs
+from ..verdict import describe, kl_means, llr_verdict_names
 from .explorer import SELECTED_COLOR, LikelihoodRatioExplorer
 from .resources import (
     dataset_label,
@@ -48,6 +49,7 @@ from .resources import (
     load_checkpoint,
     load_score_tables,
     sample_images,
+    second_stage_problem,
 )
 from .score_figures import (
     _rgba,
@@ -57,7 +59,7 @@ from .score_figures import (
     roc_data,
     roc_point,
 )
-from .widgets import AnySlot, LiveFigure, with_class
+from .widgets import AnySlot, LiveFigure, status_html, with_class
 
 
 @dataclass
@@ -131,7 +133,7 @@ def _img(src: str, caption: str, size: int, cls: str = "") -> str:
     )
 
 
-def reconstructions_html(report: ExampleReport, size: int = 84) -> str:
+def reconstructions_html(report: ExampleReport, size: int = 72) -> str:
     """The input as given, what the model sees, then its reconstruction from every k."""
     rec = report.reconstructions
     given = report.image
@@ -144,7 +146,7 @@ def reconstructions_html(report: ExampleReport, size: int = 84) -> str:
         parts.append(
             _img(
                 image_src(rec.images[j, 0].numpy()),
-                f"k = {k}<br><small>log p(x|z) {lp:.0f}</small>",
+                f"k = {k}<br><small>log p(x|z) {round(lp)}</small>",
                 size,
                 "hvae-inspect-rec",
             )
@@ -158,42 +160,64 @@ def reconstructions_html(report: ExampleReport, size: int = 84) -> str:
 
 
 def scores_html(report: ExampleReport, n_dims: int) -> str:
-    """Every LLR>k with its p-value, the verdict and what decided it (sec. 5)."""
+    """The paper's LLR>k (k below the top active layer) and the second stage with their
+    p-values, the verdict, its rule and what decided it (sec. 5, :mod:`hvaelab.verdict`)."""
     s = report.scores
     rows = []
-    ks = range(1, len(s.verdict_scores) + 1)
-    for k, name in zip(ks, s.verdict_scores, strict=True):
+
+    def row(label: str, name: str, bound_bpd: float | None) -> str:
         v, p = report.score(name), report.p_value(name)
+        bpd = "" if bound_bpd is None else f"{bound_bpd:.3f}"
+        return (
+            f'<tr><td style="padding:1px 8px">{label}</td>'
+            f'<td class="hvae-inspect-value" data-score="{html.escape(name)}" '
+            f'data-value="{v:.6g}" style="padding:1px 8px;text-align:right">{v:.2f}</td>'
+            f'<td class="hvae-inspect-p" data-score="{html.escape(name)}" data-value="{p:.6g}" '
+            f'style="padding:1px 8px;text-align:right">{p:.3f}</td>'
+            f'<td style="padding:1px 8px;text-align:right">{bpd}</td></tr>'
+        )
+
+    for name in s.llr_verdict:
+        k = ScoreName.parse(name).k
         gt = str(ScoreName.gt(k, name.find("_S") >= 0))
         gt_bpd = (
             float(ScoreName.parse(gt).to_display(report.score(gt), n_dims))
             if gt in s.scores
             else float("nan")
         )
-        rows.append(
-            f'<tr><td style="padding:1px 8px">k = {k}</td>'
-            f'<td class="hvae-inspect-value" data-score="{html.escape(name)}" '
-            f'data-value="{v:.6g}" style="padding:1px 8px;text-align:right">{v:.2f}</td>'
-            f'<td class="hvae-inspect-p" data-score="{html.escape(name)}" data-value="{p:.6g}" '
-            f'style="padding:1px 8px;text-align:right">{p:.3f}</td>'
-            f'<td style="padding:1px 8px;text-align:right">{gt_bpd:.3f}</td></tr>'
-        )
+        rows.append(row(f"LLR<sup>&gt;{k}</sup>", name, gt_bpd))
+    if SECOND_STAGE_COLUMN in (s.p_values or {}):
+        rows.append(row("second stage", SECOND_STAGE_COLUMN, None))
     ood = bool(report.is_ood)
     verdict = "OOD" if ood else "in-distribution"
     color = "#b00" if ood else "#2a7a2a"
     decisive = s.decisive[0] if s.decisive else ""
-    K = len(s.verdict_scores)
+    rule = describe(s.rule, [pretty_score(n, html_=False) for n in s.verdict_scores], s.fpr)
+    paper = ""
+    if s.rule != "llr" and s.paper is not None:  # the paper's verdict beside the default one
+        p_ood = bool(s.paper.is_ood[0])
+        p_name = pretty_score(s.llr_verdict[int(s.paper.decisive[0])])
+        said = "OOD" if p_ood else "in-distribution"
+        paper = (
+            f'<div class="hvae-inspect-paper" data-verdict="{said}" style="font-size:12px">'
+            "The paper's likelihood ratios say: "
+            f'<b style="color:{"#b00" if p_ood else "#2a7a2a"}">{said}</b> ({p_name}, p = '
+            f"{float(s.paper.min_p[0]):.3g}; OOD when p &lt; {s.fpr:g}/{len(s.llr_verdict)})</div>"
+        )
     return (
-        f'<div class="hvae-inspect-verdict" data-verdict="{verdict}" '
+        f'<div class="hvae-inspect-verdict" data-verdict="{verdict}" data-rule="{s.rule}" '
         f'style="font-size:15px;color:{color}"><b>{verdict}</b> '
         f'<span style="color:#444;font-size:12px">(decided by {pretty_score(decisive)}, '
-        f"p = {float(s.min_p[0]):.3g}; OOD when p &lt; FPR/K = {s.fpr:.3f}/{K})</span></div>"
+        f"p = {float(s.min_p[0]):.3g})</span></div>"
+        f'<div class="hvae-inspect-rule" style="font-size:11px;color:#555">Verdict: '
+        f"{html.escape(rule)}.</div>{paper}"
         f'<div style="font-size:12px">−ELBO: <span class="hvae-inspect-bpd" '
         f'data-value="{float(s.bits_per_dim[0]):.6g}">{float(s.bits_per_dim[0]):.3f}</span> '
         "bits/dim</div>"
         '<table class="hvae-inspect-table" style="border-collapse:collapse;font-size:12px">'
-        '<thead><tr style="border-bottom:1px solid #444"><th></th><th>LLR<sup>&gt;k</sup> '
-        "(nats)</th><th>p-value</th><th>−L<sup>&gt;k</sup> (bits/dim)</th></tr></thead>"
+        '<thead><tr style="border-bottom:1px solid #444"><th style="padding:1px 8px">score</th>'
+        '<th style="padding:1px 8px">value (nats)</th><th style="padding:1px 8px">p-value</th>'
+        '<th style="padding:1px 8px">−L<sup>&gt;k</sup> (bits/dim)</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -338,6 +362,7 @@ class ExampleInspector(widgets.VBox):
         ood_name: str | None = None,
         seed: int = 0,
         lead: widgets.Widget | None = None,
+        checkpoint: str | None = None,
     ) -> None:
         self.selection = selection
         ref = selection.reference
@@ -350,7 +375,8 @@ class ExampleInspector(widgets.VBox):
         self.in_name, self.ood_name, self.seed = in_name, ood_name, seed
         self.n_dims = int(ref.meta["n_dims"])
         self.n_layers = ref.n_layers
-        self.llr = [str(ScoreName.llr(k, S > 1)) for k in range(1, self.n_layers + 1)]
+        # the paper's verdict's LLR>k: k below the top active layer (hvaelab.verdict)
+        self.llr = llr_verdict_names(self.n_layers, S, means=kl_means(ref.columns, self.n_layers))
         self.s_in, self.s_ood = ood_scores(ref), ood_scores(ood)
         self._density_base = self._density_spec()
         self._roc_base = self._roc_spec()
@@ -362,11 +388,18 @@ class ExampleInspector(widgets.VBox):
         )
         self.recons = with_class(widgets.HTML(), "hvae-inspect-recons")
         self.table = with_class(widgets.HTML(), "hvae-inspect-scores")
+        # a checkpoint whose second stage cannot be used says so, with the fix
+        problem = second_stage_problem(checkpoint) if checkpoint else None
+        self.notice = with_class(
+            widgets.HTML(status_html(html.escape(problem), "error") if problem else ""),
+            "hvae-inspect-notice",
+        )
         self.density = LiveFigure(self._density_base, "hvae-inspect-density", width="100%")
         self.roc = LiveFigure(self._roc_base, "hvae-inspect-roc", width="50%")
         self.kl = LiveFigure(self._kl_base, "hvae-inspect-kl", width="50%")
         about = widgets.VBox(
-            [self.header, self.recons, self.table], layout=widgets.Layout(flex="1 1 300px")
+            [self.header, self.recons, self.notice, self.table],
+            layout=widgets.Layout(flex="1 1 300px"),
         )
         top = widgets.HBox(
             [lead, about] if lead is not None else [about],
@@ -385,7 +418,7 @@ class ExampleInspector(widgets.VBox):
 
     # ------------------------------------------------------------------------ base figures
     def _density_spec(self) -> dict:
-        L = self.n_layers
+        L = len(self.llr)  # one panel per LLR>k of the verdict
         gap = 0.06
         w = (1 - gap * (L - 1)) / L
         fig = go.Figure()
@@ -426,7 +459,8 @@ class ExampleInspector(widgets.VBox):
             }
             layout[f"yaxis{ax}"] = {
                 "anchor": f"x{ax}",
-                "range": [0.0, 1.12 * self._ytop[-1]],
+                # headroom above the highest density for the markers' p-value labels
+                "range": [0.0, 1.3 * self._ytop[-1]],
                 "autorange": False,
                 "showticklabels": False,
             }
@@ -435,8 +469,15 @@ class ExampleInspector(widgets.VBox):
             title={"text": "Where it falls on each LLR<sup>&gt;k</sup> density (fig. 5)", "x": 0.5},
             template="plotly_white",
             height=260,
-            margin={"l": 20, "r": 20, "t": 50, "b": 50},
-            legend={"orientation": "h", "x": 0, "y": 1.12, "font": {"size": 11}},
+            margin={"l": 20, "r": 20, "t": 70, "b": 50},
+            # between the title and the panels: outside every panel's data and labels
+            legend={
+                "orientation": "h",
+                "x": 0,
+                "y": 1.0,
+                "yanchor": "bottom",
+                "font": {"size": 11},
+            },
             uirevision="inspect-density",
         )
         return _spec(fig)
@@ -463,7 +504,7 @@ class ExampleInspector(widgets.VBox):
             template="plotly_white",
             height=320,
             margin={"l": 50, "r": 10, "t": 50, "b": 45},
-            legend={"x": 0.99, "xanchor": "right", "y": 0.02, "font": {"size": 10}},
+            legend={"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top", "font": {"size": 10}},
             uirevision="inspect-roc",
         )
         return _spec(fig)
@@ -508,15 +549,15 @@ class ExampleInspector(widgets.VBox):
             line = {"color": SELECTED_COLOR, "width": 3, "dash": "dash"}
             shapes.append(
                 {"type": "line", "xref": f"x{ax}", "yref": f"y{ax} domain", "x0": v, "x1": v,
-                 "y0": 0, "y1": 0.92, "line": line, "name": name}
+                 "y0": 0, "y1": 0.8, "line": line, "name": name}
             )  # fmt: skip
             notes.append(
-                {"xref": f"x{ax}", "yref": f"y{ax} domain", "x": v, "y": 0.92, "yanchor": "bottom",
+                {"xref": f"x{ax}", "yref": f"y{ax} domain", "x": v, "y": 0.98, "yanchor": "top",
                  "xanchor": "right" if right else "left", "text": f"p = {p:.3f}",
                  "showarrow": False, "font": {"color": SELECTED_COLOR, "size": 11}}
             )  # fmt: skip
         notes.append(  # whose lines these are (inside the figure, never cut at its edge)
-            {"xref": "paper", "yref": "paper", "x": 1, "y": 1.1, "xanchor": "right",
+            {"xref": "paper", "yref": "paper", "x": 1, "y": 1.0, "xanchor": "right",
              "yanchor": "bottom", "showarrow": False, "font": {"color": SELECTED_COLOR, "size": 11},
              "text": f"- - {name}"}
         )  # fmt: skip
@@ -628,7 +669,7 @@ def linked_explorer(checkpoint: str, family: str = "LLR>k", k: int = 1) -> widge
         checkpoint, tables=tables, in_name=in_name, family=family, k=k
     )
     picker = ExamplePicker(checkpoint, selection, comparison_sets(tables, in_name), ref_key)
-    inspector = ExampleInspector(selection, tables, in_name)
+    inspector = ExampleInspector(selection, tables, in_name, checkpoint=checkpoint)
     n_dims = explorer.n_dims
 
     def follow(ex: LikelihoodRatioExplorer) -> None:
@@ -698,7 +739,7 @@ def linked_reconstructions(checkpoint: str) -> widgets.VBox:
     selection, tables, in_name, _ = selection_for(checkpoint)
     recon = ReconstructionExplorer(checkpoint)
     chooser = ExampleChooser(selection, "inspect row", "hvae-recon-inspect")
-    inspector = ExampleInspector(selection, tables, in_name)
+    inspector = ExampleInspector(selection, tables, in_name, checkpoint=checkpoint)
 
     def rows(rx) -> None:
         chooser.set_examples(
@@ -724,7 +765,7 @@ def upload_inspector(checkpoint: str, fpr: float = 0.05) -> widgets.VBox:
 
     selection, tables, in_name, ref_key = selection_for(checkpoint, fpr)
     chooser = ExampleChooser(selection, "inspect", "hvae-upload-inspect")
-    inspector = ExampleInspector(selection, tables, in_name)
+    inspector = ExampleInspector(selection, tables, in_name, checkpoint=checkpoint)
 
     def on_scored(names: list[str], _scores, _n_samples: int) -> None:
         images = scorer.result.images if scorer.result is not None else []

@@ -30,6 +30,7 @@ from .resources import (
     error_html,
     page_checkpoint,
 )
+from .widget_tree import close_unshown
 
 MENU_CLASS = "hvae-model-menu"  # the Dropdown (DOM contract of the browser tests)
 MENU_STATUS_CLASS = "hvae-model-status"  # "✓ NAME" once every piece shows NAME
@@ -121,8 +122,6 @@ class PageModel:
 
     def select(self, name: str) -> None:
         """Show ``name``: rebuild every following piece for it, in page order."""
-        from .widgets import close_unshown  # widgets imports this module
-
         if name == self.name:
             return
         self.name = name

@@ -202,6 +202,36 @@ def load_history(name: str = DEFAULT_CHECKPOINT) -> dict[str, np.ndarray]:
     return {k: np.array([r.get(k, np.nan) for r in rows], dtype=float) for k in keys}
 
 
+def second_stage_problem(name: str = DEFAULT_CHECKPOINT) -> str | None:
+    """Why checkpoint NAME's second stage is not in use although its score tables have its
+    column (a broken or foreign ``NAME.second-stage.safetensors``), as one line with the command
+    that restores it; None when it is in use or was never fitted."""
+    from ..score_names import SECOND_STAGE_COLUMN
+    from ..second_stage import SecondStage
+
+    lm = load_checkpoint(name)
+    if getattr(lm.model, "second_stage", None) is not None:
+        return None
+    try:
+        tables = load_score_tables(name)
+    except MissingResourceError:
+        return None
+    if not any(SECOND_STAGE_COLUMN in t.columns for t in tables.values()):
+        return None
+    path = Artifacts.of(lm.path).second_stage
+    fix = f"hvaelab second-stage --checkpoint {lm.path}"
+    try:
+        SecondStage.load(path)
+        why = "it was fitted for other weights"
+    except (OSError, ValueError) as e:
+        why = str(e)
+    return (
+        f"The second stage ({path.name}) is not in use: {why}. The verdict falls back to the "
+        f"paper's likelihood ratios; restore it with `{fix}` (an installed model: pip install "
+        "--force-reinstall hvaelab-models)."
+    )
+
+
 def clear_caches() -> None:
     """Forget every cached model, table and sample set."""
     for f in (_model_cached, _file_cached):

@@ -148,6 +148,10 @@ class UploadMark:
     name: str
     value: float  # display units
     percentile: float  # % of in-distribution scores at or below it
+    kind: str = "upload"  # "upload" (an image the user gave) or "selected" (a clicked example)
+
+
+MARK_LEGEND = {"upload": UPLOADS, "selected": "selected example"}
 
 
 def _upload_trace(marks: Sequence[UploadMark], y_top: float) -> go.Scatter:
@@ -158,6 +162,7 @@ def _upload_trace(marks: Sequence[UploadMark], y_top: float) -> go.Scatter:
         xs += [m.value, m.value, None]
         ys += [0.0, y_top, None]
         text += ["", f"{html.escape(m.name)}<br>percentile {m.percentile:.1f}", ""]
+    kinds = [MARK_LEGEND[k] for k in MARK_LEGEND if any(m.kind == k for m in marks)]
     return go.Scatter(
         x=xs,
         y=ys,
@@ -166,7 +171,7 @@ def _upload_trace(marks: Sequence[UploadMark], y_top: float) -> go.Scatter:
         textposition="top center",
         textfont={"color": dataset_color(UPLOADS), "size": 11},
         line={"color": dataset_color(UPLOADS), "width": 2, "dash": "dash"},
-        name=UPLOADS,
+        name=", ".join(kinds) or UPLOADS,  # named as what it marks
         hoverinfo="x+text",
         showlegend=bool(marks),
         cliponaxis=False,
@@ -224,12 +229,17 @@ def density_figure(
         yaxis_title="density",
         template="plotly_white",
         height=height,
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
-        legend={"x": 1, "xanchor": "right", "y": 1, "bgcolor": "rgba(255,255,255,0.7)"},
+        margin={"l": 60, "r": 20, "t": 80, "b": 50},
+        # above the plotting area, under the title: a legend never covers a density's peak
+        legend=LEGEND_ABOVE,
         uirevision="density",
     )
     fig.update_yaxes(rangemode="tozero")
     return fig
+
+
+# a horizontal legend between the title and the plotting area (outside the data)
+LEGEND_ABOVE = {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"}
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -326,13 +336,14 @@ def roc_figure(
         template="plotly_white",
         height=height,
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        # below the axes, outside the plotting area: it never covers a curve, whatever the width
         legend={
-            "x": 0.99,
-            "xanchor": "right",
-            "y": 0.02,
-            "yanchor": "bottom",
+            "orientation": "h",
+            "x": 0,
+            "xanchor": "left",
+            "y": -0.18,
+            "yanchor": "top",
             "font": {"size": 11},
-            "bgcolor": "rgba(255,255,255,0.8)",
         },
         uirevision="roc",
     )

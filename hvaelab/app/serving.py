@@ -16,10 +16,19 @@ Voila runs one Python kernel per open page (~370 MB each here). ``hvaelab dashbo
 manager: the culler never shuts down a preheated kernel still waiting in the pool, and the cap
 counts visitors' kernels only. So the server holds at most ``max_kernels`` + (pool size x pages)
 kernels whatever the number of visits.
+
+A kernel that dies (the out-of-memory killer's SIGKILL) stays dead: jupyter_server's restarter
+would start it again under the same id, empty, and the page would sit on a kernel that holds
+none of its widgets. Here the restarter gives up at once (``restart_limit`` 0), the dead kernel
+is removed (its visitor's place is free at once) and its page, told "dead", asks the visitor to
+reload (the template's connection banner, share/jupyter/voila/templates/hvaelab/index.html.j2).
+A preheated kernel that dies in the pool is dropped from it and replaced, and the pool is
+checked again just before it hands a kernel out: a visitor never gets an empty kernel.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from jupyter_server._tz import utcnow
@@ -28,6 +37,7 @@ from tornado.web import HTTPError
 from traitlets import Integer, Set
 
 BUSY_REASON = "Busy"
+_BACKGROUND: set[asyncio.Future] = set()
 BUSY_MESSAGE = (
     "All %d places of this server are taken. Please try again in a minute or two: places free "
     "up when other visitors close their pages."
@@ -77,7 +87,73 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
         if not preheat and len(self.visitor_kernel_ids()) >= self.max_kernels:
             self.log.warning("busy: %d visitors' kernels, refusing another", self.max_kernels)
             raise HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason=BUSY_REASON)
-        return await super().start_kernel(*args, **kwargs)
+        kernel_id = await super().start_kernel(*args, **kwargs)
+        restarter = getattr(self._kernels.get(kernel_id), "_restarter", None)
+        if restarter is not None:  # a dead kernel is not restarted empty (module docstring)
+            restarter.restart_limit = 0
+        return kernel_id
+
+    # ------------------------------------------------------------------ kernels that die
+    def kernel_is_gone(self, kernel_id: str) -> bool:
+        """Whether a kernel was removed or its process has ended (checked now, without waiting
+        for the restarter's next look, every ``time_to_dead`` seconds)."""
+        kernel = self._kernels.get(kernel_id)
+        if kernel is None:
+            return True
+        process = getattr(getattr(kernel, "provisioner", None), "process", None)
+        return process is not None and process.poll() is not None
+
+    def drop_dead_pooled(self, notebook_name: str | None = None) -> list[str]:
+        """Take the preheated kernels that died out of their pools (every pool, or
+        ``notebook_name``'s), shut down what is left of them, and refill the pools at once.
+        Returns the ids dropped."""
+        dropped = []
+        for name, pool in list(getattr(self, "_pools", {}).items()):
+            if notebook_name is not None and name != notebook_name:
+                continue
+            for task in list(pool):
+                if not task.done() or task.cancelled() or task.exception() is not None:
+                    continue
+                content = task.result()
+                kernel_id = content.get("kernel_id")
+                if not self.kernel_is_gone(kernel_id):
+                    continue
+                pool.remove(task)
+                dropped.append(kernel_id)
+                self.log.warning("preheated kernel %s of %s died; replacing it", kernel_id, name)
+                render = content.get("task")
+                if render is not None and not render.done():
+                    render.cancel()
+                if kernel_id in self._kernels:
+                    forget = asyncio.ensure_future(self._forget(kernel_id))
+                    _BACKGROUND.add(forget)  # held until done (the loop keeps weak references)
+                    forget.add_done_callback(_BACKGROUND.discard)
+                self.fill_if_needed(delay=0, notebook_name=name)
+        return dropped
+
+    async def _forget(self, kernel_id: str) -> None:
+        try:
+            await self.shutdown_kernel(kernel_id, now=True)
+        except Exception as e:  # already removed by the restarter's "dead" callback
+            self.log.debug("dead kernel %s: %s", kernel_id, e)
+
+    def _handle_kernel_died(self, kernel_id: str) -> None:
+        super()._handle_kernel_died(kernel_id)  # removed from the map: its place is free
+        self.drop_dead_pooled()  # one of the pool's: replaced
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Voila makes its preheating manager a subclass of this one; its pool is checked for
+        dead kernels each time it is looked at, before a kernel is handed out."""
+        super().__init_subclass__(**kwargs)
+        pool_size = cls.__dict__.get("get_pool_size")
+        if pool_size is None:
+            return
+
+        def get_pool_size(self, notebook_name: str) -> int:
+            self.drop_dead_pooled(notebook_name)
+            return pool_size(self, notebook_name)
+
+        cls.get_pool_size = get_pool_size
 
     async def cull_kernels(self) -> None:
         self._spared = self._note_handed_out()

@@ -22,14 +22,16 @@ import numpy as np
 from PIL import Image
 
 from ..data import InvalidInputError, image_from_bytes
-from ..score_names import ScoreName, TableKey, llr_names
+from ..score_names import SECOND_STAGE_COLUMN, ScoreName, TableKey
 from ..scores import InputScores, ScoreTable, decide, ood_scores, reference_key, score_inputs
+from ..verdict import describe, kl_means, llr_verdict_names, verdict_names
 from .resources import (
     DEFAULT_CHECKPOINT,
     dataset_label,
     is_comparison_set,
     load_checkpoint,
     load_score_tables,
+    second_stage_problem,
 )
 from .score_figures import (
     UploadMark,
@@ -139,10 +141,10 @@ class UploadScorer(widgets.VBox):
         self.fpr = with_class(
             widgets.FloatSlider(
                 value=fpr,
-                min=0.001,
+                min=0.01,
                 max=0.5,
-                step=0.001,
-                readout_format=".3f",
+                step=0.01,  # one key press moves one percentage point
+                readout_format=".2f",
                 description="FPR",
                 tooltip="in-distribution false-positive rate of the verdict",
                 style={"description_width": "40px"},
@@ -150,21 +152,28 @@ class UploadScorer(widgets.VBox):
             ),
             "hvae-fpr",
         )
-        verdict_names = self._verdict_names()
-        options = [(pretty_score(s, html_=False), s) for s in verdict_names]
+        llrs = self._verdict_names()
+        self.rule, voted = verdict_names("auto", self.reference.n_layers, self.ref_scores)
+        options = [(pretty_score(s, html_=False), s) for s in llrs]
         options.append(("ELBO (bits/dim)", str(ScoreName.elbo(self.n_samples > 1))))
-        if "second-stage" in self.ref_scores:  # a checkpoint with a fitted second stage
-            options.append(("second stage (beyond the paper)", "second-stage"))
+        if SECOND_STAGE_COLUMN in self.ref_scores:  # a checkpoint with a fitted second stage
+            options.insert(0, ("second stage (beyond the paper)", SECOND_STAGE_COLUMN))
         self.score_select = with_class(
             widgets.Dropdown(
                 options=options,
-                value=verdict_names[0],
+                value=voted[0] if self.rule == "second-stage" else llrs[0],
                 description="plot score",
                 style={"description_width": "80px"},
+                layout=widgets.Layout(width="340px"),  # "second stage (beyond the paper)" whole
             ),
             "hvae-upload-score",
         )
         self.status = widgets.HTML()
+        problem = second_stage_problem(checkpoint)  # a broken second stage says so, with the fix
+        self.notice = with_class(
+            widgets.HTML(status_html(html.escape(problem), "error") if problem else ""),
+            "hvae-upload-notice",
+        )
         self.error = with_class(widgets.HTML(), "hvae-upload-error")
         self.results = with_class(
             widgets.HTML(
@@ -176,18 +185,24 @@ class UploadScorer(widgets.VBox):
         # No plot when the page shows the explorer's: nothing to build or send.
         self.density = FigureSlot(self._density(), "hvae-upload-density") if show_density else None
 
+        self.clear = with_class(
+            widgets.Button(description="Clear", icon="trash", layout=widgets.Layout(width="auto")),
+            "hvae-upload-clear",
+        )
+        self.clear.on_click(lambda _b: self.reset())
         self.upload.observe(self._on_upload, "value")
         self.fpr.observe(lambda _c: self._redecide(), "value")
         self.score_select.observe(lambda _c: self._redraw_density(), "value")
 
         intro = widgets.HTML(
             f"Reference: <b>{dataset_label(self.in_name)}</b> test scores "
-            f"(n = {len(self.reference):,}, S = {self.n_samples}). An image is called OOD when "
-            "any LLR<sup>&gt;k</sup> is unusually large for the reference (Bonferroni over k), "
-            "so about a fraction FPR of in-distribution images would be flagged."
+            f"(n = {len(self.reference):,}, S = {self.n_samples}). Verdict: "
+            f"{html.escape(describe(self.rule, voted, fpr).replace(f'{fpr:g}', 'FPR'))}, so "
+            "about a fraction FPR of in-distribution images is flagged. Each upload adds to the "
+            "table; <i>Clear</i> empties it."
         )
-        controls = widgets.HBox([self.upload, self.fpr, self.status])
-        parts = [intro, controls, self.error, self.results]
+        controls = widgets.HBox([self.upload, self.clear, self.fpr, self.status])
+        parts = [intro, self.notice, controls, self.error, self.results]
         if self.density is not None:
             parts += [self.score_select, self.density.box]
         super().__init__(parts)
@@ -195,11 +210,24 @@ class UploadScorer(widgets.VBox):
 
     # ----------------------------------------------------------------------------- core
     def _verdict_names(self) -> list[str]:
-        return llr_names(self.reference.n_layers, self.n_samples, self.iw_form)
+        """The paper's LLR>k (k below the top active layer, :mod:`hvaelab.verdict`)."""
+        ref = self.reference
+        means = kl_means(ref.columns, ref.n_layers)
+        return llr_verdict_names(ref.n_layers, self.n_samples, self.iw_form, means)
+
+    def reset(self) -> None:
+        """Forget every uploaded image."""
+        self.result = None
+        self.error.value = ""
+        self.results.value = '<i style="color:#666">Upload PNG or JPEG images to score them.</i>'
+        self._redraw_density()
 
     def score_files(self, files: Sequence[tuple[str, bytes]]) -> UploadResult | None:
-        """Decode, score and show ``(name, bytes)`` files; bad files get a message, not an error."""
+        """Decode, score and show ``(name, bytes)`` files added to those already shown; bad
+        files get a message, not an error."""
         images, names, errors = [], [], []
+        if self.result is not None:  # a second upload adds to the first
+            images, names = list(self.result.images), list(self.result.scores.names)
         for name, data in files:
             try:
                 images.append(image_from_bytes(data, name, colour=self.model.config.colour))
@@ -208,7 +236,6 @@ class UploadScorer(widgets.VBox):
                 errors.append(str(e))
         self.error.value = self._errors_html(errors)
         if not images:
-            self.result = None
             self.results.value = (
                 '<i style="color:#666">No image could be scored from this upload.</i>'
             )
@@ -262,8 +289,8 @@ class UploadScorer(widgets.VBox):
     def _table_html(self) -> str:
         assert self.result is not None
         s, imgs = self.result.scores, self.result.images
-        # the verdict's scores, then the second stage (shown with its p-value, not in the verdict)
-        vnames = [*s.verdict_scores, *(n for n in ("second-stage",) if n in (s.p_values or {}))]
+        # the paper's LLR>k, then the second stage, each with its p-value
+        vnames = [*s.llr_verdict, *(n for n in (SECOND_STAGE_COLUMN,) if n in (s.p_values or {}))]
         head = "".join(
             f'<th style="padding:2px 8px">{pretty_score(n)}<br><small>nats (p)</small></th>'
             for n in vnames
@@ -288,13 +315,11 @@ class UploadScorer(widgets.VBox):
                 f'<td style="padding:2px 8px">{pretty_score(s.decisive[i])} '
                 f"(p = {s.min_p[i]:.3g})</td></tr>"
             )
-        K = len(s.verdict_scores)
+        rule = describe(s.rule, [pretty_score(n, html_=False) for n in s.verdict_scores], s.fpr)
         return (
             '<table style="border-collapse:collapse;font-size:13px">'
-            f'<caption style="caption-side:top;text-align:left">Verdict at FPR = {s.fpr:.3f}: '
-            f"OOD when the smallest p-value of LLR&gt;k is below FPR / {K} = {s.fpr / K:.4f}"
-            + (" (the second stage is shown, not voted)" if len(vnames) > K else "")
-            + ".</caption>"
+            f'<caption style="caption-side:top;text-align:left">Verdict at FPR = {s.fpr:.2f}: '
+            f"{html.escape(rule)}; the other scores are shown, not voted.</caption>"
             '<thead><tr style="border-bottom:1px solid #444"><th>image</th><th>file</th>'
             "<th>−ELBO<br><small>bits/dim</small></th>"
             f"{head}<th>verdict</th><th>decided by</th></tr></thead>"

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ import plotly.io as pio
 import traitlets
 
 from .model_menu import build_piece, page_model, takes_model
+from .widget_tree import close_unshown
 
 LIVE_FIGURE_ESM = (Path(__file__).with_name("js") / "live_figure.js").read_text()
 # plotly.js config of every figure: the modebar's camera button saves a PNG at twice the
@@ -207,7 +208,7 @@ class FigureSlot:
             GATE.hold(self)
 
     def send(self) -> None:
-        """Put :attr:`figure` into the Output now (nothing is sent if it is already there)."""
+        """Put ``figure`` into the Output now (nothing is sent if it is already there)."""
         spec_json = pio.to_json(self.figure, validate=False)
         if spec_json == self._json:
             return
@@ -250,7 +251,7 @@ class AnySlot:
             self._on_build.append(callback)
 
     def build(self) -> widgets.Widget:
-        """Create the widget now (idempotent) and put it into :attr:`box`."""
+        """Create the widget now (idempotent) and put it into ``box``."""
         if self.widget is None:
             self.widget = self._factory()
             for callback in self._on_build:
@@ -299,7 +300,7 @@ class LiveFigure:
 
     @property
     def box(self) -> widgets.Box:
-        """The widget to put on a page (as :attr:`FigureSlot.box`)."""
+        """The widget to put on a page (as ``FigureSlot.box``)."""
         return self._slot.box
 
     @property
@@ -326,25 +327,6 @@ class LiveFigure:
                 plot.overlay = self.overlay
                 plot.overlay_layout = self.overlay_layout
                 plot.revision = self.revision
-
-
-def close_unshown(root: widgets.Widget, keep: Iterable[widgets.Widget] = ()) -> None:
-    """Close ``root`` and every widget under it (children, layouts, styles) except the subtrees
-    of ``keep``: for parts of a composite that a page builds but never shows, so the browser
-    does not have to load their models (a closed widget sends nothing)."""
-    kept = {id(w) for w in keep}
-
-    def visit(w: widgets.Widget) -> None:
-        if id(w) in kept:
-            return
-        for child in getattr(w, "children", ()):
-            visit(child)
-        for part in (getattr(w, "layout", None), getattr(w, "style", None)):
-            if isinstance(part, widgets.Widget):
-                visit(part)
-        w.close()
-
-    visit(root)
 
 
 def with_class(widget: widgets.Widget, *css_classes: str) -> widgets.Widget:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import math
 import struct
 import zlib
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -32,7 +32,7 @@ IDX_MAX_BYTES = 8 * 1024**3  # a header promising more than this is treated as c
 CHUNK = 1 << 20
 
 
-def _read_exact(f: BinaryIO, n: int, path: Path, what: str) -> bytes:
+def _read_exact(f: io.BufferedIOBase, n: int, path: Path, what: str) -> bytes:
     data = f.read(n)
     if len(data) != n:
         raise DataFormatError(
@@ -50,7 +50,7 @@ def read_idx_md5(path: str | Path, max_bytes: int | None = None) -> tuple[np.nda
         raw.seek(0)
         kind = "gzip-compressed IDX" if compressed else "IDX"
         try:
-            f: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw  # type: ignore[assignment]
+            f: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
             md5 = hashlib.md5()
             head = _read_exact(f, 4, path, "magic number")
             if head[0] != 0 or head[1] != 0:
@@ -87,7 +87,7 @@ def read_idx_md5(path: str | Path, max_bytes: int | None = None) -> tuple[np.nda
             md5.update(head)
             md5.update(dim_bytes)
             out = np.empty(dims, dtype=dtype)
-            view = memoryview(out.reshape(-1).view(np.uint8))
+            view = out.reshape(-1).view(np.uint8).data  # a memoryview of the array's bytes
             pos = 0
             while pos < nbytes:
                 n = f.readinto(view[pos : pos + CHUNK])
@@ -158,7 +158,7 @@ def images_md5(images: np.ndarray) -> str:
     """
     arr = np.ascontiguousarray(images, dtype=np.uint8)
     md5 = hashlib.md5(bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape))
-    md5.update(memoryview(arr).cast("B"))
+    md5.update(arr.data.cast("B"))
     return md5.hexdigest()
 
 
@@ -168,7 +168,7 @@ def md5_file(path: str | Path, decompress: bool = True) -> str:
     with Path(path).open("rb") as raw:
         is_gz = raw.read(2) == GZIP_MAGIC
         raw.seek(0)
-        f: BinaryIO = gzip.GzipFile(fileobj=raw) if (decompress and is_gz) else raw  # type: ignore[assignment]
+        f: io.BufferedIOBase = gzip.GzipFile(fileobj=raw) if (decompress and is_gz) else raw
         while chunk := f.read(CHUNK):
             md5.update(chunk)
     return md5.hexdigest()

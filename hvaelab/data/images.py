@@ -117,9 +117,9 @@ def _image_to_array(source: str | Path | BinaryIO, name: str, colour: bool = Fal
                         f"{name}: image is {w}x{h} pixels, more than the {MAX_IMAGE_PIXELS:,} "
                         "allowed; shrink it first (it is resized to 28x28 anyway)."
                     )
-                im = ImageOps.exif_transpose(im) or im
+                upright: Image.Image = ImageOps.exif_transpose(im) or im
                 mode, side = ("RGB", COLOUR_SIZE) if colour else ("L", IMAGE_SIZE)
-                out = im.convert(mode).resize((side, side), Image.Resampling.BILINEAR)
+                out = upright.convert(mode).resize((side, side), Image.Resampling.BILINEAR)
                 return np.array(out, dtype=np.uint8)
     except InvalidInputError:
         raise

@@ -100,6 +100,7 @@ def _check_labels(labels: np.ndarray, n: int, path: Path) -> None:
 def _read_files(spec: DatasetSpec, split: str, paths: dict[str, Path]):
     """Read the located files of an ``idx`` or ``npy`` split (checksums and shapes checked)."""
     images_name, labels_name = spec.splits[split]
+    assert isinstance(images_name, str)  # one file a split (tuples: the natural-image loaders)
     read = _idx_cached if spec.loader == "idx" else _npy_cached
     images, md5 = read(*_stat_key(paths[images_name]))
     if md5 is not None:
@@ -144,7 +145,9 @@ def _read_natural(spec: DatasetSpec, split: str, paths: dict[str, Path]):
 
 
 def _read_folder(spec: DatasetSpec, split: str, paths: dict[str, Path]):
-    folder = paths[spec.splits[split][0]]
+    folder_name = spec.splits[split][0]
+    assert isinstance(folder_name, str)  # one folder a split
+    folder = paths[folder_name]
     files = list_files(folder, IMAGE_SUFFIXES)
     if not files:
         raise DataFormatError(

@@ -25,7 +25,7 @@ MANIFEST = "manifest.json"
 FORMAT = "hvaelab-data-package"
 VERSION = 1
 
-Ranges = list[tuple[int, int]]
+Ranges = list[tuple[int, ...]]  # [(start, stop), ...]
 
 
 def indices_of(ranges: Ranges) -> np.ndarray:
@@ -67,12 +67,14 @@ def build_package(
             if idx.size == 0 or idx.max() >= len(ds):
                 raise ValueError(f"{name}/{split}: ranges {ranges} outside 0..{len(ds)}")
             files = {}
-            for role, fname, arr in (
+            role_files: tuple[tuple[str, str | tuple[str, ...] | None, np.ndarray | None], ...] = (
                 ("images", spec.splits[split][0], ds.images),
                 ("labels", spec.splits[split][1], ds.labels),
-            ):
+            )
+            for role, fname, arr in role_files:
                 if fname is None or arr is None:
                     continue
+                assert isinstance(fname, str)  # excerpts are of one-file-a-split datasets
                 rel = f"{out_name}/{fname}.gz"
                 write_idx(folder / rel, np.ascontiguousarray(arr[idx]))
                 files[role] = {
@@ -124,7 +126,8 @@ def package_specs(folder: str | Path) -> list[DatasetSpec]:
     specs = []
     for entry in read_manifest(folder)["datasets"]:
         source = get_spec(entry["source"])
-        splits, md5 = {}, {}
+        splits: dict[str, tuple[str | tuple[str, ...], str | None]] = {}
+        md5: dict[str, str] = {}
         for split, s in entry["splits"].items():
             names = []
             for role in ("images", "labels"):
@@ -197,6 +200,10 @@ def check_against_source(folder: str | Path, data_dir: str | Path | None = None)
             idx = indices_of([tuple(r) for r in s["indices"]])
             if images_md5(real.images[idx]) != mine.md5:
                 problems.append(f"{entry['name']}/{split}: images differ from the source's")
-            if real.labels is not None and not np.array_equal(real.labels[idx], mine.labels):
+            if (
+                real.labels is not None
+                and mine.labels is not None
+                and not np.array_equal(real.labels[idx], mine.labels)
+            ):
                 problems.append(f"{entry['name']}/{split}: labels differ from the source's")
     return problems

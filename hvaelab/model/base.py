@@ -17,11 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..config import HVAEConfig
 from .distributions import Gaussian, GaussianHead
+from .inputs import Binarization, ModelInput, model_inputs
 from .layers import Embed, Stage, data_dependent_init
 from .likelihoods import Likelihood
 
@@ -101,10 +103,27 @@ class HierarchicalVAE(nn.Module):
     config: Any
     shapes: list[tuple[int, ...]]
     likelihood: Likelihood
+    # the bottom-up network's parts, built by subclasses (their names are checkpoint keys)
+    enc_embed: nn.ModuleList
+    enc_skip: nn.ModuleList
+    enc_stage: nn.ModuleList
     second_stage: Any = None
 
     # ------------------------------------------------------------------------- contract
-    def forward(self, x: Tensor, k: int = 0, l: int | None = None, **kwargs: Any) -> HVAEOutput:
+    def forward(
+        self,
+        x: Tensor,
+        k: int = 0,
+        l: int | None = None,
+        posterior: str = "sample",
+        prior: str = "sample",
+        eps: dict[int, Tensor] | None = None,
+        generator: torch.Generator | None = None,
+        cache: Any = None,
+    ) -> HVAEOutput:
+        """One pass (every model keeps this signature): the k lowest latents from the
+        conditional prior (L>k, eq. 5), latents from l up from the prior (L<l); ``cache`` is
+        :meth:`encode_means` of the same x."""
         raise NotImplementedError
 
     def encode_means(self, x: Tensor) -> Any:
@@ -151,11 +170,15 @@ class HierarchicalVAE(nn.Module):
         """Map images in [0, 1] (binarized for Bernoulli) to the likelihood's input space."""
         return self.likelihood.to_model_space(x)
 
-    def inputs(self, images, binarize: str = "fixed", seed: int = 0, generator=None):
+    def inputs(
+        self,
+        images: Tensor | np.ndarray,
+        binarize: Binarization = "fixed",
+        seed: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> ModelInput:
         """The one door for images (:func:`hvaelab.model.inputs.model_inputs`): checked,
         binarized for Bernoulli models, on the model's device and in its input space."""
-        from .inputs import model_inputs
-
         return model_inputs(self, images, binarize, seed, generator)
 
     def check_input(self, x: Tensor) -> None:

@@ -8,7 +8,7 @@ and its posterior and prior are one diagonal Gaussian over that concatenation, s
 
     LayerOutput.kl = log q(z_i^BU|.) + log q(z_i^TD|.) - log p(z_i^BU|z_>i) - log p(z_i^TD|z_>i)
 
-Factorisation (z_>i = both units of every layer above i, z_0^BU = x):
+Factorisation (``z_>i`` = both units of every layer above i, z_0^BU = x):
 
 * generative, top-down: ``p(z_L) = N(0, I)``; a deterministic top-down path
   ``t_{i} = Stage_{i+1}(Embed(z_{i+1}) + t_{i+1})`` carries every latent above i (the skip
@@ -19,21 +19,21 @@ Factorisation (z_>i = both units of every layer above i, z_0^BU = x):
   ``q(z_L | x, z_<L^BU)``; the top-down units ``q(z_i^TD | x, z_>i)`` come from the generative
   path t_i combined with the bottom-up features d_i.
 
-L>k (eq. 5, appendix D). Layers z_<=k, both their BU and TD units, come from the generative
+L>k (eq. 5, appendix D). Layers ``z_<=k``, both their BU and TD units, come from the generative
 model's conditional ``p(z_<=k | z_>k)``, sampled or at its means. The proposal
 ``q(z_>k | x)`` is BIVA's inference model with the bottom-up path below z_{k+1} used as a
 deterministic encoder fed the posterior *means* of z_1^BU..z_k^BU (appendix D's
 ``d_k(x) = E[q(z_k | d_{k-1}(x))]``); above k the bottom-up path runs on sampled z^BU, and the
-top-down units of layers > k are conditioned on t_i, which depends only on the sampled z_>k.
-Nothing of q(z_>k | x) therefore depends on a prior draw below k+1 (this is what makes eq. 19's
+top-down units of layers > k are conditioned on t_i, which depends only on the sampled ``z_>k``.
+Nothing of ``q(z_>k | x)`` therefore depends on a prior draw below k+1 (this is what makes eq. 19's
 Jensen step valid: the proposal is a function of x alone). The KL terms are those of the layers
 above k only, each computed in this very pass; layers <= k contribute nothing, so
 ``bound = log p(x|z) - sum_{i>k} [log q(z_i|.) - log p(z_i|z_>i)]`` = eq. 5's integrand.
 
 L<l (appendix E, eqs. 20-21, with the project's correction in :mod:`hvaelab.bounds`). Layers
-z_>=l come from the prior top-down and z_<l from the posterior: the BU units through the
+``z_>=l`` come from the prior top-down and ``z_<l`` from the posterior: the BU units through the
 bottom-up path on samples from x, the TD units conditioned on the z above them, which includes
-the prior draws of z_>=l (BIVA's inference model is conditioned on the latents above by
+the prior draws of ``z_>=l`` (BIVA's inference model is conditioned on the latents above by
 construction); the KL terms are those of the layers below l, and
 ``bound = log p(x|z) + sum_{i<l} [log p(z_i|z_>i) - log q(z_i|x, z_>i)]``. ``LLR^{>k}_{<l}`` of
 eq. 21 is the difference of two such passes with common noise.
@@ -169,7 +169,7 @@ class BIVA(HierarchicalVAE):
         return self.out_head(t0)
 
     # ------------------------------------------------------------------------- passes
-    def encode_means(self, x: Tensor) -> BIVACache:  # type: ignore[override]
+    def encode_means(self, x: Tensor) -> BIVACache:
         """Run the bottom-up path forwarding the means of the BU units (appendix D's d_k(x))."""
         self.check_input(x)
         x_skip = self._x_skip(x)
@@ -182,7 +182,7 @@ class BIVA(HierarchicalVAE):
             zs.append(q[i].mean)
         return BIVACache(d, q, x_skip, x)
 
-    def forward(  # type: ignore[override]
+    def forward(
         self,
         x: Tensor,
         k: int = 0,
@@ -223,6 +223,7 @@ class BIVA(HierarchicalVAE):
             x_skip = self._x_skip(x)
         for i in range(1, needed + 1):
             if on_mean_path:
+                assert cache is not None
                 d[i], q_bu[i] = cache.d[i], cache.q[i]
             else:
                 d[i] = self._bottom_up(i, z_bu[i - 1], z_bu.get(i - 2), x_skip)

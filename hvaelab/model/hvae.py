@@ -131,15 +131,15 @@ class HVAE(HierarchicalVAE):
     ) -> HVAEOutput:
         """One pass of the model on x (already in model space, see :meth:`prepare`).
 
-        Args:
-            k: the k lowest latents z_1..z_k come from the conditional prior p(z_i | z_{i+1})
-                (L>k, eq. 5; k = 0 is the ordinary ELBO pass).
-            l: if given, latents z_l..z_L come from the prior top-down (L<l, appendix E);
-                l = L + 1 is the ordinary ELBO pass.
-            posterior, prior: "sample" or "mean" for the latents taken from each.
-            eps: optional standard-normal noise per layer (shape of z_i), for common random
-                numbers across passes; otherwise drawn from ``generator``.
-            cache: :meth:`encode_means` of the same x, to share the inference network's mean path.
+        - ``k``: the k lowest latents z_1..z_k come from the conditional prior
+          p(z_i | z_{i+1}) (L>k, eq. 5; k = 0 is the ordinary ELBO pass).
+        - ``l``: if given, latents z_l..z_L come from the prior top-down (L<l, appendix E);
+          l = L + 1 is the ordinary ELBO pass.
+        - ``posterior``, ``prior``: "sample" or "mean" for the latents taken from each.
+        - ``eps``: optional standard-normal noise per layer (shape of z_i), for common random
+          numbers across passes; otherwise drawn from ``generator``.
+        - ``cache``: :meth:`encode_means` of the same x, to share the inference network's mean
+          path.
         """
         L = self.n_layers
         source = self._sources(k, l, posterior, prior)
@@ -158,6 +158,7 @@ class HVAE(HierarchicalVAE):
             x_skip = self._x_skip(x)
         for i in range(1, needed + 1):
             if on_mean_path:
+                assert cache is not None
                 q[i] = cache.q[i]
             else:
                 h = self._bottom_up_input(i, z_enc[i - 1], z_enc.get(i - 2), x_skip)

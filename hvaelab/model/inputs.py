@@ -16,20 +16,32 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..config import HVAEConfig
 from ..data.binarize import binarize as binarize_dynamic
 from ..data.binarize import binarize_fixed, to_tensor
 from ..data.errors import InvalidInputError
 
-if TYPE_CHECKING:
-    from .base import HierarchicalVAE
-
 Binarization = Literal["fixed", "dynamic", "none"]
+
+
+class InputModel(Protocol):
+    """What the door needs of a model: its config (input shape, likelihood), a parameter (for
+    the device and dtype) and its map into the likelihood's input space. Every
+    :class:`hvaelab.model.base.HierarchicalVAE` is one; the door does not import the models
+    (imports run one way: ``base`` -> ``inputs``)."""
+
+    @property
+    def config(self) -> HVAEConfig: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def prepare(self, x: Tensor) -> Tensor: ...
 
 
 @dataclass
@@ -41,9 +53,7 @@ class ModelInput:
     x: Tensor
 
 
-def _as_float01(
-    model: HierarchicalVAE, images: Tensor | np.ndarray, what: str, trusted: bool
-) -> Tensor:
+def _as_float01(model: InputModel, images: Tensor | np.ndarray, what: str, trusted: bool) -> Tensor:
     exp = tuple(model.config.in_shape)
     if isinstance(images, np.ndarray):
         images = to_tensor(images)  # uint8 0..255, floats in [0, 1] or bools; (N,28,28)
@@ -81,7 +91,7 @@ def _as_float01(
 
 
 def model_inputs(
-    model: HierarchicalVAE,
+    model: InputModel,
     images: Tensor | np.ndarray,
     binarize: Binarization = "fixed",
     seed: int = 0,

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 class _WeightNorm(nn.Module):
     """Shared machinery: parameters v, g, b and the data-dependent initialisation."""
 
+    _out_axis: int  # the output-channel axis of the weight
     ddi: bool = False  # set by :func:`data_dependent_init` while the init batch runs
 
     def _init_params(self, shape: tuple[int, ...], out_dim: int) -> None:

@@ -63,8 +63,8 @@ class LinearBIVA(BIVA):
         cfg = LinearBIVAConfig(x_dim, tuple(unit_dims), seed)
         self.config = cfg
         L, c = cfg.n_layers, cfg.unit_dims
-        self.units = [(x_dim,)] + [(c[i - 1],) for i in range(1, L + 1)]
-        self.shapes = [(x_dim,)] + [(2 * c[i - 1],) for i in range(1, L)] + [(c[L - 1],)]
+        self.units = [(x_dim,), *((c[i - 1],) for i in range(1, L + 1))]
+        self.shapes = [(x_dim,), *((2 * c[i - 1],) for i in range(1, L)), (c[L - 1],)]
         self.likelihood = DiagonalGaussianLikelihood()
         dims = [s[0] for s in self.shapes]  # full layer dims, index 0 = x
         g = torch.Generator().manual_seed(seed)

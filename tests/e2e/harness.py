@@ -115,14 +115,16 @@ def start_voila(
     env: dict[str, str] | None = None,
     args: Sequence[str] = (),
     command: Sequence[str] | None = None,
+    port: int | None = None,
 ) -> VoilaServer:
     """Start the dashboards on a free loopback port and wait until the tree page answers.
 
     ``args``: more ``hvaelab dashboard`` flags (``--pool-size 0``...); ``command``: the
     ``hvaelab`` to run, e.g. another environment's ``[".../bin/hvaelab"]`` (default: the JSON
     list in ``$HVAELAB_E2E_COMMAND``, which scripts/smoke_install.py sets to serve an installed
-    package to these tests, else this interpreter's ``python -m hvaelab``)."""
-    port = free_port()
+    package to these tests, else this interpreter's ``python -m hvaelab``); ``port``: this one
+    (a restart on the same address) instead of a free one."""
+    port = port or free_port()
     hvaelab = list(command or json.loads(os.environ.get(COMMAND_ENV) or "null") or [])
     hvaelab = hvaelab or [sys.executable, "-m", "hvaelab"]
     argv = [*hvaelab, "dashboard", "--port", str(port), *map(str, args)]

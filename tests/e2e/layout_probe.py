@@ -18,7 +18,9 @@ One JavaScript probe (:data:`PROBE_JS`, run by :func:`probe_layout`) walks the r
 - ``figure-height``: a plotly figure whose own box is less tall than the figure (it is cut, or
   spills over what follows: plotly's ``responsive`` config does that to a figure in a
   notebook output once it is resized);
-- ``title``: a plotly title, axis title or annotation whose text is outside the figure's svg.
+- ``title``: a plotly title, axis title or annotation whose text is outside the figure's svg;
+- ``legend``: a plotly legend whose box covers a data point of a trace (a curve's vertex, a
+  marker) or an annotation (a p-value label).
 
 Shared by ``tests/e2e/test_e2e_layout.py`` and ``benchmarks/layout_probe.py``.
 """
@@ -210,6 +212,37 @@ PROBE_JS = r"""
           `tall in a box ${Math.round(box)} px tall (cut, or over what follows)`);
       }
       const sr = svg.getBoundingClientRect();
+      // the legend covers no data point of any trace and no annotation (a p-value label)
+      const bg = gd.querySelector('.legend .bg');
+      const lr = bg && shown(bg) ? bg.getBoundingClientRect() : null;
+      if (lr && lr.width > TOL && lr.height > TOL) {
+        const inside = (x, y) => x > lr.left + TOL && x < lr.right - TOL &&
+          y > lr.top + TOL && y < lr.bottom - TOL;
+        for (const tr of gd._fullData || []) {
+          if (tr.visible !== true || !tr.x || !tr.y || tr.type !== 'scatter') continue;
+          const xa = fl[tr.xaxis.replace('x', 'xaxis')], ya = fl[tr.yaxis.replace('y', 'yaxis')];
+          if (!xa || !ya) continue;
+          let hits = 0;
+          for (let i = 0; i < tr.x.length; i++) {
+            if (tr.x[i] == null || tr.y[i] == null) continue;
+            const x = sr.left + xa._offset + xa.l2p(xa.d2l(tr.x[i]));
+            const y = sr.top + ya._offset + ya.l2p(ya.d2l(tr.y[i]));
+            if (Number.isFinite(x) && Number.isFinite(y) && inside(x, y)) hits++;
+          }
+          if (hits) {
+            add('legend', gd, hits, `the legend covers ${hits} point(s) of "${tr.name || ''}"`);
+          }
+        }
+        for (const t of gd.querySelectorAll('.annotation-text')) {
+          if (!shown(t) || !t.textContent.trim()) continue;
+          const ar = t.getBoundingClientRect();
+          const w = Math.min(ar.right, lr.right) - Math.max(ar.left, lr.left);
+          const h = Math.min(ar.bottom, lr.bottom) - Math.max(ar.top, lr.top);
+          if (w > TOL && h > TOL) {
+            add('legend', gd, w, `the legend covers "${t.textContent.trim().slice(0, 30)}"`);
+          }
+        }
+      }
       for (const t of gd.querySelectorAll(TITLES)) {
         if (!shown(t) || !t.textContent.trim()) continue;
         const tr = t.getBoundingClientRect();

@@ -53,6 +53,10 @@ def test_tree_lists_every_dashboard(browser, dashboard_server, screenshots):
         text = page.inner_text("body")
         missing = [nb for nb in PAGES.values() if nb not in text]
         assert not missing, f"the tree page does not list {missing}; it shows:\n{text}"
+        # each page with its title and what it shows, not a bare file name
+        about = page.locator(".hvae-tree-about")
+        assert about.count() == len(PAGES), text
+        assert "Draw and inspect" in text and "watch every k decide" in text, text
         screenshot(page, screenshots / "00_tree.png")
         guard.assert_clean()
     finally:

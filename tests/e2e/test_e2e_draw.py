@@ -64,12 +64,17 @@ def _expected(model, ref, image: np.ndarray):
 def _check_scores(page, model, ref, given: np.ndarray) -> dict:
     shown = shown_scores(page)
     exp = _expected(model, ref, given)
-    assert set(shown["value"]) == set(exp.verdict_scores), shown["value"]
-    for name in exp.verdict_scores:
+    # the paper's LLR>k (k below the top active layer) and the second stage, which decides
+    listed = [*exp.llr_verdict, "second-stage"]
+    assert exp.verdict_scores == ["second-stage"] and set(shown["value"]) == set(listed)
+    for name in listed:
         assert shown["value"][name] == pytest.approx(float(exp.scores[name][0]), rel=1e-3, abs=1e-3)
         assert shown["p"][name] == pytest.approx(float(exp.p_values[name][0]), abs=2e-3)
     assert shown["bpd"] == pytest.approx(float(exp.bits_per_dim[0]), rel=1e-3)
     assert shown["verdict"] == ("OOD" if exp.is_ood[0] else "in-distribution")
+    paper = page.locator(".hvae-inspect-paper").get_attribute("data-verdict")
+    assert paper == ("OOD" if exp.paper.is_ood[0] else "in-distribution")
+    shown["paper"] = paper
     return shown
 
 
@@ -112,7 +117,7 @@ def test_replayed_test_images_are_seen_and_scored_exactly(open_dashboard, screen
         n_rec = page.locator(".hvae-inspect-rec").count()
         assert n_rec == model.n_layers + 1, f"{n_rec} reconstructions for k = 0..{model.n_layers}"
         marks = marker_shapes(page, ".hvae-inspect-density", "your drawing")
-        assert len(marks) == model.n_layers, "a density without the drawing's marker"
+        assert len(marks) == model.n_layers - 1, "a density without the drawing's marker"
         for k, mark in enumerate(marks, start=1):
             assert mark["x0"] == pytest.approx(shown["value"][f"LLR>{k}"], rel=1e-3, abs=1e-3)
         kl = marker_shapes(page, ".hvae-inspect-kl", "your drawing")
@@ -169,9 +174,49 @@ def test_selecting_a_strip_point_shows_it_in_every_view(open_dashboard, screensh
     roc = figure_data(page, ".hvae-roc-fig")
     assert any("selected" in (t["name"] or "") for t in roc), "no marker on the explorer's ROC"
     marks = marker_shapes(page, ".hvae-inspect-density", "MNIST test image 7")
-    assert len(marks) == model.n_layers
+    assert len(marks) == model.n_layers - 1  # LLR>1, LLR>2: the verdict's k
     assert marks[0]["x0"] == pytest.approx(shown["value"]["LLR>1"], rel=1e-3, abs=1e-3)
     sel = page.locator(".hvae-example-strip .hvae-strip-selected")
     assert sel.count() == 1 and sel.get_attribute("data-index") == str(index)
     screenshot(page, screenshots / "01_explorer_selected.png")
+    guard.assert_clean()
+
+
+def test_the_drawings_the_page_suggests_come_out_as_it_says(open_dashboard, screenshots, scoring):
+    """Each drawing of the page's "Try these" list, drawn with the mouse stroke by stroke with
+    the page's own brush controls: the page shows the outcome its list predicts (the paper's
+    verdict, the deciding LLR>k, the ELBO's preference) and the second stage flags it."""
+    from hvaelab.app.draw_view import TRY_THESE
+    from hvaelab.data.drawings import load_drawing
+
+    model, ref, _ = scoring
+    page, guard = open_dashboard(PAGES["draw"])
+    bpd = {}
+    for claim in TRY_THESE:
+        drawing = load_drawing(claim.drawing)
+        page.locator(".hvae-canvas-clear").click()
+        for stroke in drawing.strokes:
+            set_brush(page, stroke.width, stroke.ink, stroke.shape)
+            draw_stroke(page, stroke.points)
+        rev, _ = canvas_revisions(page)
+        wait_drawn(page, rev)
+        given = image_of(page, ".hvae-inspect-given img")
+        diff = np.abs(given.astype(int) - drawing.image.astype(int))
+        assert diff.max() <= 3 and diff.mean() < 0.1, f"{claim.drawing}: another image"
+        shown = _check_scores(page, model, ref, given)
+        assert shown["verdict"] == "OOD", claim.drawing  # the second stage flags every drawing
+        assert shown["paper"] == claim.paper, (claim.drawing, shown)
+        bpd[claim.drawing] = shown["bpd"]
+        if claim.decided_by:
+            said = page.locator(".hvae-inspect-paper").inner_text()
+            assert said.split("(")[1].startswith(claim.decided_by), said
+        screenshot(page, screenshots / f"07_draw_{claim.drawing}.png")
+    for claim in TRY_THESE:
+        if claim.likelier_than:
+            assert bpd[claim.drawing] < bpd[claim.likelier_than], bpd
+    # the menu puts the shipped strokes on the canvas: exactly the file's image
+    rev, _ = canvas_revisions(page)
+    page.locator(".hvae-draw-drawings select").select_option(label=load_drawing("seven").what)
+    wait_drawn(page, rev + 1)
+    assert np.array_equal(image_of(page, ".hvae-inspect-given img"), load_drawing("seven").image)
     guard.assert_clean()

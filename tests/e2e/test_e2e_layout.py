@@ -47,6 +47,10 @@ SYNTHETIC = """
   <div class="jupyter-widgets widget-box hvae-bad-title-box" style="width: 600px">
     <div id="fixed"></div></div>
   <div class="jupyter-widgets widget-box" style="width: 600px"><div id="fluid"></div></div>
+  <div class="jupyter-widgets widget-box hvae-bad-legend" style="width: 400px">
+    <div id="covered"></div></div>
+  <div class="jupyter-widgets widget-box hvae-ok-legend" style="width: 400px">
+    <div id="beside"></div></div>
 </div></body></html>
 """
 
@@ -62,6 +66,14 @@ def test_the_probe_reports_each_kind_of_problem(browser):
               await Plotly.newPlot('fixed', [{y: [1, 3, 2]}],
                                    {width: 260, height: 200, title: {text: title}});
               await Plotly.newPlot('fluid', [{y: [1, 2]}], {height: 200});
+              // a legend inside the plotting area, over a line's points; one below the axes
+              const xs = Array.from({length: 41}, (_, i) => i / 40);
+              const two = [{x: xs, y: xs, name: 'rising'}, {x: xs, y: xs.map((x) => 1 - x),
+                           name: 'falling'}];
+              await Plotly.newPlot('covered', two, {width: 380, height: 260,
+                                   legend: {x: 0.35, y: 0.55}});
+              await Plotly.newPlot('beside', two, {width: 380, height: 300,
+                                   legend: {orientation: 'h', x: 0, y: -0.2, yanchor: 'top'}});
               // the container grows; the figure, not told (no responsive config), stays put
               document.getElementById('fluid').parentElement.style.width = '680px';
             }"""
@@ -77,6 +89,7 @@ def test_the_probe_reports_each_kind_of_problem(browser):
             ("overlap", "hvae-bad-under"),
             ("title", "hvae-bad-title-box"),
             ("figure-width", "#fluid"),
+            ("legend", "hvae-bad-legend"),
         }
         missing = [
             (k, w) for k, w in expected if not any(f.kind == k and w in f.path for f in findings)

@@ -17,18 +17,37 @@ def test_lesson_asks_then_tells_and_the_toy_follows_its_knob(open_dashboard, scr
     data = lesson.lesson_data("fashionmnist")  # what the page's kernel reads, from the same files
     in_bpd, ood_bpd = (lesson.bits_per_dim(t) for t in data.s1)
 
-    first = page.locator(".hvae-question").first
+    # ask before telling: no figure that shows an answer is on the page before its reveal
+    for fig in (".hvae-question-then", ".hvae-toy-fig", ".hvae-layer-terms-fig"):
+        assert page.locator(fig).count() == 0, f"{fig} is shown before its question's reveal"
+    questions = page.locator(".hvae-question")
+    first = questions.nth(0)
     answer = first.locator(".hvae-question-answer")
     assert answer.inner_text().strip() == "", "the answer must wait for the click"
-    first.locator(".hvae-question-choice button", has_text="MNIST (never seen)").click()
+    first.locator(".hvae-question-choice button", has_text="FashionMNIST (its own kind)").click()
     first.locator(".hvae-question-reveal").click()
     page.wait_for_function(
         "(el) => el.innerText.includes('Answer:')", arg=answer.element_handle(), timeout=30_000
     )
+    assert "✘ Not quite." in answer.inner_text()
+    # the reveal follows the choice: the right one now says so
+    first.locator(".hvae-question-choice button", has_text="MNIST (never seen)").click()
+    page.wait_for_function(
+        "(el) => el.innerText.includes('Right.')", arg=answer.element_handle(), timeout=30_000
+    )
     text = answer.inner_text()
-    assert "✔ Right." in text and "Answer: MNIST (never seen)." in text, text
+    assert "✔ Right." in text and "Not quite" not in text, text
+    assert "Answer: MNIST (never seen)." in text, text
     assert f"{ood_bpd:.3f} bits/dim" in text and f"{in_bpd:.3f} bits/dim" in text, text
     assert first.locator(".hvae-question-reveal").is_disabled()
+    first.locator(".hvae-question-then").first.wait_for(timeout=30_000)  # the ELBO densities
+    # the toy and the layer terms come with their questions' answers
+    for i, choice, fig in ((1, "the OOD set", ".hvae-toy-fig"), (2, None, ".hvae-layer-terms-fig")):
+        q = questions.nth(i)
+        if choice:
+            q.locator(".hvae-question-choice button", has_text=choice).click()
+        q.locator(".hvae-question-reveal").click()
+        page.locator(fig).first.wait_for(timeout=UPDATE_TIMEOUT_MS)
 
     info = page.locator(".hvae-toy-info")
     before = info.inner_text()

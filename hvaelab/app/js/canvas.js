@@ -52,16 +52,22 @@ function render({ model, el }) {
   bar.className = "hvae-canvas-tools";
   bar.style.cssText = "display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin-top:4px;font-size:12px;max-width:280px";
   const mk = (tag, cls, props) => { const e = document.createElement(tag); e.className = cls; Object.assign(e, props || {}); return e; };
-  const undo = mk("button", "hvae-canvas-undo", { textContent: "undo", title: "take back the last stroke" });
-  const clear = mk("button", "hvae-canvas-clear", { textContent: "clear", title: "an empty canvas" });
+  // ipywidgets' own button look (jupyter-button), so the tools match the page's other buttons
+  const undo = mk("button", "hvae-canvas-undo jupyter-button widget-button", { textContent: "undo", title: "take back the last stroke" });
+  const clear = mk("button", "hvae-canvas-clear jupyter-button widget-button", { textContent: "clear", title: "an empty canvas" });
+  for (const b of [undo, clear]) b.style.cssText = "width:auto;height:24px;padding:0 10px;line-height:22px";
   const size = mk("input", "hvae-canvas-width", { type: "range", min: 5, max: 60, step: 1, title: "brush size (canvas px; 10 = one model pixel)" });
   const ink = mk("input", "hvae-canvas-ink", { type: "range", min: 0, max: 1, step: "any", title: "ink: 1 = white, 0 = eraser" });
   const shape = mk("select", "hvae-canvas-shape", { title: "brush shape" });
   for (const s of ["round", "square"]) shape.appendChild(mk("option", "", { value: s, textContent: s }));
   const state = mk("span", "hvae-canvas-state", {});
   state.style.color = "#1f77b4";
-  const label = (t, e) => { const l = mk("label", "", {}); l.style.cssText = "display:flex;gap:3px;align-items:center"; l.append(t, e); return l; };
-  bar.append(undo, clear, label("size", size), label("ink", ink), shape, state);
+  // each slider shows its value beside it
+  const sizeValue = mk("span", "hvae-canvas-width-value", {}), inkValue = mk("span", "hvae-canvas-ink-value", {});
+  for (const v of [sizeValue, inkValue]) v.style.cssText = "min-width:2.2em;font-variant-numeric:tabular-nums";
+  const label = (t, e, v) => { const l = mk("label", "", {}); l.style.cssText = "display:flex;gap:3px;align-items:center"; l.append(t, e, v); return l; };
+  bar.append(undo, clear, label("size", size, sizeValue), label("ink", ink, inkValue), shape, state);
+  const showValues = () => { sizeValue.textContent = String(Math.round(Number(size.value))); inkValue.textContent = Number(ink.value).toFixed(2); };
   el.append(canvas, bar);
 
   let local = (model.get("strokes") || []).slice();
@@ -70,6 +76,7 @@ function render({ model, el }) {
 
   function syncTools() {
     size.value = model.get("width"); ink.value = model.get("ink"); shape.value = model.get("shape");
+    showValues();
   }
   function redraw() {
     ctx.fillStyle = "#000"; ctx.fillRect(0, 0, PX, PX);
@@ -131,7 +138,7 @@ function render({ model, el }) {
   clear.addEventListener("click", () => {
     local = []; model.set({ base: [] }); redraw(); changed();
   });
-  const tool = (name, el_, conv) => el_.addEventListener("input", () => { model.set(name, conv(el_.value)); model.save_changes(); });
+  const tool = (name, el_, conv) => el_.addEventListener("input", () => { showValues(); model.set(name, conv(el_.value)); model.save_changes(); });
   tool("width", size, Number); tool("ink", ink, Number); tool("shape", shape, String);
   shape.addEventListener("change", () => { model.set("shape", shape.value); model.save_changes(); });
 
