@@ -140,6 +140,17 @@ def test_select_k_tie_between_columns_picks_larger_z():
     np.testing.assert_array_equal(chosen, [1, 0])  # z0 = 29.5 in the second row
 
 
+def test_select_k_lower_tail_breaks_ties_by_how_far_below_the_reference():
+    """A lower-tail column: inputs below the whole reference share p = 1/(n+1); the one further
+    below scores higher (its z-score enters negated). Catches the tail's sign dropped."""
+    ref = np.column_stack([np.arange(100.0), np.arange(100.0)])
+    vals = np.array([[-5.0, 50.0], [-500.0, 50.0], [150.0, 50.0]])
+    score, chosen = P.select_k_scores(ref, vals, tails=["lower", "upper"])
+    np.testing.assert_array_equal(chosen, [0, 0, 1])
+    assert score[0] < score[1]  # both at p = 1/101 in column 0; -500 is further out
+    assert score[2] < score[0]  # 150 is not extreme for a lower tail: column 1's p decides
+
+
 def test_select_k_validation():
     with pytest.raises(RuntimeError, match="before fit"):
         P.SelectKScore().score(np.zeros((1, 2)))
@@ -158,6 +169,10 @@ def test_split_reference_disjoint_and_seeded():
     np.testing.assert_array_equal(ref_idx, again)
     other, _ = P.split_reference(1000, fraction=0.3, seed=1)
     assert other.size == 300
+    # the seed chooses the split (catches it ignored)
+    seeded = [P.split_reference(1000, fraction=0.3, seed=s)[0] for s in (0, 1, 1)]
+    assert not np.array_equal(seeded[0], seeded[1])
+    np.testing.assert_array_equal(seeded[1], seeded[2])
     with pytest.raises(ValueError, match="fraction"):
         P.split_reference(10, fraction=1.0)
     with pytest.raises(ValueError, match="n must be"):

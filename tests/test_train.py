@@ -285,6 +285,30 @@ def test_each_epoch_draws_new_binarization_noise_and_order_reproducibly(datasets
         assert all(torch.equal(ea[i], eb[i]) for i in ea)
 
 
+def test_the_epochs_training_elbo_is_the_mean_over_its_examples(datasets):
+    """Catches the epoch's ELBO divided by the number of steps (or of batches) instead of the
+    number of examples: with lr = 0 the weights stay put, so the epoch's training ELBO is the
+    mean of every example's single-sample bound under the epoch's binarization and noise."""
+    cfg = _tiny(train_examples=100, batch_size=32, lr=0.0, precision="fp32", seed=3)
+    tr = Trainer(cfg, log=_quiet)
+    tr.initialize()
+    idx = torch.arange(100)
+    with torch.no_grad():
+        want = tr.model(tr._prepare(idx), eps=tr._latent_noise(idx)).bound.mean()
+    rec = tr.train_epoch()  # 4 steps, the last of 4 examples
+    assert rec["train/elbo"] == pytest.approx(float(want), rel=1e-5)
+
+
+def test_training_keys_depend_on_the_seed_and_the_purpose():
+    """Catches training keys that ignore the run's seed: runs seeded differently must draw
+    other binarization, latent noise and order; each purpose has keys of its own."""
+    idx = torch.tensor([0, 5, 9])
+    for purpose in ("binarize", "latent", "shuffle"):
+        s0, s1 = (train_keys(purpose, seed, 0, idx) for seed in (0, 1))
+        assert s0 == train_keys(purpose, 0, 0, idx) and not set(s0) & set(s1), purpose
+    assert not set(train_keys("binarize", 0, 0, idx)) & set(train_keys("latent", 0, 0, idx))
+
+
 def test_backward_on_a_short_last_batch_is_the_gradient_of_its_mean_objective(datasets):
     """Catches the loss scaled by the configured batch size instead of the real length of the
     global batch: on the last, shorter batch (37 of 64 here) the gradient would be 37/64 of the
