@@ -32,6 +32,7 @@ def pristine(tmp_path_factory, datasets) -> Path:
     folder = tmp_path_factory.mktemp("faults")
     cfg = TrainConfig(
         dataset=datasets.fashionmnist,
+        ood=(datasets.mnist,),  # the fixture's excerpt where the full MNIST is not found
         preset="hvae-tiny",
         train_examples=256,
         val_examples=64,

@@ -85,7 +85,8 @@ def try_these_html() -> str:
     """The list of drawings to try, as the page shows it under the canvas."""
     items = "".join(f"<li>{c.text}</li>" for c in TRY_THESE)
     return (
-        '<div class="hvae-draw-try" style="font-size:12px;color:#333;max-width:300px">'
+        '<div class="hvae-draw-try" '
+        'style="font-size:12px;line-height:1.35;color:#333;max-width:300px">'
         "<b>Try these</b> (draw them, or load ours from the menu):"
         f'<ol style="margin:2px 0 2px 0;padding-left:18px">{items}</ol>'
         f"{SECOND_STAGE_CLAIM}</div>"
