@@ -146,6 +146,29 @@ def test_other_tables_saved_rows_are_kept_when_one_finishes(model, datasets, cou
     assert list(read_partial(path)) == [f"{datasets.fashionmnist}@S3"]
 
 
+def test_rows_without_l_lt_l_columns_are_not_kept_for_a_table_with_them(
+    model, datasets, counted, tmp_path
+):
+    """Catches the ``lt`` setting of saved rows or a finished table taken as True whatever its
+    columns: rows scored without L<l must be scored again for a table with them."""
+    calls, state = counted
+    key = f"{datasets.fashionmnist}@S2"
+    path, logs = tmp_path / "p.safetensors", []
+    state["stop_after"] = 1
+    with pytest.raises(Stop):
+        _run(model, datasets, path, logs, lt=False)
+    calls.clear()
+    state["stop_after"] = None
+    got = _run(model, datasets, path, logs, resume=True)  # lt=True
+    assert sum(calls) == N and logs[-1] == f"not resuming {key}: its saved rows differ in lt"
+    assert any(c.startswith("L<") for c in got.columns)
+    done = _run(model, datasets, path, logs, lt=False)
+    calls.clear()
+    again = _run(model, datasets, path, logs, resume=True, finished=done)
+    assert again is not done and sum(calls) == N
+    assert logs[-1] == f"scoring {key} again: the stored table differs in lt"
+
+
 def test_a_finished_table_is_kept_only_when_its_settings_match(
     model, datasets, whole, counted, tmp_path
 ):

@@ -289,7 +289,14 @@ def test_the_epochs_training_elbo_is_the_mean_over_its_examples(datasets):
     """Catches the epoch's ELBO divided by the number of steps (or of batches) instead of the
     number of examples: with lr = 0 the weights stay put, so the epoch's training ELBO is the
     mean of every example's single-sample bound under the epoch's binarization and noise."""
-    cfg = _tiny(train_examples=100, batch_size=32, lr=0.0, precision="fp32", seed=3)
+    cfg = _tiny(
+        train_examples=100,
+        batch_size=32,
+        lr=0.0,
+        precision="fp32",
+        seed=3,
+        dataset=datasets.fashionmnist,
+    )
     tr = Trainer(cfg, log=_quiet)
     tr.initialize()
     idx = torch.arange(100)
