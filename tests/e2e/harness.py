@@ -253,6 +253,21 @@ WAIT_CHANGED_JS = (
 )
 
 
+# how long a page of a freshly started server (kernels still starting) may take to be ready
+SERVER_READY_MS = 150_000
+
+
+def open_ready(browser: Any, server: Any, notebook: str) -> tuple[Any, Any, PageGuard]:
+    """``(context, page, guard)``: ``notebook`` opened on ``server`` in a new browser context
+    (1400x1000), guarded, once its ready marker is on the page."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    guard = PageGuard().attach(page)
+    page.goto(server.page_url(notebook), timeout=SERVER_READY_MS)
+    page.wait_for_selector(".hvae-ready", state="attached", timeout=SERVER_READY_MS)
+    return context, page, guard
+
+
 def figure_data(page: Any, container: str) -> list[dict] | None:
     """The traces of the plotly figure inside ``container`` (a CSS selector), or None."""
     return page.evaluate(FIGURE_DATA_JS, container)

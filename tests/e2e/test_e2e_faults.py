@@ -17,12 +17,21 @@ import time
 
 import psutil
 import pytest
-from harness import PAGES, REPO, PageGuard, figure_signature, nudge_slider, start_voila
+from harness import (
+    PAGES,
+    REPO,
+    SERVER_READY_MS,
+    PageGuard,
+    figure_signature,
+    nudge_slider,
+    open_ready,
+    start_voila,
+)
 from harness import wait_figures_changed as figures_changed
 
 pytestmark = pytest.mark.e2e
 
-READY_MS = 150_000
+READY_MS = SERVER_READY_MS
 NOTEBOOK = PAGES["explorer"]
 FIGS = [".hvae-density-fig", ".hvae-roc-fig"]
 BANNER = "#hvae-connection-banner"
@@ -61,12 +70,7 @@ def wait_for(what, check, timeout: float):
 
 
 def open_page(browser, server, notebook: str = NOTEBOOK):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    guard = PageGuard().attach(page)
-    page.goto(server.page_url(notebook), timeout=READY_MS)
-    page.wait_for_selector(".hvae-ready", state="attached", timeout=READY_MS)
-    return context, page, guard
+    return open_ready(browser, server, notebook)
 
 
 def page_kernel(page) -> str:

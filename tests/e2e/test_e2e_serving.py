@@ -12,17 +12,18 @@ import time
 import pytest
 from harness import (
     PAGES,
-    PageGuard,
+    SERVER_READY_MS,
     figure_signature,
     kernel_count,
     nudge_slider,
+    open_ready,
     start_voila,
 )
 from harness import wait_figures_changed as figures_changed
 
 pytestmark = pytest.mark.e2e
 
-READY_MS = 150_000
+READY_MS = SERVER_READY_MS
 
 
 def serving(pool: int = 0, cull_s: int | None = None, *more: str) -> list[str]:
@@ -41,15 +42,6 @@ def wait_kernels(server, want: int, timeout: float) -> float:
             return time.monotonic() - t0
         time.sleep(0.5)
     raise AssertionError(f"{kernel_count(server)} kernels after {timeout:.0f} s, expected {want}")
-
-
-def open_ready(browser, server, notebook: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    guard = PageGuard().attach(page)
-    page.goto(server.page_url(notebook), timeout=READY_MS)
-    page.wait_for_selector(".hvae-ready", state="attached", timeout=READY_MS)
-    return context, page, guard
 
 
 def test_closed_pages_lose_their_kernel_open_idle_pages_keep_it(browser, tmp_path):
