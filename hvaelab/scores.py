@@ -486,6 +486,46 @@ def score_inputs(
     return decide(res, reference, fpr, ref)
 
 
+def join_scores(
+    first: InputScores,
+    second: InputScores,
+    reference: ScoreTable,
+    ref_scores: dict[str, np.ndarray] | None = None,
+) -> InputScores:
+    """``first``'s inputs followed by ``second``'s, scored against the same ``reference``: what
+    :func:`score_inputs` gives for all of them at once, since an input's scores and p-values
+    depend on that input alone (its noise is keyed by its content, :mod:`hvaelab.noise`). The
+    verdict is taken again at ``first.fpr``. Adding images one upload at a time thus costs the
+    new images' passes only."""
+    if first.verdict_scores != second.verdict_scores or first.rule != second.rule:
+        raise ValueError("the scores were decided by different rules: score them together")
+    if (
+        first.scores.keys() != second.scores.keys()
+        or first.p_values is None
+        or (second.p_values is None or first.p_values.keys() != second.p_values.keys())
+    ):
+        raise ValueError("the two sets hold different scores: score them together")
+
+    def cat(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: np.concatenate([a[k], b[k]]) for k in a if k in b}
+
+    joined = InputScores(
+        names=[*first.names, *second.names],
+        scores=cat(first.scores, second.scores),
+        p_values=cat(first.p_values, second.p_values),
+        verdict_scores=list(first.verdict_scores),
+        is_ood=None,
+        decisive=None,
+        min_p=None,
+        fpr=first.fpr,
+        bits_per_dim=np.concatenate([first.bits_per_dim, second.bits_per_dim]),
+        stats=cat(first.stats, second.stats),
+        rule=first.rule,
+        llr_verdict=list(first.llr_verdict),
+    )
+    return decide(joined, reference, first.fpr, ref_scores)
+
+
 def _kl_means(reference: ScoreTable | None) -> list[float] | None:
     """The reference's mean KL per layer (None without one): which layers are active."""
     return None if reference is None else kl_means(reference.columns, reference.n_layers)

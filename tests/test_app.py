@@ -41,9 +41,9 @@ from hvaelab.app.training_view import TrainingCurves, history_figure
 from hvaelab.app.upload_view import UploadScorer, upload_files
 from hvaelab.app.widgets import (
     PLOT_CONFIG,
-    PLOTLY_MIME,
     FigureSlot,
     FrontEndGate,
+    LivePlot,
     close_unshown,
     page,
     ready_marker,
@@ -77,17 +77,16 @@ def _file(name: str, data: bytes, kind: str = "image/png") -> dict:
 
 
 def _sent(slot: FigureSlot) -> dict:
-    """The figure spec a slot's Output widget holds for plotly's mime renderer (what the browser
-    draws): ``{"data": [...], "layout": {...}, "config": {...}}``."""
-    (out,) = slot.box.outputs
-    assert out["output_type"] == "display_data"
-    return out["data"][PLOTLY_MIME]
+    """The figure a slot's plot widget holds (what the browser draws with ``Plotly.react``):
+    ``{"data": [...], "layout": {...}}``."""
+    assert slot.plot is not None and slot.box.children == (slot.plot,)
+    return slot.plot.base
 
 
 def _count_updates(slot: FigureSlot) -> list:
-    """A list that grows by one each time the slot's Output gets new outputs."""
+    """A list that grows by one each time the slot's plot gets a new figure."""
     changes: list = []
-    slot.box.observe(changes.append, "outputs")
+    slot.plot.observe(changes.append, "base")
     return changes
 
 
@@ -254,7 +253,7 @@ def test_explorer_k_slider_updates_figures_in_place(app_checkpoints):
         assert ex.score_name == f"LLR>{k}"
         assert f"LLR<sup>&gt;{k}</sup>" in ex.roc_fig.data[ex.n_layers + 1].name
         assert f"LLR<sup>&gt;{k}</sup>" in _sent(ex.roc)["data"][ex.n_layers + 1]["name"]
-    assert [len(u) for u in updates] == [moves, moves], "one Output update per figure and move"
+    assert [len(u) for u in updates] == [moves, moves], "one figure message per figure and move"
     assert ex.density.box is dens_box and ex.roc.box is roc_box  # same widgets on the page
     assert _sent(ex.density)["data"][0]["y"] != sent_y
     assert "LLR<sup>&gt;2</sup>" in _sent(ex.density)["layout"]["title"]["text"]
@@ -266,6 +265,31 @@ def test_explorer_k_slider_updates_figures_in_place(app_checkpoints):
     assert len(_sent(ex.roc)["data"]) == ex.n_layers + 2 == len(ex.roc_fig.data)
     assert _sent(ex.roc)["data"][-1]["name"] == "chance"
     assert "bits/dim" in _sent(ex.density)["layout"]["xaxis"]["title"]["text"]
+
+
+def test_explorer_keeps_the_figures_of_recent_states_and_no_more(app_checkpoints, monkeypatch):
+    """Sliding back to a k shows the figures built for it before (no plotly rebuild); a selected
+    example or the kind of plot makes other figures; the cache holds FIGURE_CACHE states."""
+    from hvaelab.app import explorer as explorer_module
+
+    ex = LikelihoodRatioExplorer("fashionmnist")
+    first = ex.density_fig, ex.roc_fig
+    ex.k_slider.value = 2
+    second = ex.density_fig, ex.roc_fig
+    assert second[0] is not first[0] and second[1] is not first[1]
+    ex.k_slider.value = 1
+    assert (ex.density_fig, ex.roc_fig) == first and ex.density_fig is first[0]
+    ex.set_selected("mine", {"LLR>1": 3.0})
+    marked = ex.density_fig
+    assert marked is not first[0] and list(marked.data[-1].x)[:2] == [3.0, 3.0]
+    ex.set_selected(None)
+    assert ex.density_fig is first[0]
+    ex.kind_toggle.value = [v for _, v in ex.kind_toggle.options if v != ex.kind_toggle.value][0]
+    assert ex.density_fig is not first[0]
+    monkeypatch.setattr(explorer_module, "FIGURE_CACHE", 2)
+    for k in (2, 3, 1):
+        ex.k_slider.value = min(k, ex.n_layers)
+    assert len(ex._figures) == 2
 
 
 def _open_widgets(root: widgets.Widget) -> list[widgets.Widget]:
@@ -551,24 +575,26 @@ def test_training_curves(app_checkpoints):
     assert "epoch" in tc.summary.value and len(tc.slot.figure.data) == len(fig.data)
 
 
-def test_figure_slot_renders_through_plotlys_mime_renderer():
+def test_figure_slot_redraws_one_plot_in_place():
     slot = FigureSlot(go.Figure([go.Scatter(y=[1, 2])]), "x-fig", width="50%")
-    box = slot.box
-    assert isinstance(box, widgets.Output) and not isinstance(slot.figure, go.FigureWidget)
-    assert "x-fig" in box._dom_classes and box.layout.width == "50%"
+    box, plot = slot.box, slot.plot
+    assert isinstance(plot, LivePlot) and not isinstance(slot.figure, go.FigureWidget)
+    assert "x-fig" in box._dom_classes and "hvae-figure" in box._dom_classes
+    assert box.layout.width == "50%" and plot.layout.width == "100%"
     spec = _sent(slot)
-    assert spec["data"][0]["type"] == "scatter" and spec["config"] == PLOT_CONFIG
-    assert box.layout.min_height == "360px"  # the renderer's default height, reserved
+    assert spec["data"][0]["type"] == "scatter" and plot.config == PLOT_CONFIG
+    assert box.layout.min_height == "360px"  # the default height, reserved
     updates = _count_updates(slot)
     slot.show(go.Figure([go.Scatter(y=[3, 4])], layout={"height": 500, "title": "t"}))
-    assert slot.box is box and len(updates) == 1 and len(box.outputs) == 1
+    assert slot.box is box and slot.plot is plot and len(updates) == 1 and plot.revision == 1
     assert list(slot.figure.data[0].y) == [3, 4] and box.layout.min_height == "500px"
-    assert _sent(slot)["layout"]["title"]["text"] == "t"
-    assert "t" in box.outputs[0]["data"]["text/plain"]
+    assert _sent(slot)["layout"]["title"]["text"] == "t" and slot.spec is plot.base
     slot.show(go.Figure([go.Scatter(y=[3, 4])], layout={"height": 500, "title": "t"}))
     assert len(updates) == 1, "an unchanged figure must not be sent again"
     slot.show(go.Figure([go.Scatter(y=[1]), go.Bar(y=[2])]))  # other traces: just shown
     assert len(updates) == 2 and [t["type"] for t in _sent(slot)["data"]] == ["scatter", "bar"]
+    fixed = FigureSlot({"data": [], "layout": {"width": 300, "height": 200}}, "y-fig")
+    assert fixed.box.layout.width == "300px" and fixed.box.layout.min_height == "200px"
 
 
 def test_under_voila_figures_and_ready_markers_wait_for_the_browser(monkeypatch):
@@ -581,10 +607,10 @@ def test_under_voila_figures_and_ready_markers_wait_for_the_browser(monkeypatch)
     monkeypatch.setattr(app_widgets, "GATE", gate)
     slot = FigureSlot(go.Figure([go.Scatter(y=[1, 2])], layout={"height": 300}), "x-fig")
     marker = ready_marker()
-    assert slot.box.outputs == () and slot.box.layout.min_height == "300px"
+    assert slot.plot is None and slot.box.children == () and slot.box.layout.min_height == "300px"
     assert "hvae-ready" not in marker._dom_classes
     slot.show(go.Figure([go.Scatter(y=[3, 4])]))
-    assert slot.box.outputs == () and not gate.is_open
+    assert slot.plot is None and not gate.is_open
     assert marker._view_count == 0  # the browser counts the marker's views
     marker._view_count = 1  # what the browser reports once the marker is on the page
     assert gate.is_open and _sent(slot)["data"][0]["y"] == [3, 4]  # the latest figure
@@ -612,3 +638,22 @@ def test_explorer_offers_input_complexity_and_the_second_stage(app_checkpoints):
     assert "second stage" in ex.info.value and "AUROC" in ex.info.value
     ex.score_select.value = "IC"
     assert ex.score_name.startswith("IC") and "bits/dim" in ex.density_fig.layout.xaxis.title.text
+
+
+def test_every_figure_uses_the_slim_template_that_looks_like_plotly_white(app_checkpoints):
+    """The "hvaelab" template is plotly_white's layout and the defaults of the trace types the
+    pages draw, nothing else (a smaller, faster figure); the explorer's figures carry it."""
+    import plotly.io as pio
+
+    from hvaelab.app.theme import TEMPLATE, TRACE_TYPES
+
+    white, ours = pio.templates["plotly_white"], pio.templates[TEMPLATE]
+    assert ours.layout == white.layout
+    kept = ours.to_plotly_json()["data"]
+    assert set(kept) <= set(TRACE_TYPES) and {"scatter", "bar", "histogram"} <= set(kept)
+    for t in kept:
+        assert getattr(ours.data, t) == getattr(white.data, t), t
+    ex = LikelihoodRatioExplorer("fashionmnist")
+    for fig in (ex.density_fig, ex.roc_fig):
+        assert fig.layout.template == ours
+        assert len(_sent(ex.density)["layout"]["template"]["data"]) == len(kept)

@@ -163,8 +163,8 @@ def test_live_figure_sends_only_its_overlay():
 
 def test_under_voila_anywidgets_are_created_when_the_page_has_settled(monkeypatch):
     """anywidget gives a model 2 s from its creation in the browser to load; a page's models are
-    all created at load, amid long tasks. So under Voila they are created when the gate opens,
-    with the state they have by then, and before the held figures are sent."""
+    all created at load, amid long tasks. So under Voila they (figures included) are created
+    when the gate opens, in page order, with the state they have by then."""
     from hvaelab.app import widgets as app_widgets
     from hvaelab.app.linked import ExampleStrip
 
@@ -176,14 +176,16 @@ def test_under_voila_anywidgets_are_created_when_the_page_has_settled(monkeypatc
     slot = app_widgets.AnySlot(lambda: order.append("strip") or ExampleStrip(), "strip")
     slot.on_build(lambda w: order.append("callback"))
     figure = app_widgets.FigureSlot({"data": [{"type": "bar"}], "layout": {}}, "fig")
-    sent = figure.send
-    monkeypatch.setattr(figure, "send", lambda: order.append("figure") or sent())
+    made = figure._make
+    monkeypatch.setattr(figure._slot, "_factory", lambda: order.append("figure") or made())
     marker = app_widgets.ready_marker()
     assert live.plot is None and slot.widget is None and live.box.children == ()
+    assert figure.plot is None and "hvae-ready" not in marker._dom_classes
     marker._view_count = 1  # the browser has put the page on screen
     assert live.plot is not None and live.plot.overlay == [{"type": "scatter", "x": [7]}]
     assert live.plot.revision == 1 and slot.box.children == (slot.widget,)
-    assert order == ["strip", "callback", "figure"]  # the anywidgets first
+    assert order == ["strip", "callback", "figure"]  # in page order, then the ready class
+    assert figure.plot.base["data"] == [{"type": "bar"}] and "hvae-ready" in marker._dom_classes
 
 
 def test_canvas_image_is_the_strokes_preprocessed(app_checkpoints):

@@ -88,7 +88,6 @@ CELL_TIMEOUT_S = 180
 ESM_CANVAS = (Path(__file__).resolve().parents[1] / "hvaelab/app/js/canvas.js").read_text()
 ESM_STRIP = (Path(__file__).resolve().parents[1] / "hvaelab/app/js/strip.js").read_text()
 ESM_LIVE = (Path(__file__).resolve().parents[1] / "hvaelab/app/js/live_figure.js").read_text()
-PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
 def test_all_notebooks_are_there_and_stored_without_outputs():
@@ -183,8 +182,8 @@ def executed_biva(app_checkpoints, datasets, tmp_path_factory) -> dict[str, tupl
 
 
 def _check_page(name: str, nb, error: str | None) -> dict[str, dict]:
-    """The executed page ran without an error, shows the contract's classes, figures drawn by
-    plotly's mime renderer, its ready marker and no error box; returns its widget states."""
+    """The executed page ran without an error, shows the contract's classes, figures with
+    their data, its ready marker and no error box; returns its widget states."""
     assert error is None, f"{name} failed:\n{error[-4000:]}"
     assert error is None, f"{name} failed:\n{error[-4000:]}"
     for cell in nb.cells:
@@ -196,24 +195,21 @@ def _check_page(name: str, nb, error: str | None) -> dict[str, dict]:
     classes = {c for s in states.values() for c in s.get("_dom_classes", [])}
     missing = (CLASSES[name] | EVERY_PAGE) - classes
     assert not missing, f"{name} does not show {sorted(missing)}"
-    # Plots are Output widgets rendered by plotly's mime renderer (plotly.js loaded once per
-    # page), never FigureWidgets (anywidget: a copy of plotly.js per figure). The only anywidget
-    # models are hvaelab's own small ones (the drawing canvas, the example strip, the live
-    # figures that reuse the page's plotly.js).
+    # Plots are hvaelab's small plot anywidgets drawing with the page's one plotly.js (redrawn
+    # in place with Plotly.react), never FigureWidgets (anywidget: a copy of plotly.js per
+    # figure). The only anywidget models are hvaelab's own small ones (the drawing canvas, the
+    # example strip, the figures).
     ours = {ESM_CANVAS, ESM_STRIP, ESM_LIVE}
     for s in states.values():
         if s.get("_model_module") == "anywidget":
             assert s.get("_esm") in ours, f"{name} creates a foreign anywidget (a FigureWidget?)"
-    figures = [s for s in states.values() if "hvae-figure" in s.get("_dom_classes", [])]
+    boxes = [s for s in states.values() if "hvae-figure" in s.get("_dom_classes", [])]
+    plots = [s for s in states.values() if "hvae-figure-plot" in s.get("_dom_classes", [])]
     live = [s for s in states.values() if "hvae-live-figure" in s.get("_dom_classes", [])]
-    assert figures or live, f"{name} shows no figure"
-    for s in live:  # LiveFigure: the static part of the figure is there from the start
-        assert s.get("base", {}).get("data"), f"{name}: a live figure without data"
-    for s in figures:
-        outputs = s.get("outputs") or [{}]
-        assert s["_model_name"] == "OutputModel" and len(outputs) == 1, s.get("_dom_classes")
-        spec = outputs[0].get("data", {}).get(PLOTLY_MIME)
-        assert spec and spec["data"], f"{name}: a figure without plotly data: {s['_dom_classes']}"
+    assert plots or live, f"{name} shows no figure"
+    assert len(plots) == len(boxes), f"{name}: a figure's box without its plot"
+    for s in [*plots, *live]:  # the figure is there from the start
+        assert s.get("base", {}).get("data"), f"{name}: a figure without data {s['_dom_classes']}"
     assert "hvae-ready" in classes, f"{name} has no hvae-ready marker"
     errors = [
         s.get("value", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,6 +15,7 @@ from hvaelab.data import InvalidInputError, binarize_fixed, load_dataset, to_ten
 from hvaelab.score_names import llr_names
 from hvaelab.scores import (
     ScoreTable,
+    join_scores,
     load_tables,
     ood_scores,
     save_tables,
@@ -401,6 +403,37 @@ def test_an_all_white_image_is_flagged_with_the_deciding_score(model, images, re
     for s in ood_scores(ref):
         assert r[s] == pytest.approx(res.scores[s][0]) and 0 < r[f"p({s})"] <= 1
     assert res.bits_per_dim[0] == pytest.approx(res.scores["-ELBO"][0] / (784 * np.log(2)))
+
+
+def test_joined_scores_equal_the_inputs_scored_together(model, images, ref):
+    """An upload adds images to those already scored: scoring only the new ones and joining
+    gives exactly what scoring all of them at once gives (noise keyed by each input)."""
+    white = np.full((1, 28, 28), 255, np.uint8)
+    both = np.concatenate([images[:3], white, images[3:5]])
+    names = ["a", "b", "c", "white", "d", "e"]
+    whole = score_inputs(model, both, ref, fpr=0.1, names=names)
+    first = score_inputs(model, both[:4], ref, fpr=0.1, names=names[:4])
+    second = score_inputs(model, both[4:], ref, fpr=0.3, names=names[4:])
+    joined = join_scores(first, second, ref)
+    assert joined.names == names and joined.fpr == 0.1 and joined.rule == whole.rule
+    assert joined.verdict_scores == whole.verdict_scores
+    assert joined.llr_verdict == whole.llr_verdict and joined.decisive == whole.decisive
+    # float32 passes over batches of another size round differently (~1e-5 relative); the
+    # p-values' tie tolerance absorbs that
+    for field, rtol in (("scores", 1e-4), ("stats", 1e-4), ("p_values", 0)):
+        a, b = getattr(joined, field), getattr(whole, field)
+        assert a.keys() == b.keys(), field
+        for k in b:
+            np.testing.assert_allclose(a[k], b[k], rtol=rtol, err_msg=f"{field}[{k}]")
+    np.testing.assert_allclose(joined.bits_per_dim, whole.bits_per_dim, rtol=1e-4)
+    np.testing.assert_array_equal(joined.is_ood, whole.is_ood)
+    np.testing.assert_array_equal(joined.min_p, whole.min_p)
+    assert joined.is_ood[3] and joined.paper is not None
+    np.testing.assert_array_equal(joined.paper.is_ood, whole.paper.is_ood)
+    with pytest.raises(ValueError, match="different rules"):
+        join_scores(first, dataclasses.replace(second, rule="second-stage"), ref)
+    with pytest.raises(ValueError, match="different scores"):
+        join_scores(first, dataclasses.replace(second, p_values=None), ref)
 
 
 def test_default_input_names(model, images, ref):

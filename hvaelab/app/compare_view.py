@@ -27,6 +27,7 @@ from .resources import (
     load_checkpoint,
     load_score_tables,
 )
+from .theme import TEMPLATE
 from .widgets import FigureSlot, status_html, with_class
 
 PREFERRED_B = ("fashionmnist-biva",)  # shown beside the HVAE first, where it is installed
@@ -101,7 +102,7 @@ def comparison_figure(models: list[ModelScores]) -> go.Figure:
     ood = dataset_label(models[0].ood_name) if models else "OOD"
     fig.add_hline(y=0.5, line={"dash": "dot", "color": "#888"})
     fig.update_layout(
-        template="plotly_white",
+        template=TEMPLATE,
         height=340,
         margin={"l": 60, "r": 20, "t": 50, "b": 50},
         title={"text": f"AUROC against {ood}, S = 1 (0.5: chance)", "x": 0.02},

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .theme import TEMPLATE
+
 MEASURE_LABELS = {"abs_corr": "mean max |correlation|", "cka": "linear CKA"}
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 
@@ -67,7 +69,7 @@ def correlation_figure(
             "text": title or "Similarity of the two models' representations per layer",
             "x": 0.5,
         },
-        template="plotly_white",
+        template=TEMPLATE,
         height=440,  # no fixed width: the figure takes its container's
         legend={"title": "measure", "x": 1.02, "y": 1.0},
     )

@@ -23,6 +23,7 @@ from .resources import (
     load_checkpoint,
     load_shipped_samples,
 )
+from .theme import TEMPLATE
 from .widgets import FigureSlot, status_html, with_class
 
 DEFAULT_B = ("mnist-testsplit", "fashionmnist-seed1")
@@ -31,7 +32,7 @@ DEFAULT_B = ("mnist-testsplit", "fashionmnist-seed1")
 def placeholder_figure(text: str) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(template="plotly_white", height=300, xaxis_visible=False, yaxis_visible=False)
+    fig.update_layout(template=TEMPLATE, height=300, xaxis_visible=False, yaxis_visible=False)
     return fig
 
 

@@ -14,12 +14,14 @@ LLR>k<l    ``LLR>k<l``                 eq. 21, generalised ratio
 =========  ==========================  =====================================================
 
 Per (in-distribution, OOD, S) the scores, Table 2 rows, ROC curves and densities are computed
-once and cached, so moving the k slider only swaps precomputed arrays (one ``batch_update``).
+once and cached, and each explorer keeps the figures of the last :data:`FIGURE_CACHE` states it
+showed, so moving the k slider back and forth only sends figures built before.
 """
 
 from __future__ import annotations
 
 import html
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -97,6 +99,8 @@ class _Context:
 
 
 _CONTEXTS: dict[tuple[int, int, int], _Context] = {}
+# Figures an explorer keeps (density and ROC, per state shown): ~100 KB each.
+FIGURE_CACHE = 48
 
 
 def _shared_context(ref: ScoreTable, ood: ScoreTable, seed: int) -> _Context:
@@ -146,6 +150,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
         self._uploads_s: int | None = None
         self._selected: tuple[str, dict[str, float]] | None = None  # set_selected
         self._listeners: list = []  # called after every refresh (on_refresh)
+        self._figures: OrderedDict[tuple, tuple[_Context, go.Figure]] = OrderedDict()
         by_set: dict[str, set[int]] = {}
         for key in self.tables:
             tk = TableKey.parse(key)
@@ -352,7 +357,35 @@ class LikelihoodRatioExplorer(widgets.VBox):
             ctx.densities[(score, kind)] = curves
         return curves
 
+    def _cached(self, kind: str, ctx: _Context, key: tuple, build):
+        """The figure ``build()`` makes, kept for the last :data:`FIGURE_CACHE` states: sliding
+        back and forth over k shows figures built once (plotly takes ~10-20 ms to build one)."""
+        full = (kind, id(ctx), *key)
+        hit = self._figures.get(full)
+        if hit is not None and hit[0] is ctx:
+            self._figures.move_to_end(full)
+            return hit[1]
+        fig = build()
+        self._figures[full] = (ctx, fig)
+        while len(self._figures) > FIGURE_CACHE:
+            self._figures.popitem(last=False)
+        return fig
+
+    def _selected_key(self, score: str) -> tuple:
+        if self._selected is None or score not in self._selected[1]:
+            return ()
+        return (self._selected[0], self._selected[1][score])
+
     def _density(self, ctx: _Context, score: str):
+        key = (
+            score,
+            self.kind_toggle.value,
+            tuple(self._upload_values(score).items()),
+            self._selected_key(score),
+        )
+        return self._cached("density", ctx, key, lambda: self._build_density(ctx, score))
+
+    def _build_density(self, ctx: _Context, score: str):
         marks = [
             UploadMark(
                 n, float(to_display(score, v, self.n_dims)), percentile_of(ctx.s_in[score], v)
@@ -391,6 +424,10 @@ class LikelihoodRatioExplorer(widgets.VBox):
         return names
 
     def _roc(self, ctx: _Context, score: str):
+        key = (score, tuple(self.roc_scores()), self._selected_key(score))
+        return self._cached("roc", ctx, key, lambda: self._build_roc(ctx, score))
+
+    def _build_roc(self, ctx: _Context, score: str):
         curves = {s: ctx.roc(s, self.seed) for s in self.roc_scores()}
         title = (
             f"ROC: {dataset_label(self.ood_select.value)} as OOD vs "

@@ -18,6 +18,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..latents import LatentReconstructions
+from .theme import TEMPLATE
 
 PAD = 2  # pixels between (and around) the cells of a mosaic
 PAD_VALUE = 255  # white
@@ -129,15 +130,19 @@ def reconstruction_grid_figure(
             ),
         ]
     )
-    for c, h in enumerate(headers):
-        fig.add_annotation(
-            x=xs[c], y=-0.5, text=h, showarrow=False, yanchor="bottom", font={"size": 12}
-        )
+    # set at once: add_annotation validates every annotation so far again on each call
+    heads = [
+        {"x": xs[c], "y": -0.5, "text": h, "showarrow": False, "yanchor": "bottom",
+         "font": {"size": 12}}
+        for c, h in enumerate(headers)
+    ]  # fmt: skip
+    rows = [
+        {"x": -0.5, "y": ys[r], "text": lab, "showarrow": False, "xanchor": "right",
+         "font": {"size": 11}}
+        for r, lab in enumerate(labels)
+    ]  # fmt: skip
+    fig.update_layout(annotations=heads + rows)
     longest = max(len(s) for s in labels)
-    for r, lab in enumerate(labels):
-        fig.add_annotation(
-            x=-0.5, y=ys[r], text=lab, showarrow=False, xanchor="right", font={"size": 11}
-        )
     lines = title.count("<br>") + 1 if title else 0
     margin = {"l": 20 + 7 * longest, "r": 10, "t": 50 + 24 * lines, "b": 10}
     _image_layout(fig, mosaic, scale, margin)
@@ -210,7 +215,7 @@ def kl_figure(
         yaxis_title=f"KL ({unit})",
         yaxis_type="log" if log_y else "linear",
         legend_title="data",
-        template="plotly_white",
+        template=TEMPLATE,
     )
     return fig
 

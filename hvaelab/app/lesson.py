@@ -30,6 +30,7 @@ from .resources import (
     load_score_tables,
 )
 from .score_figures import dataset_color
+from .theme import TEMPLATE
 from .widgets import FigureSlot, status_html
 
 
@@ -345,7 +346,7 @@ def toy_figure(cfg: toy.ToyConfig, n: int = TOY_N, seed: int = 0) -> tuple[go.Fi
         height=380,
         margin={"l": 50, "r": 10, "t": 40, "b": 40},
         legend={"orientation": "h", "y": -0.18},
-        template="plotly_white",
+        template=TEMPLATE,
     )
     return fig, aurocs
 
@@ -452,7 +453,7 @@ BAR_LAYOUT = {
     "height": 360,
     "margin": {"l": 55, "r": 10, "t": 40, "b": 40},
     "legend": {"orientation": "h", "y": -0.2},
-    "template": "plotly_white",
+    "template": TEMPLATE,
 }
 
 

@@ -59,6 +59,7 @@ from .score_figures import (
     roc_data,
     roc_point,
 )
+from .theme import TEMPLATE
 from .widgets import AnySlot, LiveFigure, status_html, with_class
 
 
@@ -467,7 +468,7 @@ class ExampleInspector(widgets.VBox):
         fig.update_layout(
             **layout,
             title={"text": "Where it falls on each LLR<sup>&gt;k</sup> density (fig. 5)", "x": 0.5},
-            template="plotly_white",
+            template=TEMPLATE,
             height=260,
             margin={"l": 20, "r": 20, "t": 70, "b": 50},
             # between the title and the panels: outside every panel's data and labels
@@ -501,7 +502,7 @@ class ExampleInspector(widgets.VBox):
             title={"text": "ROC: the example's threshold on each curve", "x": 0.5},
             xaxis={"title": {"text": "FPR"}, "range": [-0.01, 1.01]},
             yaxis={"title": {"text": "TPR"}, "range": [-0.01, 1.01]},
-            template="plotly_white",
+            template=TEMPLATE,
             height=320,
             margin={"l": 50, "r": 10, "t": 50, "b": 45},
             legend={"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top", "font": {"size": 10}},
@@ -516,7 +517,7 @@ class ExampleInspector(widgets.VBox):
             xaxis={"title": {"text": "latent layer"}},
             yaxis={"title": {"text": "KL (nats)"}, "rangemode": "tozero"},
             boxmode="group",
-            template="plotly_white",
+            template=TEMPLATE,
             height=320,
             margin={"l": 55, "r": 10, "t": 50, "b": 45},
             legend={"orientation": "h", "y": -0.25, "font": {"size": 10}},

@@ -111,6 +111,7 @@ class ReconstructionExplorer(widgets.VBox):
         self.rng = np.random.default_rng(seed)
         self._draws = 0
         self._recs: dict[str, LatentReconstructions] = {}
+        self._grids: dict[tuple[str, int], object] = {}  # figure per (mode, k), these inputs
         self._input_listeners: list = []  # on_inputs
 
         self.k_slider = with_class(
@@ -190,6 +191,13 @@ class ReconstructionExplorer(widgets.VBox):
         return self._recs[mode]
 
     def _grid(self):
+        """The grid for the current mode and k: built once per (mode, k) and set of inputs."""
+        key = (self.mode.value, self.k_slider.value)
+        if key not in self._grids:
+            self._grids[key] = self._build_grid()
+        return self._grids[key]
+
+    def _build_grid(self):
         rec = first_columns(self.reconstructions(), self.k_slider.value)
         prior = "prior means" if rec.mode == "mean" else "prior samples"
         title = (
@@ -238,6 +246,7 @@ class ReconstructionExplorer(widgets.VBox):
             self.samples, self.datasets, self.n_per_set, self.rng
         )
         self._recs.clear()
+        self._grids.clear()
         self.redraw_grid()
         self._inputs_changed()
 
@@ -245,6 +254,7 @@ class ReconstructionExplorer(widgets.VBox):
         """Show the shipped images ``{dataset: [i, ...]}`` and recompute the grid."""
         self.images, self.labels = chosen_inputs(self.samples, indices)
         self._recs.clear()
+        self._grids.clear()
         self.redraw_grid()
         self._inputs_changed()
 

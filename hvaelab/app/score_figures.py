@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 from ..metrics import equal_size, ood_metrics, roc_curve
 from ..score_names import ScoreName
 from .resources import dataset_label
+from .theme import TEMPLATE
 
 UPLOADS = "your images"
 DATASET_COLORS = {
@@ -227,7 +228,7 @@ def density_figure(
         title={"text": title or f"Density of {pretty_score(score)} (fig. 5)", "x": 0.5},
         xaxis_title=axis_title(score),
         yaxis_title="density",
-        template="plotly_white",
+        template=TEMPLATE,
         height=height,
         margin={"l": 60, "r": 20, "t": 80, "b": 50},
         # above the plotting area, under the title: a legend never covers a density's peak
@@ -333,7 +334,7 @@ def roc_figure(
         title={"text": title or "ROC curves (figs. 6-7)", "x": 0.5},
         xaxis_title="false positive rate (in-distribution flagged)",
         yaxis_title="true positive rate (OOD flagged)",
-        template="plotly_white",
+        template=TEMPLATE,
         height=height,
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
         # below the axes, outside the plotting area: it never covers a curve, whatever the width

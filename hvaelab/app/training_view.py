@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 from ..score_names import ScoreName
 from .resources import DEFAULT_CHECKPOINT, dataset_label, load_history
 from .score_figures import dataset_color
+from .theme import TEMPLATE
 from .widgets import FigureSlot
 
 
@@ -85,7 +86,7 @@ def history_figure(history: Mapping[str, np.ndarray], title: str | None = None) 
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_layout(
         title={"text": title or "Training curves", "x": 0.5},
-        template="plotly_white",
+        template=TEMPLATE,
         height=400,  # no fixed width: the figure takes its container's
         legend={"orientation": "h", "y": -0.25},
         margin={"t": 70, "b": 40},

@@ -23,7 +23,15 @@ from PIL import Image
 
 from ..data import InvalidInputError, image_from_bytes
 from ..score_names import SECOND_STAGE_COLUMN, ScoreName, TableKey
-from ..scores import InputScores, ScoreTable, decide, ood_scores, reference_key, score_inputs
+from ..scores import (
+    InputScores,
+    ScoreTable,
+    decide,
+    join_scores,
+    ood_scores,
+    reference_key,
+    score_inputs,
+)
 from ..verdict import describe, kl_means, llr_verdict_names, verdict_names
 from .resources import (
     DEFAULT_CHECKPOINT,
@@ -226,8 +234,6 @@ class UploadScorer(widgets.VBox):
         """Decode, score and show ``(name, bytes)`` files added to those already shown; bad
         files get a message, not an error."""
         images, names, errors = [], [], []
-        if self.result is not None:  # a second upload adds to the first
-            images, names = list(self.result.images), list(self.result.scores.names)
         for name, data in files:
             try:
                 images.append(image_from_bytes(data, name, colour=self.model.config.colour))
@@ -236,9 +242,10 @@ class UploadScorer(widgets.VBox):
                 errors.append(str(e))
         self.error.value = self._errors_html(errors)
         if not images:
-            self.results.value = (
-                '<i style="color:#666">No image could be scored from this upload.</i>'
-            )
+            if self.result is None:
+                self.results.value = (
+                    '<i style="color:#666">No image could be scored from this upload.</i>'
+                )
             return None
         self.status.value = status_html(f"scoring {len(images)} image(s)…", "busy")
         try:
@@ -256,11 +263,14 @@ class UploadScorer(widgets.VBox):
             self.error.value = self._errors_html([*errors, f"scoring failed: {e}"])
             return None
         self.status.value = ""
+        if self.result is not None:  # a second upload adds to the first: only new images scored
+            arr = np.concatenate([self.result.images, arr])
+            scores = join_scores(self.result.scores, scores, self.reference, self.ref_scores)
         self.result = UploadResult(arr, scores, errors)
         self._redecide()
         self._redraw_density()
         if self.on_scored is not None:
-            self.on_scored(list(names), dict(scores.scores), self.n_samples)
+            self.on_scored(list(scores.names), dict(scores.scores), self.n_samples)
         return self.result
 
     def _on_upload(self, change) -> None:

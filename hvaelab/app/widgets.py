@@ -1,31 +1,31 @@
 """Small ipywidgets helpers shared by the dashboard pages.
 
-* :class:`FigureSlot`: the ONE way a page shows a plotly figure. The figure is the output of an
-  ``ipywidgets.Output`` carrying a CSS class (the DOM contract of the browser tests), drawn by
-  plotly's JupyterLab mime renderer (:data:`PLOTLY_MIME`, the ``jupyterlab-plotly`` extension in
-  the plotly wheel, served by Voilà and JupyterLab from the local server). plotly.js is thus
-  loaded once per page, whereas a ``go.FigureWidget`` sends its own ~5 MB copy per figure (an
-  anywidget module) and is dropped when it takes more than 2 s to start;
+* :class:`FigureSlot`: the ONE way a page shows a plotly figure: a small anywidget
+  (:class:`LivePlot`, ``js/live_figure.js``) in a ``Box`` carrying a CSS class (the DOM contract
+  of the browser tests). The browser draws it with the plotly.js of plotly's JupyterLab
+  extension (the ``jupyterlab-plotly`` extension in the plotly wheel, served by Voilà and
+  JupyterLab from the local server; under Voilà the template hands it a partial bundle), so
+  plotly.js is loaded once per page, whereas a ``go.FigureWidget`` sends its own ~5 MB copy per
+  figure. A new figure is drawn into the same div with ``Plotly.react``: plotly's mime renderer
+  re-created the plot and made a PNG snapshot of it on every update, 0.1-0.2 s a figure
+  (issue 38: every interaction within 150 ms);
 * :class:`LiveFigure`: a figure that follows a drawing stroke by stroke (the linked views of
   :mod:`.linked`): its static traces are sent once and only the traces that follow the selection
-  are sent on each change; the browser redraws it in place with ``Plotly.react`` using the
-  plotly.js the page loaded for its FigureSlots. A FigureSlot update re-creates its plot and
-  makes a PNG snapshot of it (plotly's mime renderer), ~0.2 s a figure, too slow to follow a
-  pen (``benchmarks/dashboard_bench.py``: stroke end -> every view);
+  are sent on each change;
 * :func:`ready_marker`: the element with class ``hvae-ready`` each page shows once built;
 * :func:`page`: build a page, or show a friendly message instead of a traceback.
 
 **Under Voilà, figures wait for the page's ready marker.** Voilà's page asks the kernel for
 every widget model and meanwhile gives each cell's widget 2 s to turn up, counted from the
-start ("widget model not found" otherwise, and the cell stays empty). The browser draws a plot
-synchronously while it puts the widget on the page (plus plotly.js's start-up, plus plotly's
-own PNG snapshot and redraw: ~0.1-0.2 s a figure on a busy CPU), so on a long page the last
-cells missed the window. So when the kernel runs under Voilà (:func:`served_by_voila`),
-:data:`GATE` holds the figures back, and the ``hvae-ready`` class with them, until the browser
-has displayed a ready marker (it reports its views through ipywidgets' ``_view_count``). The
-marker comes last on every page, so by then every cell is on the page; the figures are then
-sent one message each, in page order, followed by the ``hvae-ready`` class. Elsewhere
-(JupyterLab, nbclient, tests) figures and markers are complete at once.
+start ("widget model not found" otherwise, and the cell stays empty), and anywidget gives each
+model 2 s to load its module. Drawing figures while the page is built (plotly.js's start-up,
+~0.1 s a figure on a busy CPU) made the last cells of a long page miss the window. So when the
+kernel runs under Voilà (:func:`served_by_voila`), :data:`GATE` holds the anywidgets (figures
+included) back, and the ``hvae-ready`` class with them, until the browser has displayed a ready
+marker (it reports its views through ipywidgets' ``_view_count``). The marker comes last on
+every page, so by then every cell is on the page; the widgets are then created in page order,
+followed by the ``hvae-ready`` class. Elsewhere (JupyterLab, nbclient, tests) figures and
+markers are complete at once.
 
 The composites themselves live in :mod:`.explorer` (likelihood ratios, figs. 5-7, Table 2),
 :mod:`.recon_view` (latent reconstructions, figs. 1, 3), :mod:`.correlation_view` (fig. 2),
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,7 @@ LIVE_FIGURE_ESM = (Path(__file__).with_name("js") / "live_figure.js").read_text(
 # figures follow the window through JupyterLab's resize messages, and under Voilà through the
 # page template's resize handler (share/jupyter/voila/templates/hvaelab).
 PLOT_CONFIG = {"toImageButtonOptions": {"format": "png", "scale": 2}, "displaylogo": False}
-# The MIME type of plotly's renderer (what `plotly.io.renderers["plotly_mimetype"]` displays).
-PLOTLY_MIME = "application/vnd.plotly.v1+json"
-# Height plotly's mime renderer gives a figure whose layout has none.
+# Height a figure whose layout has none is drawn with (as plotly's mime renderer does).
 DEFAULT_HEIGHT = 360
 READY_CLASS = "hvae-ready"
 
@@ -68,32 +66,6 @@ def served_by_voila() -> bool:
     return bool(os.environ.get("VOILA_KERNEL_ID")) or os.environ.get(
         "SERVER_SOFTWARE", ""
     ).startswith("voila")
-
-
-def figure_output(
-    fig: go.Figure | dict, config: Mapping[str, Any] | None = None, spec_json: str | None = None
-) -> dict[str, Any]:
-    """``fig`` as one ``display_data`` output (nbformat) for plotly's mime renderer.
-
-    The bundle ``fig.show(renderer="plotly_mimetype")`` displays: the figure's JSON (arrays as
-    plotly's base64 typed arrays) with the plotly.js ``config``, and a text fallback.
-    ``spec_json`` is ``plotly.io.to_json(fig)`` when the caller has it already.
-    """
-    spec = json.loads(spec_json or pio.to_json(fig, validate=False))
-    spec["config"] = dict(PLOT_CONFIG if config is None else config)
-    title = _title(fig) or "a plotly figure"
-    return {
-        "output_type": "display_data",
-        "data": {PLOTLY_MIME: spec, "text/plain": f"<Figure: {title}>"},
-        "metadata": {},
-    }
-
-
-def _title(fig: go.Figure | dict) -> str | None:
-    if isinstance(fig, dict):
-        title = fig.get("layout", {}).get("title")
-        return title.get("text") if isinstance(title, dict) else title
-    return fig.layout.title.text
 
 
 def figure_height(fig: go.Figure | dict) -> int:
@@ -118,13 +90,8 @@ class FrontEndGate:
 
     def __init__(self, is_open: bool) -> None:
         self.is_open = is_open
-        self._slots: dict[int, FigureSlot] = {}  # insertion order = the order they are sent
         self._markers: list[widgets.Widget] = []
         self._builds: list[AnySlot] = []  # anywidgets, created first when the gate opens
-
-    def hold(self, slot: FigureSlot) -> None:
-        """Send ``slot``'s figure when the gate opens."""
-        self._slots[id(slot)] = slot
 
     def hold_build(self, slot: AnySlot) -> None:
         """Create ``slot``'s anywidget when the gate opens (before the figures are sent)."""
@@ -142,15 +109,12 @@ class FrontEndGate:
             self.release()
 
     def release(self) -> None:
-        """Open the gate: create the held anywidgets, send the held figures in order, then mark
-        the pages ready."""
+        """Open the gate: create the held anywidgets (figures included) in page order, then mark
+        the page ready."""
         self.is_open = True
         builds, self._builds = self._builds, []
         for build in builds:
             build.build()
-        slots, self._slots = list(self._slots.values()), {}
-        for slot in slots:
-            slot.send()
         markers, self._markers = self._markers, []
         for marker in markers:
             marker.unobserve(self._on_views, "_view_count")
@@ -162,18 +126,18 @@ GATE = FrontEndGate(is_open=not served_by_voila())
 
 
 class FigureSlot:
-    """A plotly figure in an ``Output`` widget with a CSS class, that can be redrawn at any time.
+    """A plotly figure on a page that can be redrawn at any time, in place.
 
-    :meth:`show` replaces the Output's one output (its ``outputs`` state) with the new figure:
-    one widget-state message, which the browser applies by clearing the output and drawing the
-    new figure in the same task (what ``clear_output(wait=True)`` + ``display`` does, without
-    the front end echoing the outputs back), and the same state whether or not the page is on
-    screen yet. An unchanged figure sends nothing. The Output keeps at least the height of the
-    figure, so the page does not jump while a figure is swapped or still on its way.
+    ``box`` (a ``Box`` carrying ``css_class`` and ``hvae-figure``, the DOM contract of the
+    browser tests) holds a :class:`LivePlot`, created in an :class:`AnySlot`; :meth:`show` sends
+    the new figure (its JSON: plotly's base64 typed arrays) as the plot's ``base`` in one
+    widget-state message and the browser redraws the same div with ``Plotly.react``: no new plot,
+    no PNG snapshot (the mime renderer's ~0.1-0.2 s a figure). An unchanged figure sends
+    nothing. The box keeps at least the height of the figure, so the page does not jump while a
+    figure is swapped or still on its way.
 
-    ``figure`` is the figure shown, ``box`` the ``Output`` (contract class, layout). A figure is
-    a ``go.Figure`` or, for views redrawn on every stroke of a drawing, a plotly figure dict
-    (``fig.to_plotly_json()`` with changed traces: no validation on the way out).
+    ``figure`` is the figure shown: a ``go.Figure`` or a plotly figure dict (no validation on
+    the way out); ``plot`` the anywidget, once created.
     """
 
     def __init__(self, fig: go.Figure | dict, css_class: str, **layout: Any) -> None:
@@ -184,36 +148,56 @@ class FigureSlot:
         # a figure of fixed width (image mosaics) gets a box of that width, so that what stands
         # beside it in a wrapping row can stay beside it; others fill what their box is given
         self._fit_width = "width" not in layout
-        self.box = widgets.Output(layout=widgets.Layout(**layout))
-        self.box.add_class(css_class)
-        self.box.add_class("hvae-figure")
         self.figure = fig
-        self._json: str | None = None
-        self.show(fig)
+        self._json = pio.to_json(fig, validate=False)
+        self._spec: dict = json.loads(self._json)
+        self._slot = AnySlot(self._make, css_class, "hvae-figure", **layout)
+        self._fit_box(fig)
+
+    @property
+    def box(self) -> widgets.Box:
+        """The widget to put on a page."""
+        return self._slot.box
+
+    @property
+    def plot(self) -> LivePlot | None:
+        """The anywidget that draws the figure, once created."""
+        return self._slot.widget
+
+    @property
+    def spec(self) -> dict:
+        """The figure as sent to the browser (plotly JSON), ``{"data": ..., "layout": ...}``."""
+        return self._spec
+
+    def _make(self) -> LivePlot:
+        plot = LivePlot(base=self._spec, layout=widgets.Layout(width="100%"))
+        plot.add_class("hvae-figure-plot")
+        return plot
 
     def show(self, fig: go.Figure | dict) -> None:
         """Show ``fig`` instead of the current figure (under Voilà: once :data:`GATE` opens)."""
         self.figure = fig
+        spec_json = pio.to_json(fig, validate=False)
+        if spec_json == self._json:
+            return
+        self._json, self._spec = spec_json, json.loads(spec_json)
+        self._fit_box(fig)
+        plot = self._slot.widget
+        if plot is not None:
+            with plot.hold_sync():
+                plot.base = self._spec
+                plot.revision += 1
+
+    def _fit_box(self, fig: go.Figure | dict) -> None:
+        layout = self.box.layout
         height = f"{figure_height(fig)}px"
-        if self.box.layout.min_height != height:
-            self.box.layout.min_height = height
+        if layout.min_height != height:
+            layout.min_height = height
         if self._fit_width:
             width = figure_width(fig)
             width = f"{width}px" if width else None
-            if self.box.layout.width != width:
-                self.box.layout.width = width
-        if GATE.is_open:
-            self.send()
-        else:
-            GATE.hold(self)
-
-    def send(self) -> None:
-        """Put ``figure`` into the Output now (nothing is sent if it is already there)."""
-        spec_json = pio.to_json(self.figure, validate=False)
-        if spec_json == self._json:
-            return
-        self._json = spec_json
-        self.box.outputs = (figure_output(self.figure, spec_json=spec_json),)
+            if layout.width != width:
+                layout.width = width
 
 
 class AnySlot:
@@ -375,7 +359,6 @@ def page(
 __all__ = [
     "DEFAULT_HEIGHT",
     "GATE",
-    "PLOTLY_MIME",
     "PLOT_CONFIG",
     "READY_CLASS",
     "FigureSlot",
@@ -386,7 +369,6 @@ __all__ = [
     "close_unshown",
     "figure_height",
     "figure_width",
-    "figure_output",
     "page",
     "ready_marker",
     "served_by_voila",

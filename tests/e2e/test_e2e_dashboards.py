@@ -183,7 +183,9 @@ async () => {
   return {
     bundle: typeof window.hvaelabPlotly === 'object' && typeof window.hvaelabPlotly.react,
     renderer_uses_bundle: Rendered.Plotly === window.hvaelabPlotly,
-    plots: document.querySelectorAll('.jp-RenderedPlotly.js-plotly-plot').length,
+    plots: document.querySelectorAll('.hvae-figure .js-plotly-plot').length,
+    drawn: [...document.querySelectorAll('.hvae-figure .js-plotly-plot')]
+      .filter((gd) => gd._fullLayout && gd.querySelector('.main-svg')).length,
     snapshots: [...document.querySelectorAll('.jp-RenderedPlotly > img.plot-img')]
       .filter((img) => img.src.startsWith('data:')).length,
   };
@@ -195,11 +197,12 @@ def test_figures_are_drawn_by_the_templates_plotly_bundle(open_dashboard):
     """The explorer's figures are drawn by the template's partial plotly.js bundle (not the
     renderer's own full bundle), without a PNG snapshot of each."""
     page, guard = open_dashboard(PAGES["explorer"])
-    page.wait_for_selector(".hvae-density-fig .js-plotly-plot", state="attached")
+    page.wait_for_selector(".hvae-density-fig .js-plotly-plot .main-svg", state="attached")
+    page.wait_for_selector(".hvae-roc-fig .js-plotly-plot .main-svg", state="attached")
     source = page.evaluate(PLOTLY_SOURCE_JS)
     assert source["bundle"] == "function", source
     assert source["renderer_uses_bundle"], source
-    assert source["plots"] >= 2, source
+    assert source["plots"] >= 2 and source["drawn"] >= 2, source
     assert source["snapshots"] == 0, source
     guard.assert_clean()
 

@@ -1,8 +1,14 @@
-// A plotly figure redrawn in place with Plotly.react: the static traces ("base", sent once) plus
-// the traces that follow the selection ("overlay", sent on every change). plotly.js is the copy
-// the page already loaded for its other figures (the jupyterlab-plotly extension, offline): no
-// second bundle, and no PNG snapshot on every redraw as plotly's mime renderer makes.
+// A plotly figure redrawn in place with Plotly.react: the figure ("base") plus, for the linked
+// views of a drawing, the traces that follow the selection ("overlay", sent on every change).
+// plotly.js is the copy the page loads once: under Voila the template's partial bundle
+// (window.hvaelabPlotlyBundle), else the one of plotly's JupyterLab extension (offline). A new
+// figure is drawn into the same div: no new plot, no PNG snapshot as plotly's mime renderer
+// makes on every update.
 async function plotly() {
+  if (window.hvaelabPlotlyBundle) {
+    const bundled = await window.hvaelabPlotlyBundle;
+    if (bundled) return bundled;
+  }
   const container = window._JUPYTERLAB && window._JUPYTERLAB["jupyterlab-plotly"];
   if (!container) throw new Error("the jupyterlab-plotly extension is not loaded on this page");
   const Rendered = (await container.get("./mimeExtension"))().RenderedPlotly;
@@ -21,7 +27,7 @@ function render({ model, el }) {
   const gd = document.createElement("div");
   gd.style.width = "100%";
   el.appendChild(gd);
-  let Plotly = null, pending = false;
+  let Plotly = null, pending = false, drawn = false;
   const draw = async () => {
     if (pending) return;
     pending = true;
@@ -30,22 +36,30 @@ function render({ model, el }) {
     el.dataset.receivedAt = String(performance.now());
     const base = model.get("base") || {}, overlay = model.get("overlay") || [];
     // the overlay's layout part (shapes, annotations) is redrawn alone by Plotly.react: cheap
-    const layout = { ...(base.layout || {}), ...(model.get("overlay_layout") || {}), autosize: true };
-    el.style.minHeight = (layout.height || 360) + "px";
+    const layout = { ...(base.layout || {}), ...(model.get("overlay_layout") || {}) };
+    layout.height = layout.height || 360;
+    if (layout.width == null) layout.autosize = true;
+    el.style.minHeight = layout.height + "px";
+    const react = () => Plotly.react(gd, [...(base.data || []), ...overlay], layout, model.get("config") || {});
     try {
       Plotly = Plotly || (await plotly());
-      await Plotly.react(gd, [...(base.data || []), ...overlay], layout, model.get("config") || {});
+      // a page's figures arrive together: the first draws go through the Voila template's queue
+      // (one figure per task, those in the window first) so that the page keeps answering
+      if (!drawn && window.hvaelabQueueDraw) await window.hvaelabQueueDraw(el, react);
+      else await react();
+      drawn = true;
       el.dataset.revision = String(model.get("revision"));
       el.dataset.drawnAt = String(performance.now());
     } catch (e) {
-      el.textContent = "This figure needs plotly's JupyterLab extension: " + e;
+      el.textContent = "This figure could not be drawn (plotly.js not loaded on this page): " + e;
     }
   };
   model.on("change:base change:overlay change:overlay_layout change:config", draw);
   // fit the container; a figure whose view was closed or hidden (the model menu rebuilding the
   // page) is left alone: plotly rejects resizing a div that is not displayed
   const fit = new ResizeObserver(() => {
-    if (!Plotly || !gd.data || !gd.isConnected || gd.offsetParent === null) return;
+    if (!Plotly || !gd.data || !gd._fullLayout || !gd.isConnected || gd.offsetParent === null) return;
+    if (gd.layout && gd.layout.width != null) return; // a fixed width (image mosaics)
     Promise.resolve(Plotly.Plots.resize(gd)).catch(() => {});
   });
   fit.observe(el);
