@@ -444,6 +444,30 @@ def test_upload_of_non_image_shows_an_error_and_keeps_scoring(app_checkpoints):
 
 
 # ------------------------------------------------------------------------------ reconstruction
+def test_reconstruction_shuffles_computed_ahead_are_the_same_draws(app_checkpoints):
+    """The next shuffle's inputs are drawn and reconstructed ahead in a thread; the rows and
+    reconstructions shown are those of the same explorer without it, in the same order, in
+    both modes and across a mode change."""
+    ahead = ReconstructionExplorer("fashionmnist", n_per_set=4, seed=3)
+    plain = ReconstructionExplorer("fashionmnist", n_per_set=4, seed=3, prefetch=False)
+    assert ahead._next is None  # nothing is computed before the page is used
+    for step in ("k", "shuffle", "shuffle", "mode", "shuffle", "k", "shuffle"):
+        for rec in (ahead, plain):
+            if step == "k":
+                rec.k_slider.value = (rec.k_slider.value + 1) % (rec.L + 1)
+            elif step == "mode":
+                rec.mode.value = "sample"
+            else:
+                rec.shuffle_inputs()
+        assert ahead.labels == plain.labels, step
+        a, b = ahead.reconstructions(), plain.reconstructions()
+        assert a.mode == b.mode and torch.allclose(a.images, b.images, atol=1e-5), step
+        assert torch.allclose(a.log_px, b.log_px, rtol=1e-4), step
+        assert ahead._next is not None and plain._next is None
+        assert ahead._next.matches(ahead.mode.value, ahead._draws + 1)
+    assert ahead._draws == plain._draws == 4
+
+
 def test_reconstruction_explorer_grid_kl_and_samples(app_checkpoints):
     """Functional checks only: page load (target 15 s) and a shuffle of 16 inputs x all k
     (target 1 s) are timed in a browser by benchmarks/dashboard_bench.py."""

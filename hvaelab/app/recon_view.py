@@ -12,6 +12,8 @@ only chooses how many columns are shown.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import ipywidgets as widgets
 import numpy as np
@@ -74,6 +76,24 @@ def first_columns(rec: LatentReconstructions, k_max: int) -> LatentReconstructio
     )
 
 
+# One background thread computes the next inputs' reconstructions (ReconstructionExplorer).
+_AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hvaelab-ahead")
+
+
+@dataclass
+class _NextInputs:
+    """The next shuffle's inputs and their reconstructions, being computed ahead."""
+
+    images: np.ndarray
+    labels: list[str]
+    mode: str
+    seed: int
+    job: Future
+
+    def matches(self, mode: str, seed: int) -> bool:
+        return self.mode == mode and self.seed == seed
+
+
 class ReconstructionExplorer(widgets.VBox):
     """Inputs (8 + 8 by default) x k grid of latent reconstructions, KL per layer, model samples.
 
@@ -91,6 +111,7 @@ class ReconstructionExplorer(widgets.VBox):
         n_model_samples: int = 16,
         seed: int = 0,
         indices: Mapping[str, Sequence[int]] | None = None,
+        prefetch: bool = True,
     ) -> None:
         lm = load_checkpoint(checkpoint)
         self.model = lm.model
@@ -112,6 +133,8 @@ class ReconstructionExplorer(widgets.VBox):
         self._draws = 0
         self._recs: dict[str, LatentReconstructions] = {}
         self._grids: dict[tuple[str, int], object] = {}  # figure per (mode, k), these inputs
+        self.prefetch = prefetch
+        self._next: _NextInputs | None = None  # the next shuffle's inputs, computed ahead
         self._input_listeners: list = []  # on_inputs
 
         self.k_slider = with_class(
@@ -238,15 +261,41 @@ class ReconstructionExplorer(widgets.VBox):
         self._busy("computing…")
         self.grid.show(self._grid())
         self.status.value = ""
+        self._compute_ahead()
+
+    def _compute_ahead(self) -> None:
+        """Once the page is in use, draw the next shuffle's inputs and reconstruct them in a
+        background thread (torch leaves the interpreter free meanwhile): a click on "new random
+        inputs" then only swaps them in. The same draws, in the same order, as without."""
+        mode, seed = self.mode.value, self._draws + 1
+        if not self.prefetch or (self._next is not None and self._next.matches(mode, seed)):
+            return
+        if self._next is not None:  # drawn for another mode: the same inputs, recomputed
+            images, labels = self._next.images, self._next.labels
+        else:
+            images, labels = pick_inputs(self.samples, self.datasets, self.n_per_set, self.rng)
+        job = _AHEAD.submit(
+            latent_reconstructions, self.model, to_tensor(images), mode=mode, seed=seed
+        )
+        self._next = _NextInputs(images, labels, mode, seed, job)
 
     def shuffle_inputs(self) -> None:
         """Draw new random inputs from the shipped samples and recompute the grid."""
         self._draws += 1
-        self.images, self.labels = pick_inputs(
-            self.samples, self.datasets, self.n_per_set, self.rng
-        )
+        ahead, self._next = self._next, None
         self._recs.clear()
         self._grids.clear()
+        if ahead is not None:
+            self.images, self.labels = ahead.images, ahead.labels
+            if ahead.matches(self.mode.value, self._draws):
+                try:
+                    self._recs[ahead.mode] = ahead.job.result()
+                except Exception:  # noqa: BLE001 -- computed again below, where it raises
+                    pass
+        else:
+            self.images, self.labels = pick_inputs(
+                self.samples, self.datasets, self.n_per_set, self.rng
+            )
         self.redraw_grid()
         self._inputs_changed()
 
