@@ -113,13 +113,16 @@ def test_figures_show_the_tables_numbers():
 
 def test_toy_view_recomputes_on_each_knob():
     view = lesson.ToyView()
-    first = view.info.value
+    first, first_fig = view.info.value, view.slot.figure
     assert "the likelihood flags the OOD set" in first
     view.details.value = 16
     assert "the likelihood <b>prefers</b> the OOD set" in view.info.value
     assert view.slot.figure.layout.annotations[1].text == "log p(s, t), D = 16"
     view.slope.value = 1.0
     assert view.info.value != first
+    # a knob moved back shows the figure built before for that setting, not another build
+    view.slope.value, view.details.value = 0.5, 1
+    assert view.slot.figure is first_fig and view.info.value == first
     q = lesson.toy_question(n_detail=64)
     assert q.right_index == 1
     assert lesson.toy_question(n_detail=1).right_index == 0
@@ -133,8 +136,12 @@ def test_kl_gap_view_follows_k():
     # k runs below the top active layer: three active layers, k = 1, 2 (k = L takes every
     # latent from the prior: no feature of the input is left to compare)
     assert view.k.max == 2
+    first = view.slot.figure
     view.k.value = 2
     assert "MNIST: 88.0 − 8.0 = <b>80.0</b>" in view.info.value
+    assert view.slot.figure is not first
+    view.k.value = 1
+    assert view.slot.figure is first  # built once per k
 
 
 def test_a_question_tells_nothing_before_its_reveal_and_follows_the_choice_after():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import ipywidgets as widgets
 import numpy as np
@@ -271,6 +272,7 @@ def ratio_question(
 TOY_DETAILS = (1, 2, 4, 8, 16, 32, 64)
 TOY_N = 1500  # points per set behind the densities and AUROCs
 TOY_SHOWN = 500  # of them drawn in the scatter (3,000 SVG markers took 1.1 s to draw in Chromium)
+TOY_CACHE = 32  # toy figures kept (ToyView: moving a knob back shows one built before)
 
 
 def toy_figure(cfg: toy.ToyConfig, n: int = TOY_N, seed: int = 0) -> tuple[go.Figure, dict]:
@@ -351,6 +353,13 @@ def toy_figure(cfg: toy.ToyConfig, n: int = TOY_N, seed: int = 0) -> tuple[go.Fi
     return fig, aurocs
 
 
+@lru_cache(maxsize=TOY_CACHE)
+def _toy_figure(cfg: toy.ToyConfig, seed: int) -> tuple[go.Figure, dict]:
+    """:func:`toy_figure` of the last :data:`TOY_CACHE` knob settings: moving a knob back
+    shows a figure built before (the same for every toy on the page; a figure ~60 KB)."""
+    return toy_figure(cfg, seed=seed)
+
+
 class ToyView(widgets.VBox):
     """The toy with its two knobs: the number of detail coordinates D and the slope a."""
 
@@ -377,7 +386,7 @@ class ToyView(widgets.VBox):
         )
         self.info = widgets.HTML()
         self.info.add_class("hvae-toy-info")
-        fig, aurocs = toy_figure(self.config, seed=seed)
+        fig, aurocs = _toy_figure(self.config, seed)
         self.slot = FigureSlot(fig, "hvae-toy-fig", width="100%")
         self._show_info(aurocs)
         for w in (self.details, self.slope):
@@ -392,7 +401,7 @@ class ToyView(widgets.VBox):
         return toy.ToyConfig(slope=self.slope.value, n_detail=int(self.details.value))
 
     def refresh(self) -> None:
-        fig, aurocs = toy_figure(self.config, seed=self.seed)
+        fig, aurocs = _toy_figure(self.config, self.seed)
         self.slot.show(fig)
         self._show_info(aurocs)
 
@@ -572,13 +581,20 @@ class KLGapView(widgets.VBox):
         self.k.add_class("hvae-gap-k")
         self.info = widgets.HTML()
         self.info.add_class("hvae-gap-info")
-        self.slot = FigureSlot(kl_gap_figure(data, k), "hvae-gap-fig", width="100%")
+        self._figures: dict[int, go.Figure] = {}  # per k (a handful)
+        self.slot = FigureSlot(self._figure(), "hvae-gap-fig", width="100%")
         self._show_info()
         self.k.observe(lambda _: self.refresh(), "value")
         super().__init__([self.k, self.info, self.slot.box], layout=widgets.Layout(width="100%"))
 
+    def _figure(self) -> go.Figure:
+        k = self.k.value
+        if k not in self._figures:
+            self._figures[k] = kl_gap_figure(self.data, k)
+        return self._figures[k]
+
     def refresh(self) -> None:
-        self.slot.show(kl_gap_figure(self.data, self.k.value))
+        self.slot.show(self._figure())
         self._show_info()
 
     def _show_info(self) -> None:
