@@ -9,12 +9,20 @@ a page is ~4 KB smaller: the kernel's part of every interaction (issue 38).
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import plotly.graph_objects as go
 import plotly.io as pio
 
 TEMPLATE = "hvaelab"
-# The trace types the pages draw (scripts/build-plotly-bundle registers the same beyond scatter).
-TRACE_TYPES = ("scatter", "bar", "histogram", "box", "image")
+# The trace types the pages draw: scatter (plotly.js's core) and those js/plotly_bundle.js
+# registers in the Voila pages' partial plotly.js (its one owner).
+_BUNDLE = (Path(__file__).with_name("js") / "plotly_bundle.js").read_text()
+TRACE_TYPES = (
+    "scatter",
+    *(t for t in re.findall(r'require\("plotly\.js/lib/(\w+)"\)', _BUNDLE) if t != "core"),
+)
 
 
 def _register() -> None:
