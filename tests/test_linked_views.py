@@ -321,3 +321,43 @@ def test_a_row_of_the_reconstruction_grid_is_inspected(app_checkpoints):
     recon.shuffle_inputs()  # new rows: the menu and the inspected input follow
     assert [label for label, _ in chooser.options] == recon.labels
     assert np.array_equal(box.selection.report.image, recon.images[0])
+
+
+def test_reports_are_kept_and_prepared_ahead_for_the_next_shuffle(app_checkpoints, monkeypatch):
+    """A report is computed once per example (name and pixels), also when prepared ahead in
+    another thread; the reconstruction page prepares the next shuffle's first row, so the
+    shuffle shows a report that took no model pass at the click. The cache is bounded."""
+    from hvaelab.app import linked, recon_view
+    from hvaelab.app.linked import linked_reconstructions
+
+    recon_view._AHEAD.submit(lambda: None).result()  # earlier tests' work ahead has finished
+    made: list[str] = []
+    real = linked.example_report
+
+    def counting(model, image, reference, name, *args):
+        made.append(name)
+        return real(model, image, reference, name, *args)
+
+    monkeypatch.setattr(linked, "example_report", counting)
+    box = linked_reconstructions("fashionmnist")
+    recon, selection = box.recon, box.selection
+    first = selection.report
+    assert made == [recon.labels[0]]
+    box.chooser.value = 1
+    box.chooser.value = 0
+    assert selection.report is first and made == [recon.labels[0], recon.labels[1]]
+    same_pixels = Example(recon.labels[0], recon.images[0].copy(), "elsewhere")
+    assert selection.report_for(same_pixels) is first  # by name and pixels, not by object
+    other_name = Example("another name", recon.images[0], "")
+    assert selection.report_for(other_name) is not first and made[-1] == "another name"
+    recon.k_slider.value = 1  # the page is in use: the next shuffle is prepared in a thread
+    recon._next.job.result()
+    prepared = len(made)
+    assert recon._next.labels[0] in {name for name, _ in selection._reports}
+    recon.shuffle_inputs()
+    assert len(made) == prepared and selection.report.name == recon.labels[0]
+    assert np.array_equal(selection.report.image, recon.images[0])
+    monkeypatch.setattr(linked, "REPORT_CACHE", 2)
+    for i in range(4):
+        selection.report_for(Example(f"row {i}", recon.images[i], ""))
+    assert len(selection._reports) == 2

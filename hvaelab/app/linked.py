@@ -23,6 +23,8 @@ import base64
 import html
 import io
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -62,6 +64,9 @@ from .score_figures import (
 from .theme import TEMPLATE
 from .widgets import AnySlot, LiveFigure, status_html, with_class
 
+# Reports a Selection keeps (an example chosen again, or prepared ahead): ~30 KB each.
+REPORT_CACHE = 32
+
 
 @dataclass
 class Example:
@@ -94,6 +99,10 @@ class Selection:
         self.example: Example | None = None
         self.report: ExampleReport | None = None
         self._views: list[Callable[[Example, ExampleReport], None]] = []
+        # reports of recent examples (by name and pixels): choosing one again, or one prepared
+        # ahead (prepare), costs no model pass; a lock, since prepare runs in a thread
+        self._reports: OrderedDict[tuple[str, bytes], ExampleReport] = OrderedDict()
+        self._lock = threading.Lock()
 
     def observe(self, view: Callable[[Example, ExampleReport], None]) -> None:
         """Call ``view(example, report)`` on every selection (and now, if one is selected)."""
@@ -101,11 +110,32 @@ class Selection:
         if self.example is not None and self.report is not None:
             view(self.example, self.report)
 
-    def select(self, example: Example) -> ExampleReport:
-        """Select ``example``: compute its report and update every view."""
+    def report_for(self, example: Example) -> ExampleReport:
+        """``example``'s report: computed once, kept for the last :data:`REPORT_CACHE`."""
+        image = np.ascontiguousarray(example.image)
+        key = (example.name, str(image.dtype).encode() + bytes(image.shape) + image.tobytes())
+        with self._lock:
+            report = self._reports.get(key)
+            if report is not None:
+                self._reports.move_to_end(key)
+                return report
         report = example_report(
-            self.model, example.image, self.reference, example.name, self.fpr, self.iw_form, self.lt
+            self.model, image, self.reference, example.name, self.fpr, self.iw_form, self.lt
         )
+        with self._lock:
+            self._reports[key] = report
+            while len(self._reports) > REPORT_CACHE:
+                self._reports.popitem(last=False)
+        return report
+
+    def prepare(self, example: Example) -> None:
+        """Compute ``example``'s report now (e.g. in a background thread) for a later select."""
+        self.report_for(example)
+
+    def select(self, example: Example) -> ExampleReport:
+        """Select ``example``: compute its report (or take it from the recent ones) and update
+        every view."""
+        report = self.report_for(example)
         self.example, self.report = example, report
         for view in self._views:
             view(example, report)
@@ -749,6 +779,10 @@ def linked_reconstructions(checkpoint: str) -> widgets.VBox:
         )
 
     recon.on_inputs(rows)
+    # the first row of the next shuffle is inspected at once: its report is computed ahead too
+    recon.on_ahead(
+        lambda images, labels: selection.prepare(Example(labels[0], images[0], "grid row"))
+    )
     rows(recon)
     box = widgets.VBox(
         [recon, widgets.HTML("<b>Inspect one row of the grid</b>"), chooser.menu, inspector],

@@ -136,6 +136,7 @@ class ReconstructionExplorer(widgets.VBox):
         self.prefetch = prefetch
         self._next: _NextInputs | None = None  # the next shuffle's inputs, computed ahead
         self._input_listeners: list = []  # on_inputs
+        self._ahead_listeners: list = []  # on_ahead
 
         self.k_slider = with_class(
             widgets.IntSlider(
@@ -274,10 +275,18 @@ class ReconstructionExplorer(widgets.VBox):
             images, labels = self._next.images, self._next.labels
         else:
             images, labels = pick_inputs(self.samples, self.datasets, self.n_per_set, self.rng)
-        job = _AHEAD.submit(
-            latent_reconstructions, self.model, to_tensor(images), mode=mode, seed=seed
-        )
-        self._next = _NextInputs(images, labels, mode, seed, job)
+        listeners = list(self._ahead_listeners)
+
+        def compute() -> LatentReconstructions:
+            recs = latent_reconstructions(self.model, to_tensor(images), mode=mode, seed=seed)
+            for listener in listeners:  # e.g. the linked inspector's report of the first row
+                try:
+                    listener(images, labels)
+                except Exception:  # noqa: BLE001 -- ahead of time only: done again when shown
+                    pass
+            return recs
+
+        self._next = _NextInputs(images, labels, mode, seed, _AHEAD.submit(compute))
 
     def shuffle_inputs(self) -> None:
         """Draw new random inputs from the shipped samples and recompute the grid."""
@@ -306,6 +315,11 @@ class ReconstructionExplorer(widgets.VBox):
         self._grids.clear()
         self.redraw_grid()
         self._inputs_changed()
+
+    def on_ahead(self, listener) -> None:
+        """Call ``listener(images, labels)`` in the background thread with the next shuffle's
+        inputs, once reconstructed (to prepare what other views will show for them)."""
+        self._ahead_listeners.append(listener)
 
     def on_inputs(self, listener) -> None:
         """Call ``listener(explorer)`` whenever the grid's rows (inputs) change."""
