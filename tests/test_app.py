@@ -6,6 +6,7 @@ complete, otherwise tiny models trained for the session.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import io
 import math
@@ -681,3 +682,24 @@ def test_every_figure_uses_the_slim_template_that_looks_like_plotly_white(app_ch
     for fig in (ex.density_fig, ex.roc_fig):
         assert fig.layout.template == ours
         assert len(_sent(ex.density)["layout"]["template"]["data"]) == len(kept)
+
+
+def test_upload_density_is_estimated_once_per_score_and_widened_for_outliers(app_checkpoints):
+    up = UploadScorer("fashionmnist")
+    score = up.score_select.value
+    estimate = up._curves[score]
+    shoe = _png(resources.load_shipped_samples()["fashionmnist"][0])
+    up.upload.value = (_file("shoe.png", shoe),)
+    assert list(up._curves) == [score] and up._curves[score] is estimate  # not estimated again
+    np.testing.assert_array_equal(up.density.figure.data[0].x, estimate.x)
+    mark = float(up.density.figure.data[-1].x[0])
+    assert estimate.x[0] <= mark <= estimate.x[-1]
+    # an image beyond the estimate's grid: estimated again on a grid that covers it
+    narrow = dataclasses.replace(
+        estimate, x=estimate.x[:5], y={k: v[:5] for k, v in estimate.y.items()}
+    )
+    up._curves[score] = narrow
+    up._redraw_density()
+    widened = up.density.figure.data[0].x
+    assert widened[0] <= mark <= widened[-1] and len(widened) == len(estimate.x)
+    assert up._curves[score] is narrow  # a grid widened for an image is not kept

@@ -42,7 +42,10 @@ from .resources import (
     second_stage_problem,
 )
 from .score_figures import (
+    DensityCurves,
     UploadMark,
+    _range,
+    density_curves,
     density_figure,
     percentile_of,
     pretty_score,
@@ -191,6 +194,7 @@ class UploadScorer(widgets.VBox):
             "hvae-upload-result",
         )
         # No plot when the page shows the explorer's: nothing to build or send.
+        self._curves: dict[str, DensityCurves] = {}  # each score's densities, without uploads
         self.density = FigureSlot(self._density(), "hvae-upload-density") if show_density else None
 
         self.clear = with_class(
@@ -359,7 +363,17 @@ class UploadScorer(widgets.VBox):
                     )
                 )
         title = f"Your images on the {pretty_score(score)} density (S = {self.n_samples})"
-        return density_figure(values, score, self.n_dims, uploads=marks, title=title)
+        # the sets' densities are estimated once per score; again only to cover an image
+        # outside their range
+        curves = self._curves.get(score)
+        if curves is None or not all(curves.x[0] <= m.value <= curves.x[-1] for m in marks):
+            disp = {k: to_display(score, v, self.n_dims) for k, v in values.items()}
+            curves = density_curves(
+                disp, "kde", _range(list(disp.values()), [m.value for m in marks])
+            )
+            if not marks:
+                self._curves[score] = curves
+        return density_figure(None, score, self.n_dims, uploads=marks, curves=curves, title=title)
 
 
 __all__ = ["UploadResult", "UploadScorer", "thumbnail_html", "upload_files"]
