@@ -164,6 +164,42 @@ def test_a_question_tells_nothing_before_its_reveal_and_follows_the_choice_after
     assert len(built) == 1 and len(q.children) == 5
 
 
+def test_a_questions_figures_are_built_while_the_student_reads_and_shown_at_the_reveal(
+    monkeypatch,
+):
+    """In a kernel (a running loop) the figures of the answer are built ahead, after the page
+    has settled, and not shown; the reveal shows those; without a loop they are built at the
+    reveal (the test above)."""
+    import asyncio
+
+    from hvaelab.app import widgets as app_widgets
+
+    gate = app_widgets.FrontEndGate(is_open=False)  # under Voila, before the page is on screen
+    monkeypatch.setattr(app_widgets, "GATE", gate)
+    built: list = []
+
+    def then():
+        built.append(widgets.HTML("the figure"))
+        return built[-1:]
+
+    async def page() -> lesson.Question:
+        q = lesson.Question("Which?", ["a", "b"], answer=0, explain=lambda: "x", then=then)
+        await asyncio.sleep(0.05)
+        assert not built  # nothing before the page has settled
+        gate.release()
+        await asyncio.sleep(0.05)
+        assert not built  # ... nor right after: `delay` later
+        await asyncio.sleep(1.1)
+        return q
+
+    q = asyncio.run(page())
+    assert len(built) == 1 and built[0] not in q.children and len(q.children) == 4
+    q.show_answer()
+    assert q.children[-1] is built[0] and len(built) == 1  # the one built ahead, not another
+    assert "hvae-question-then" in built[0]._dom_classes
+    assert app_widgets.when_settled(lambda: None) is False  # no loop runs here
+
+
 def test_lesson_data_reads_the_shipped_tables(app_checkpoints):
     data = lesson.lesson_data("fashionmnist")
     assert (data.in_name, data.ood_name) == ("fashionmnist", "mnist")

@@ -32,7 +32,7 @@ from .resources import (
 )
 from .score_figures import dataset_color
 from .theme import TEMPLATE
-from .widgets import FigureSlot, status_html
+from .widgets import FigureSlot, status_html, when_settled
 
 
 # ------------------------------------------------------------------------------------ questions
@@ -67,6 +67,7 @@ class Question(widgets.VBox):
         self.answer_html = widgets.HTML()
         self.answer_html.add_class("hvae-question-answer")
         self._answer, self._explain, self._then = answer, explain, then
+        self._prepared: list[widgets.Widget] | None = None
         self.revealed = False
         self.reveal.on_click(lambda _: self.show_answer())
         self.choice.observe(lambda _: self._follow_choice(), "value")
@@ -78,6 +79,19 @@ class Question(widgets.VBox):
             ),
         )
         self.add_class("hvae-question")
+        if then is not None:  # built while the student reads: the reveal only shows them
+            when_settled(self.prepare)
+
+    def prepare(self) -> None:
+        """Build the figures that show the answer (not shown before the reveal)."""
+        if self._then is not None and self._prepared is None and not self.revealed:
+            self._prepared = self._build_then()
+
+    def _build_then(self) -> list[widgets.Widget]:
+        shown = list(self._then()) if self._then is not None else []
+        for w in shown:
+            w.add_class("hvae-question-then")
+        return shown
 
     @property
     def right_index(self) -> int:
@@ -95,9 +109,8 @@ class Question(widgets.VBox):
         self._render_answer()
         self.reveal.disabled = True
         if self._then is not None:
-            shown = list(self._then())
-            for w in shown:
-                w.add_class("hvae-question-then")
+            shown = self._prepared if self._prepared is not None else self._build_then()
+            self._prepared = None
             self.children = (*self.children, *shown)
 
     def _render_answer(self) -> None:

@@ -34,6 +34,8 @@ The composites themselves live in :mod:`.explorer` (likelihood ratios, figs. 5-7
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -92,6 +94,7 @@ class FrontEndGate:
         self.is_open = is_open
         self._markers: list[widgets.Widget] = []
         self._builds: list[AnySlot] = []  # anywidgets, created first when the gate opens
+        self._after: list[Callable[[], None]] = []  # run once it has opened (when_settled)
 
     def hold_build(self, slot: AnySlot) -> None:
         """Create ``slot``'s anywidget when the gate opens (before the figures are sent)."""
@@ -119,6 +122,16 @@ class FrontEndGate:
         for marker in markers:
             marker.unobserve(self._on_views, "_view_count")
             marker.add_class(READY_CLASS)
+        after, self._after = self._after, []
+        for callback in after:
+            callback()
+
+    def after_release(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the gate has opened (now, if it has)."""
+        if self.is_open:
+            callback()
+        else:
+            self._after.append(callback)
 
 
 # The gate of this kernel (one Voilà page per kernel). Tests may swap it.
@@ -313,6 +326,25 @@ class LiveFigure:
                 plot.revision = self.revision
 
 
+def when_settled(callback: Callable[[], None], delay: float = 1.0) -> bool:
+    """Run ``callback()`` in the kernel ``delay`` s after the page has settled (under Voilà: after
+    :data:`GATE` opens; in JupyterLab: after the cell has run), between messages, to prepare
+    what a later click will show. Returns False where no kernel loop runs (tests, scripts):
+    then nothing is scheduled and the caller does the work when asked. A failing callback is
+    ignored (the work is done again when asked)."""
+    try:
+        loop = asyncio.get_running_loop()  # the kernel's, in a cell or a widget's callback
+    except RuntimeError:
+        return False
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            callback()
+
+    GATE.after_release(lambda: loop.call_later(delay, run))
+    return True
+
+
 def with_class(widget: widgets.Widget, *css_classes: str) -> widgets.Widget:
     for c in css_classes:
         widget.add_class(c)
@@ -373,5 +405,6 @@ __all__ = [
     "ready_marker",
     "served_by_voila",
     "status_html",
+    "when_settled",
     "with_class",
 ]
