@@ -703,3 +703,29 @@ def test_upload_density_is_estimated_once_per_score_and_widened_for_outliers(app
     widened = up.density.figure.data[0].x
     assert widened[0] <= mark <= widened[-1] and len(widened) == len(estimate.x)
     assert up._curves[score] is narrow  # a grid widened for an image is not kept
+
+
+def test_explorer_computes_the_pairs_one_choice_away_ahead(app_checkpoints):
+    """compute_ahead fills the shared contexts of every (in, OOD) pair one menu choice away,
+    in the background thread; choosing one then reuses that context (no Table 2 again)."""
+    from hvaelab.app import explorer as explorer_module
+    from hvaelab.score_names import TableKey
+
+    ex = LikelihoodRatioExplorer("fashionmnist")
+    with explorer_module._CONTEXTS_LOCK:  # only this explorer's own pair is known
+        explorer_module._CONTEXTS.clear()
+    assert ex._context() is not None and len(explorer_module._CONTEXTS) == 1
+    pairs = ex.ahead_pairs()
+    sets = sorted(ex._by_set)
+    assert (ex.in_select.value, ex.ood_select.value) not in pairs
+    assert {(ex.in_select.value, o) for o in sets if o != ex.in_select.value} - {
+        (ex.in_select.value, ex.ood_select.value)
+    } <= set(pairs)
+    assert all(a != b for a, b in pairs) and len(pairs) == len(set(pairs))
+    ex.compute_ahead().result()
+    key = str(TableKey(pairs[0][1], ex.n_samples))
+    with explorer_module._CONTEXTS_LOCK:
+        ahead = [c for c in explorer_module._CONTEXTS.values() if c.ood is ex.tables[key]]
+    assert ahead and all(s in ahead[0].rocs for s in ex.roc_scores() if s in ahead[0].s_in)
+    ex.ood_select.value = pairs[0][1]
+    assert ex._context() is ahead[0]

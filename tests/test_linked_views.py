@@ -327,10 +327,11 @@ def test_reports_are_kept_and_prepared_ahead_for_the_next_shuffle(app_checkpoint
     """A report is computed once per example (name and pixels), also when prepared ahead in
     another thread; the reconstruction page prepares the next shuffle's first row, so the
     shuffle shows a report that took no model pass at the click. The cache is bounded."""
-    from hvaelab.app import linked, recon_view
+    from hvaelab.app import linked
     from hvaelab.app.linked import linked_reconstructions
+    from hvaelab.app.widgets import AHEAD
 
-    recon_view._AHEAD.submit(lambda: None).result()  # earlier tests' work ahead has finished
+    AHEAD.submit(lambda: None).result()  # earlier tests' work ahead has finished
     made: list[str] = []
     real = linked.example_report
 

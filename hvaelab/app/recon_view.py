@@ -12,7 +12,7 @@ only chooses how many columns are shown.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -29,7 +29,7 @@ from .resources import (
     load_checkpoint,
     load_shipped_samples,
 )
-from .widgets import FigureSlot, status_html, with_class
+from .widgets import AHEAD, FigureSlot, status_html, with_class
 
 MODES = (("means", "mean"), ("samples", "sample"))
 
@@ -74,10 +74,6 @@ def first_columns(rec: LatentReconstructions, k_max: int) -> LatentReconstructio
         log_px=rec.log_px[j],
         mode=rec.mode,
     )
-
-
-# One background thread computes the next inputs' reconstructions (ReconstructionExplorer).
-_AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hvaelab-ahead")
 
 
 @dataclass
@@ -286,7 +282,7 @@ class ReconstructionExplorer(widgets.VBox):
                     pass
             return recs
 
-        self._next = _NextInputs(images, labels, mode, seed, _AHEAD.submit(compute))
+        self._next = _NextInputs(images, labels, mode, seed, AHEAD.submit(compute))
 
     def shuffle_inputs(self) -> None:
         """Draw new random inputs from the shipped samples and recompute the grid."""

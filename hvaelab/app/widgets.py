@@ -39,6 +39,7 @@ import contextlib
 import json
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -326,6 +327,12 @@ class LiveFigure:
                 plot.revision = self.revision
 
 
+# One background thread for work done ahead of a click (the next shuffle's reconstructions, the
+# explorer's other pairs of sets): torch and numpy leave the interpreter free meanwhile, so the
+# kernel keeps answering.
+AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hvaelab-ahead")
+
+
 def when_settled(callback: Callable[[], None], delay: float = 1.0) -> bool:
     """Run ``callback()`` in the kernel ``delay`` s after the page has settled (under Voilà: after
     :data:`GATE` opens; in JupyterLab: after the cell has run), between messages, to prepare
@@ -389,6 +396,7 @@ def page(
 
 
 __all__ = [
+    "AHEAD",
     "DEFAULT_HEIGHT",
     "GATE",
     "PLOT_CONFIG",
