@@ -729,3 +729,16 @@ def test_explorer_computes_the_pairs_one_choice_away_ahead(app_checkpoints):
     assert ahead and all(s in ahead[0].rocs for s in ex.roc_scores() if s in ahead[0].s_in)
     ex.ood_select.value = pairs[0][1]
     assert ex._context() is ahead[0]
+
+
+def test_work_ahead_runs_a_copy_of_the_model(app_checkpoints):
+    """The background thread never runs the page's own module (the correlation page hangs
+    forward hooks on it): it gets one copy per model, with the same weights."""
+    from hvaelab.app.widgets import ahead_model
+
+    model = resources.load_checkpoint("fashionmnist").model
+    twin = ahead_model(model)
+    assert twin is not model and ahead_model(model) is twin
+    for (name, a), (_, b) in zip(model.state_dict().items(), twin.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+        assert a.data_ptr() != b.data_ptr(), name

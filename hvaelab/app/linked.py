@@ -62,7 +62,7 @@ from .score_figures import (
     roc_point,
 )
 from .theme import TEMPLATE
-from .widgets import AnySlot, LiveFigure, status_html, with_class
+from .widgets import AnySlot, LiveFigure, ahead_model, status_html, with_class
 
 # Reports a Selection keeps (an example chosen again, or prepared ahead): ~30 KB each.
 REPORT_CACHE = 32
@@ -110,8 +110,9 @@ class Selection:
         if self.example is not None and self.report is not None:
             view(self.example, self.report)
 
-    def report_for(self, example: Example) -> ExampleReport:
-        """``example``'s report: computed once, kept for the last :data:`REPORT_CACHE`."""
+    def report_for(self, example: Example, model: HierarchicalVAE | None = None) -> ExampleReport:
+        """``example``'s report: computed once (with ``model``, a copy of the selection's, in
+        another thread), kept for the last :data:`REPORT_CACHE`."""
         image = np.ascontiguousarray(example.image)
         key = (example.name, str(image.dtype).encode() + bytes(image.shape) + image.tobytes())
         with self._lock:
@@ -120,8 +121,9 @@ class Selection:
                 self._reports.move_to_end(key)
                 return report
         report = example_report(
-            self.model, image, self.reference, example.name, self.fpr, self.iw_form, self.lt
-        )
+            model or self.model, image, self.reference, example.name, self.fpr, self.iw_form,
+            self.lt,
+        )  # fmt: skip
         with self._lock:
             self._reports[key] = report
             while len(self._reports) > REPORT_CACHE:
@@ -129,8 +131,9 @@ class Selection:
         return report
 
     def prepare(self, example: Example) -> None:
-        """Compute ``example``'s report now (e.g. in a background thread) for a later select."""
-        self.report_for(example)
+        """Compute ``example``'s report now, in the thread that works ahead (with its copy of the
+        model), for a later select."""
+        self.report_for(example, ahead_model(self.model))
 
     def select(self, example: Example) -> ExampleReport:
         """Select ``example``: compute its report (or take it from the recent ones) and update

@@ -29,7 +29,7 @@ from .resources import (
     load_checkpoint,
     load_shipped_samples,
 )
-from .widgets import AHEAD, FigureSlot, status_html, with_class
+from .widgets import AHEAD, FigureSlot, ahead_model, status_html, with_class
 
 MODES = (("means", "mean"), ("samples", "sample"))
 
@@ -271,10 +271,10 @@ class ReconstructionExplorer(widgets.VBox):
             images, labels = self._next.images, self._next.labels
         else:
             images, labels = pick_inputs(self.samples, self.datasets, self.n_per_set, self.rng)
-        listeners = list(self._ahead_listeners)
+        listeners, model = list(self._ahead_listeners), ahead_model(self.model)
 
         def compute() -> LatentReconstructions:
-            recs = latent_reconstructions(self.model, to_tensor(images), mode=mode, seed=seed)
+            recs = latent_reconstructions(model, to_tensor(images), mode=mode, seed=seed)
             for listener in listeners:  # e.g. the linked inspector's report of the first row
                 try:
                     listener(images, labels)
