@@ -362,3 +362,38 @@ def test_reports_are_kept_and_prepared_ahead_for_the_next_shuffle(app_checkpoint
     for i in range(4):
         selection.report_for(Example(f"row {i}", recon.images[i], ""))
     assert len(selection._reports) == 2
+
+
+def test_the_first_uploads_report_is_computed_once_beside_the_scoring(app_checkpoints, monkeypatch):
+    """The upload page's inspector shows the first upload at once: its report is computed in
+    the other thread while the scorer scores, and the select waits for it (one report)."""
+    import datetime
+    import io
+
+    from PIL import Image
+
+    from hvaelab.app import linked
+    from hvaelab.app.widgets import AHEAD
+
+    AHEAD.submit(lambda: None).result()
+    made: list = []
+    real = linked.example_report
+
+    def counting(model, image, reference, name, *args):
+        made.append((name, model))
+        return real(model, image, reference, name, *args)
+
+    monkeypatch.setattr(linked, "example_report", counting)
+    box = upload_inspector("fashionmnist")
+    data = io.BytesIO()
+    Image.fromarray(resources.load_shipped_samples()["mnist"][2], mode="L").save(data, "PNG")
+    box.scorer.upload.value = (
+        {"name": "two.png", "type": "image/png", "size": len(data.getvalue()),
+         "content": memoryview(data.getvalue()), "last_modified": datetime.datetime.now(datetime.UTC)},
+    )  # fmt: skip
+    assert box.selection.report.name == "two.png"
+    assert [n for n, _ in made] == ["two.png"]  # once, not again for the select
+    assert made[0][1] is not box.selection.model  # in the other thread, on its copy
+    assert box.selection.report.score("LLR>1") == pytest.approx(
+        box.scorer.result.scores.scores["LLR>1"][0], rel=1e-5
+    )

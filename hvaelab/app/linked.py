@@ -20,12 +20,14 @@ traces, so a view follows a drawing stroke by stroke.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -62,7 +64,7 @@ from .score_figures import (
     roc_point,
 )
 from .theme import TEMPLATE
-from .widgets import AnySlot, LiveFigure, ahead_model, status_html, with_class
+from .widgets import AHEAD, AnySlot, LiveFigure, ahead_model, status_html, with_class
 
 # Reports a Selection keeps (an example chosen again, or prepared ahead): ~30 KB each.
 REPORT_CACHE = 32
@@ -102,6 +104,7 @@ class Selection:
         # reports of recent examples (by name and pixels): choosing one again, or one prepared
         # ahead (prepare), costs no model pass; a lock, since prepare runs in a thread
         self._reports: OrderedDict[tuple[str, bytes], ExampleReport] = OrderedDict()
+        self._pending: dict[tuple[str, bytes], Future] = {}  # prepare_ahead's jobs
         self._lock = threading.Lock()
 
     def observe(self, view: Callable[[Example, ExampleReport], None]) -> None:
@@ -110,16 +113,26 @@ class Selection:
         if self.example is not None and self.report is not None:
             view(self.example, self.report)
 
+    @staticmethod
+    def _key(example: Example) -> tuple[str, bytes]:
+        image = np.ascontiguousarray(example.image)
+        return example.name, str(image.dtype).encode() + bytes(image.shape) + image.tobytes()
+
     def report_for(self, example: Example, model: HierarchicalVAE | None = None) -> ExampleReport:
         """``example``'s report: computed once (with ``model``, a copy of the selection's, in
-        another thread), kept for the last :data:`REPORT_CACHE`."""
+        another thread), kept for the last :data:`REPORT_CACHE`; one being prepared in the
+        other thread is waited for."""
         image = np.ascontiguousarray(example.image)
-        key = (example.name, str(image.dtype).encode() + bytes(image.shape) + image.tobytes())
+        key = self._key(example)
         with self._lock:
             report = self._reports.get(key)
             if report is not None:
                 self._reports.move_to_end(key)
                 return report
+            pending = self._pending.get(key) if model is None else None
+        if pending is not None:
+            with contextlib.suppress(Exception):  # failed ahead: computed here, where it raises
+                return pending.result()
         report = example_report(
             model or self.model, image, self.reference, example.name, self.fpr, self.iw_form,
             self.lt,
@@ -134,6 +147,25 @@ class Selection:
         """Compute ``example``'s report now, in the thread that works ahead (with its copy of the
         model), for a later select."""
         self.report_for(example, ahead_model(self.model))
+
+    def prepare_ahead(self, example: Example) -> Future:
+        """Compute ``example``'s report in the thread that works ahead (:data:`AHEAD`); a select
+        meanwhile waits for it instead of computing it again."""
+        key = self._key(example)
+        with self._lock:
+            pending = self._pending.get(key)
+            if pending is not None:
+                return pending
+            job = self._pending[key] = AHEAD.submit(
+                self.report_for, example, ahead_model(self.model)
+            )
+
+        def done(_job: Future) -> None:
+            with self._lock:
+                self._pending.pop(key, None)
+
+        job.add_done_callback(done)
+        return job
 
     def select(self, example: Example) -> ExampleReport:
         """Select ``example``: compute its report (or take it from the recent ones) and update
@@ -811,7 +843,15 @@ def upload_inspector(checkpoint: str, fpr: float = 0.05) -> widgets.VBox:
             Example(n, img, "your upload") for n, img in zip(names, images, strict=True)
         )
 
-    scorer = UploadScorer(checkpoint, reference=ref_key, fpr=fpr, on_scored=on_scored)
+    def on_decoded(names: list[str], images: np.ndarray, first: bool) -> None:
+        # the first upload is inspected at once: its report is computed in the other thread
+        # while the scorer scores (the same input, the same reference)
+        if first:
+            selection.prepare_ahead(Example(names[0], images[0], "your upload"))
+
+    scorer = UploadScorer(
+        checkpoint, reference=ref_key, fpr=fpr, on_scored=on_scored, on_decoded=on_decoded
+    )
     box = widgets.VBox(
         [scorer, widgets.HTML("<b>Inspect one upload</b>"), chooser.menu, inspector],
         layout=widgets.Layout(width="100%"),

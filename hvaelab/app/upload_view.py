@@ -102,7 +102,9 @@ class UploadScorer(widgets.VBox):
     ``reference`` is the score table key the uploads are compared with (default: the training
     set's table with the fewest samples S, the fastest to match). ``on_scored(names, scores,
     n_samples)`` is called after each upload, e.g. ``explorer.set_uploads``; ``show_density``
-    False leaves out the density plot (when the page shows the explorer's).
+    False leaves out the density plot (when the page shows the explorer's). ``on_decoded(names,
+    images, first)`` is called with the new images before they are scored (``first``: nothing
+    was shown before them), e.g. to start work on them in another thread.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class UploadScorer(widgets.VBox):
         on_scored: Callable[[list[str], dict[str, np.ndarray], int], None] | None = None,
         show_density: bool = True,
         iw_form: str = "iw-both",
+        on_decoded: Callable[[list[str], np.ndarray, bool], None] | None = None,
     ) -> None:
         self.iw_form = iw_form  # the form of LLR_S>k the verdict uses when S > 1
         lm = load_checkpoint(checkpoint)
@@ -136,6 +139,7 @@ class UploadScorer(widgets.VBox):
             and is_comparison_set(key.dataset)  # MNIST, not noise or inverted images
         }
         self.on_scored = on_scored
+        self.on_decoded = on_decoded
         self.result: UploadResult | None = None
         self.n_dims = int(self.reference.meta["n_dims"])
 
@@ -252,6 +256,8 @@ class UploadScorer(widgets.VBox):
                 )
             return None
         self.status.value = status_html(f"scoring {len(images)} image(s)…", "busy")
+        if self.on_decoded is not None:
+            self.on_decoded(list(names), np.stack(images), self.result is None)
         try:
             arr = np.stack(images)
             scores = score_inputs(
