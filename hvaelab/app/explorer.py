@@ -593,8 +593,11 @@ class LikelihoodRatioExplorer(widgets.VBox):
     def ahead_pairs(self) -> list[tuple[str, str]]:
         """The (in-distribution, OOD) pairs one menu choice away from the current one."""
         in_name, ood_name = self.in_select.value, self.ood_select.value
-        pairs = [(in_name, o) for o in sorted(self._by_set) if o != in_name]
-        pairs += [(i, ood_name if ood_name != i else in_name) for i in sorted(self._by_set)]
+        names = sorted(self._by_set)
+        pairs = [(in_name, o) for o in names if o != in_name]
+        # another in-distribution set keeps the OOD set, else takes the first other (_on_in_change)
+        for i in names:
+            pairs.append((i, ood_name if ood_name != i else next(n for n in names if n != i)))
         return [p for p in dict.fromkeys(pairs) if p != (in_name, ood_name) and p[0] != p[1]]
 
     def compute_ahead(self) -> Future:
