@@ -385,11 +385,12 @@ def test_the_first_uploads_report_is_computed_once_beside_the_scoring(app_checkp
 
     monkeypatch.setattr(linked, "example_report", counting)
     box = upload_inspector("fashionmnist")
-    data = io.BytesIO()
-    Image.fromarray(resources.load_shipped_samples()["mnist"][2], mode="L").save(data, "PNG")
+    buf = io.BytesIO()
+    Image.fromarray(resources.load_shipped_samples()["mnist"][2], mode="L").save(buf, "PNG")
+    data, now = buf.getvalue(), datetime.datetime.now(datetime.UTC)
     box.scorer.upload.value = (
-        {"name": "two.png", "type": "image/png", "size": len(data.getvalue()),
-         "content": memoryview(data.getvalue()), "last_modified": datetime.datetime.now(datetime.UTC)},
+        {"name": "two.png", "type": "image/png", "size": len(data), "content": memoryview(data),
+         "last_modified": now},
     )  # fmt: skip
     assert box.selection.report.name == "two.png"
     assert [n for n, _ in made] == ["two.png"]  # once, not again for the select
