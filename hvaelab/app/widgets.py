@@ -140,7 +140,24 @@ class FrontEndGate:
 GATE = FrontEndGate(is_open=not served_by_voila())
 
 
-class FigureSlot:
+class _PlotSlot:
+    """What :class:`FigureSlot` and :class:`LiveFigure` share: a :class:`LivePlot` in an
+    :class:`AnySlot` (``_slot``)."""
+
+    _slot: AnySlot
+
+    @property
+    def box(self) -> widgets.Box:
+        """The widget to put on a page."""
+        return self._slot.box
+
+    @property
+    def plot(self) -> LivePlot | None:
+        """The anywidget that draws the figure, once created."""
+        return self._slot.widget
+
+
+class FigureSlot(_PlotSlot):
     """A plotly figure on a page that can be redrawn at any time, in place.
 
     ``box`` (a ``Box`` carrying ``css_class`` and ``hvae-figure``, the DOM contract of the
@@ -168,16 +185,6 @@ class FigureSlot:
         self._spec: dict = json.loads(self._json)
         self._slot = AnySlot(self._make, css_class, "hvae-figure", **layout)
         self._fit_box(fig)
-
-    @property
-    def box(self) -> widgets.Box:
-        """The widget to put on a page."""
-        return self._slot.box
-
-    @property
-    def plot(self) -> LivePlot | None:
-        """The anywidget that draws the figure, once created."""
-        return self._slot.widget
 
     @property
     def spec(self) -> dict:
@@ -271,7 +278,7 @@ class LivePlot(anywidget.AnyWidget):
     revision = traitlets.Int(0).tag(sync=True)
 
 
-class LiveFigure:
+class LiveFigure(_PlotSlot):
     """A plotly figure redrawn in place: ``base`` (the static traces and layout, a plotly
     figure dict, sent once) plus an overlay (the traces and layout entries that follow the
     selection). See the module docstring for when to use it instead of :class:`FigureSlot`;
@@ -296,16 +303,6 @@ class LiveFigure:
         )
         plot.add_class("hvae-live-figure")
         return plot
-
-    @property
-    def box(self) -> widgets.Box:
-        """The widget to put on a page (as ``FigureSlot.box``)."""
-        return self._slot.box
-
-    @property
-    def plot(self) -> LivePlot | None:
-        """The anywidget, once created."""
-        return self._slot.widget
 
     @property
     def figure(self) -> dict:
