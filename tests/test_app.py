@@ -625,9 +625,15 @@ def test_figure_slot_redraws_one_plot_in_place():
 def test_under_voila_figures_and_ready_markers_wait_for_the_browser(monkeypatch):
     for var in ("VOILA_KERNEL_ID", "SERVER_SOFTWARE"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("VOILA_PREHEAT", raising=False)
     assert not served_by_voila() and app_widgets.GATE.is_open  # tests, nbclient, JupyterLab
+    assert not app_widgets.holds_figures()
     monkeypatch.setenv("SERVER_SOFTWARE", "voila/0.5.13")
-    assert served_by_voila()
+    assert served_by_voila() and app_widgets.holds_figures()
+    # a kernel Voila preheats runs its notebook before any page is served: nothing to wait for
+    monkeypatch.setenv("VOILA_PREHEAT", "True")
+    assert app_widgets.preheated() and not app_widgets.holds_figures()
+    monkeypatch.delenv("VOILA_PREHEAT")
     gate = FrontEndGate(is_open=False)
     monkeypatch.setattr(app_widgets, "GATE", gate)
     slot = FigureSlot(go.Figure([go.Scatter(y=[1, 2])], layout={"height": 300}), "x-fig")

@@ -364,37 +364,50 @@ def test_reports_are_kept_and_prepared_ahead_for_the_next_shuffle(app_checkpoint
     assert len(selection._reports) == 2
 
 
-def test_the_first_uploads_report_is_computed_once_beside_the_scoring(app_checkpoints, monkeypatch):
-    """The upload page's inspector shows the first upload at once: its report is computed in
-    the other thread while the scorer scores, and the select waits for it (one report)."""
+def test_an_uploads_report_scores_it_once_for_the_table_and_the_inspector(
+    app_checkpoints, monkeypatch
+):
+    """The upload page scores an upload of one image by its report (one score_inputs call, no
+    L<l passes): the table's scores, p-values and verdict are exactly what score_inputs gives,
+    and the inspector shows the same report without a second pass."""
     import datetime
     import io
 
     from PIL import Image
 
     from hvaelab.app import linked
-    from hvaelab.app.widgets import AHEAD
+    from hvaelab.scores import score_inputs
 
-    AHEAD.submit(lambda: None).result()
     made: list = []
     real = linked.example_report
 
     def counting(model, image, reference, name, *args):
-        made.append((name, model))
+        made.append(name)
         return real(model, image, reference, name, *args)
 
     monkeypatch.setattr(linked, "example_report", counting)
     box = upload_inspector("fashionmnist")
+    box.scorer.fpr.value = 0.2  # the table's verdict follows the page's FPR, not the report's
+    image = resources.load_shipped_samples()["mnist"][2]
     buf = io.BytesIO()
-    Image.fromarray(resources.load_shipped_samples()["mnist"][2], mode="L").save(buf, "PNG")
+    Image.fromarray(image, mode="L").save(buf, "PNG")
     data, now = buf.getvalue(), datetime.datetime.now(datetime.UTC)
     box.scorer.upload.value = (
         {"name": "two.png", "type": "image/png", "size": len(data), "content": memoryview(data),
          "last_modified": now},
     )  # fmt: skip
     assert box.selection.report.name == "two.png"
-    assert [n for n, _ in made] == ["two.png"]  # once, not again for the select
-    assert made[0][1] is not box.selection.model  # in the other thread, on its copy
-    assert box.selection.report.score("LLR>1") == pytest.approx(
-        box.scorer.result.scores.scores["LLR>1"][0], rel=1e-5
-    )
+    assert made == ["two.png"]  # once, not again for the select
+    got = box.scorer.result.scores
+    want = score_inputs(
+        box.selection.model, image[None], box.scorer.reference, fpr=0.2, names=["two.png"],
+        lt=False,
+    )  # fmt: skip
+    assert got.scores.keys() == want.scores.keys()
+    assert not any(k.startswith("L<") for k in got.scores)
+    for k in want.scores:
+        np.testing.assert_array_equal(got.scores[k], want.scores[k])
+        np.testing.assert_array_equal(got.p_values[k], want.p_values[k])
+    assert got.fpr == 0.2 and list(got.is_ood) == list(want.is_ood)
+    assert box.selection.report.scores.fpr == 0.05  # the report's own verdict is left alone
+    assert box.selection.report.score("LLR>1") == got.scores["LLR>1"][0]

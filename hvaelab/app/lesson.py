@@ -284,7 +284,9 @@ def ratio_question(
 # ---------------------------------------------------------------------------------- the 2-D toy
 TOY_DETAILS = (1, 2, 4, 8, 16, 32, 64)
 TOY_N = 1500  # points per set behind the densities and AUROCs
-TOY_SHOWN = 500  # of them drawn in the scatter (3,000 SVG markers took 1.1 s to draw in Chromium)
+# of them drawn in the scatter: 3,000 SVG markers took 1.1 s to draw in Chromium, 1,000 took
+# ~300 ms for the first draw and ~100 ms for each D or a after (issue 38); 500 keep the shape
+TOY_SHOWN = 250
 TOY_CACHE = 32  # toy figures kept (ToyView: moving a knob back shows one built before)
 
 

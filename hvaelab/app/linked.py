@@ -43,7 +43,7 @@ from PIL import Image
 from ..example_report import ExampleReport, example_report, reference_layer_kl
 from ..model import HierarchicalVAE
 from ..score_names import SECOND_STAGE_COLUMN, ScoreName, TableKey
-from ..scores import ScoreTable, ood_scores, reference_key, score_inputs
+from ..scores import InputScores, ScoreTable, ood_scores, reference_key, score_inputs
 from ..verdict import describe, kl_means, llr_verdict_names
 from .explorer import SELECTED_COLOR, LikelihoodRatioExplorer
 from .resources import (
@@ -802,7 +802,8 @@ def linked_reconstructions(checkpoint: str) -> widgets.VBox:
     in an :class:`ExampleInspector` (scores, p-values, per-layer KL, densities, ROC)."""
     from .recon_view import ReconstructionExplorer
 
-    selection, tables, in_name, _ = selection_for(checkpoint)
+    # the inspector shows LLR>k and the second stage only: no L<l passes (appendix E)
+    selection, tables, in_name, _ = selection_for(checkpoint, lt=False)
     recon = ReconstructionExplorer(checkpoint)
     chooser = ExampleChooser(selection, "inspect row", "hvae-recon-inspect")
     inspector = ExampleInspector(selection, tables, in_name, checkpoint=checkpoint)
@@ -833,7 +834,9 @@ def upload_inspector(checkpoint: str, fpr: float = 0.05) -> widgets.VBox:
     :class:`ExampleInspector` (the first upload is shown at once)."""
     from .upload_view import UploadScorer
 
-    selection, tables, in_name, ref_key = selection_for(checkpoint, fpr)
+    # the table, density, verdict and inspector show LLR>k, the ELBO and the second stage only:
+    # no L<l passes (appendix E), a third fewer per upload
+    selection, tables, in_name, ref_key = selection_for(checkpoint, fpr, lt=False)
     chooser = ExampleChooser(selection, "inspect", "hvae-upload-inspect")
     inspector = ExampleInspector(selection, tables, in_name, checkpoint=checkpoint)
 
@@ -843,14 +846,13 @@ def upload_inspector(checkpoint: str, fpr: float = 0.05) -> widgets.VBox:
             Example(n, img, "your upload") for n, img in zip(names, images, strict=True)
         )
 
-    def on_decoded(names: list[str], images: np.ndarray, first: bool) -> None:
-        # the first upload is inspected at once: its report is computed in the other thread
-        # while the scorer scores (the same input, the same reference)
-        if first:
-            selection.prepare_ahead(Example(names[0], images[0], "your upload"))
+    def score_one(name: str, image: np.ndarray) -> InputScores:
+        # an upload of one image is scored by its report (the same score_inputs call), which
+        # the inspector then shows without a second pass
+        return selection.report_for(Example(name, image, "your upload")).scores
 
     scorer = UploadScorer(
-        checkpoint, reference=ref_key, fpr=fpr, on_scored=on_scored, on_decoded=on_decoded
+        checkpoint, reference=ref_key, fpr=fpr, on_scored=on_scored, lt=False, score_one=score_one
     )
     box = widgets.VBox(
         [scorer, widgets.HTML("<b>Inspect one upload</b>"), chooser.menu, inspector],

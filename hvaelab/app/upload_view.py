@@ -11,6 +11,7 @@ re-scoring. Files that are not images (or too large) get a message; the others a
 from __future__ import annotations
 
 import base64
+import copy
 import html
 import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -102,9 +103,12 @@ class UploadScorer(widgets.VBox):
     ``reference`` is the score table key the uploads are compared with (default: the training
     set's table with the fewest samples S, the fastest to match). ``on_scored(names, scores,
     n_samples)`` is called after each upload, e.g. ``explorer.set_uploads``; ``show_density``
-    False leaves out the density plot (when the page shows the explorer's). ``on_decoded(names,
-    images, first)`` is called with the new images before they are scored (``first``: nothing
-    was shown before them), e.g. to start work on them in another thread.
+    False leaves out the density plot (when the page shows the explorer's). ``score_one(name,
+    image)``, where given, scores an upload of one image instead of :func:`score_inputs` and
+    must return what it would (the upload page passes its selection's report, whose scores are
+    that call's: the inspector then needs no second pass). ``lt=False`` scores without the L<l
+    bounds (appendix E; a third of the passes) where no view shows them: the upload page's
+    table, density and verdict use LLR>k, the ELBO and the second stage only.
     """
 
     def __init__(
@@ -115,9 +119,11 @@ class UploadScorer(widgets.VBox):
         on_scored: Callable[[list[str], dict[str, np.ndarray], int], None] | None = None,
         show_density: bool = True,
         iw_form: str = "iw-both",
-        on_decoded: Callable[[list[str], np.ndarray, bool], None] | None = None,
+        lt: bool | None = None,
+        score_one: Callable[[str, np.ndarray], InputScores] | None = None,
     ) -> None:
         self.iw_form = iw_form  # the form of LLR_S>k the verdict uses when S > 1
+        self.lt = lt  # score_inputs's lt: False leaves out the L<l bounds, a third of the passes
         lm = load_checkpoint(checkpoint)
         self.model = lm.model
         self.tables = load_score_tables(checkpoint)
@@ -139,7 +145,7 @@ class UploadScorer(widgets.VBox):
             and is_comparison_set(key.dataset)  # MNIST, not noise or inverted images
         }
         self.on_scored = on_scored
-        self.on_decoded = on_decoded
+        self.score_one = score_one
         self.result: UploadResult | None = None
         self.n_dims = int(self.reference.meta["n_dims"])
 
@@ -256,18 +262,22 @@ class UploadScorer(widgets.VBox):
                 )
             return None
         self.status.value = status_html(f"scoring {len(images)} image(s)…", "busy")
-        if self.on_decoded is not None:
-            self.on_decoded(list(names), np.stack(images), self.result is None)
         try:
             arr = np.stack(images)
-            scores = score_inputs(
-                self.model,
-                arr,
-                self.reference,
-                fpr=self.fpr.value,
-                names=names,
-                iw_form=self.iw_form,
-            )
+            if self.score_one is not None and len(images) == 1:
+                # a copy, decided at this page's FPR
+                one = copy.deepcopy(self.score_one(names[0], images[0]))
+                scores = decide(one, self.reference, float(self.fpr.value), self.ref_scores)
+            else:
+                scores = score_inputs(
+                    self.model,
+                    arr,
+                    self.reference,
+                    fpr=self.fpr.value,
+                    names=names,
+                    iw_form=self.iw_form,
+                    lt=self.lt,
+                )
         except (ValueError, RuntimeError) as e:  # model or reference trouble: say so
             self.status.value = ""
             self.error.value = self._errors_html([*errors, f"scoring failed: {e}"])

@@ -25,7 +25,9 @@ included) back, and the ``hvae-ready`` class with them, until the browser has di
 marker (it reports its views through ipywidgets' ``_view_count``). The marker comes last on
 every page, so by then every cell is on the page; the widgets are then created in page order,
 followed by the ``hvae-ready`` class. Elsewhere (JupyterLab, nbclient, tests) figures and
-markers are complete at once.
+markers are complete at once, and so in a kernel Voilà preheated (:func:`preheated`): its
+notebook has run before a page is served, and the page's template draws the figures one per
+task, those in the window first.
 
 The composites themselves live in :mod:`.explorer` (likelihood ratios, figs. 5-7, Table 2),
 :mod:`.recon_view` (latent reconstructions, figs. 1, 3), :mod:`.correlation_view` (fig. 2),
@@ -70,6 +72,18 @@ def served_by_voila() -> bool:
     return bool(os.environ.get("VOILA_KERNEL_ID")) or os.environ.get(
         "SERVER_SOFTWARE", ""
     ).startswith("voila")
+
+
+def preheated() -> bool:
+    """Whether Voilà started this kernel for its pool of preheated kernels: the notebook runs
+    before any page is served, and the page takes every widget's state at once."""
+    return os.environ.get("VOILA_PREHEAT") == "True"
+
+
+def holds_figures() -> bool:
+    """Whether this kernel holds figures back until the browser shows the page (:data:`GATE`):
+    under Voilà, unless preheated (:func:`preheated`)."""
+    return served_by_voila() and not preheated()
 
 
 def figure_height(fig: go.Figure | dict) -> int:
@@ -136,8 +150,11 @@ class FrontEndGate:
             self._after.append(callback)
 
 
-# The gate of this kernel (one Voilà page per kernel). Tests may swap it.
-GATE = FrontEndGate(is_open=not served_by_voila())
+# The gate of this kernel (one Voilà page per kernel), open where nothing needs to wait: outside
+# Voilà, and in a preheated kernel, whose page arrives after the notebook has run (its cells
+# hold every widget by then, and the figures are drawn one per task in the browser) -- holding
+# the figures back there cost the page a round trip (issue 38). Tests may swap it.
+GATE = FrontEndGate(is_open=not holds_figures())
 
 
 class _PlotSlot:
@@ -421,8 +438,10 @@ __all__ = [
     "close_unshown",
     "figure_height",
     "figure_width",
+    "holds_figures",
     "page",
     "ready_marker",
+    "preheated",
     "served_by_voila",
     "status_html",
     "when_settled",
