@@ -6,9 +6,11 @@ complete, otherwise tiny models trained for the session.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime
 import io
+import json
 import math
 import re
 import shutil
@@ -16,6 +18,7 @@ import shutil
 import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 import pytest
 import torch
 from PIL import Image
@@ -75,6 +78,22 @@ def _file(name: str, data: bytes, kind: str = "image/png") -> dict:
         "content": memoryview(data),
         "last_modified": datetime.datetime.now(datetime.UTC),
     }
+
+
+def _array(value) -> np.ndarray:
+    """An array of plotly JSON: a list, or a typed array ``{"dtype", "bdata"}``."""
+    if isinstance(value, dict):
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return np.asarray(value)
+
+
+def _marks(up) -> list[tuple[str, float, float]]:
+    """(name, display value, percentile) of each upload on the upload density."""
+    s, score = up.result.scores, up.score_select.value
+    return [
+        (n, float(to_display(score, v, up.n_dims)), percentile_of(up.ref_scores[score], v))
+        for n, v in zip(s.names, s.scores[score], strict=True)
+    ]
 
 
 def _sent(slot: FigureSlot) -> dict:
@@ -397,8 +416,8 @@ def test_upload_png_gives_a_verdict_row(app_checkpoints):
     assert (shown[0], shown[2]) == ("in-distribution", "OOD")
     assert up.error.value == ""
     assert calls and calls[0][0] == names and "LLR>1" in calls[0][1]
-    marks = up.density.figure.data[-1]
-    assert "shoe.png" in marks.text[1] and "percentile" in marks.text[1]
+    marks = up.density.figure["data"][-1]  # plotly JSON: the densities' figure, marks redrawn
+    assert "shoe.png" in marks["text"][1] and "percentile" in marks["text"][1]
     # a laxer false-positive rate flags at least as many inputs, without re-scoring
     strict = up.result.scores.is_ood.copy()
     up.fpr.value = 0.3
@@ -674,7 +693,6 @@ def test_explorer_offers_input_complexity_and_the_second_stage(app_checkpoints):
 def test_every_figure_uses_the_slim_template_that_looks_like_plotly_white(app_checkpoints):
     """The "hvaelab" template is plotly_white's layout and the defaults of the trace types the
     pages draw, nothing else (a smaller, faster figure); the explorer's figures carry it."""
-    import plotly.io as pio
 
     from hvaelab.app.theme import TEMPLATE, TRACE_TYPES
 
@@ -697,8 +715,8 @@ def test_upload_density_is_estimated_once_per_score_and_widened_for_outliers(app
     shoe = _png(resources.load_shipped_samples()["fashionmnist"][0])
     up.upload.value = (_file("shoe.png", shoe),)
     assert list(up._curves) == [score] and up._curves[score] is estimate  # not estimated again
-    np.testing.assert_array_equal(up.density.figure.data[0].x, estimate.x)
-    mark = float(up.density.figure.data[-1].x[0])
+    np.testing.assert_array_equal(_array(up.density.figure["data"][0]["x"]), estimate.x)
+    mark = float(up.density.figure["data"][-1]["x"][0])
     assert estimate.x[0] <= mark <= estimate.x[-1]
     # an image beyond the estimate's grid: estimated again on a grid that covers it
     narrow = dataclasses.replace(
@@ -706,9 +724,25 @@ def test_upload_density_is_estimated_once_per_score_and_widened_for_outliers(app
     )
     up._curves[score] = narrow
     up._redraw_density()
-    widened = up.density.figure.data[0].x
+    widened = _array(up.density.figure["data"][0]["x"])
     assert widened[0] <= mark <= widened[-1] and len(widened) == len(estimate.x)
     assert up._curves[score] is narrow  # a grid widened for an image is not kept
+    # the figure of the cached densities is built once; an upload only moves the marks
+    up._curves[score] = estimate
+    up._redraw_density()
+    base, sent = up.density.base, []
+    up.density.plot.observe(sent.append, names=["base", "overlay"])
+    up.upload.value = (_file("shoe2.png", shoe),)
+    after = up.density.figure
+    assert up.density.base is base and [c["name"] for c in sent] == ["overlay"]  # marks only
+    assert len([t for t in after["data"][-1]["text"] if t]) == 2  # both uploads marked
+    # ... and it is the figure density_figure draws with those marks
+    full = json.loads(pio.to_json(density_figure(
+        None, score, up.n_dims, uploads=[UploadMark(n, m, p) for n, m, p in _marks(up)],
+        curves=estimate, title=after["layout"]["title"]["text"]), validate=False))  # fmt: skip
+    assert json.dumps(full, sort_keys=True) == json.dumps(
+        json.loads(pio.to_json(after, validate=False)), sort_keys=True
+    )
 
 
 def test_explorer_computes_the_pairs_one_choice_away_ahead(app_checkpoints):

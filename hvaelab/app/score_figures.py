@@ -155,6 +155,14 @@ class UploadMark:
 MARK_LEGEND = {"upload": UPLOADS, "selected": "selected example"}
 
 
+def marks_trace(marks: Sequence[UploadMark], curves: DensityCurves) -> go.Scatter:
+    """The last trace of :func:`density_figure`: ``marks`` as dashed vertical lines as tall as
+    ``curves``' highest density, labelled with their percentiles (always present, maybe empty).
+    A page that only moves the marks redraws this trace on the figure built before."""
+    y_top = max((float(y.max()) for y in curves.y.values()), default=1.0) * 1.05
+    return _upload_trace(marks, y_top)
+
+
 def _upload_trace(marks: Sequence[UploadMark], y_top: float) -> go.Scatter:
     xs: list[float | None] = []
     ys: list[float | None] = []
@@ -202,7 +210,6 @@ def density_figure(
         disp = {k: to_display(score, v, n_dims) for k, v in scores.items()}
         extra = [m.value for m in uploads]
         curves = density_curves(disp, kind, _range(list(disp.values()), extra))
-    y_top = max((float(y.max()) for y in curves.y.values()), default=1.0) * 1.05
     fig = go.Figure()
     for name, y in curves.y.items():
         color = dataset_color(name)
@@ -223,7 +230,7 @@ def density_figure(
                 + "<extra></extra>",
             )
         )
-    fig.add_trace(_upload_trace(uploads, y_top))
+    fig.add_trace(marks_trace(uploads, curves))
     fig.update_layout(
         title={"text": title or f"Density of {pretty_score(score)} (fig. 5)", "x": 0.5},
         xaxis_title=axis_title(score),
@@ -417,6 +424,7 @@ __all__ = [
     "dataset_color",
     "density_curves",
     "density_figure",
+    "marks_trace",
     "is_bound",
     "metrics_table_html",
     "percentile_of",

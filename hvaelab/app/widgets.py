@@ -329,6 +329,18 @@ class LiveFigure(_PlotSlot):
             "layout": {**self.base.get("layout", {}), **self.overlay_layout},
         }
 
+    def set_base(self, base: go.Figure | dict) -> None:
+        """Replace the static part (e.g. densities estimated again); sent once, like the first."""
+        self.base = (
+            base if isinstance(base, dict) else json.loads(pio.to_json(base, validate=False))
+        )
+        self.revision += 1
+        plot = self._slot.widget
+        if plot is not None:
+            with plot.hold_sync():
+                plot.base = self.base
+                plot.revision = self.revision
+
     def show(self, overlay: list[dict], layout: dict | None = None) -> None:
         """Replace the overlay: traces, and layout entries such as ``shapes`` or
         ``annotations`` (which plotly redraws without redrawing the traces)."""
