@@ -302,9 +302,7 @@ class LiveFigure(_PlotSlot):
     its anywidget is created in an :class:`AnySlot`."""
 
     def __init__(self, base: go.Figure | dict, css_class: str, **layout: Any) -> None:
-        self.base = (
-            base if isinstance(base, dict) else json.loads(pio.to_json(base, validate=False))
-        )
+        self.base = _as_json(base)
         self.overlay: list[dict] = []
         self.overlay_layout: dict = {}
         self.revision = 0
@@ -331,27 +329,29 @@ class LiveFigure(_PlotSlot):
 
     def set_base(self, base: go.Figure | dict) -> None:
         """Replace the static part (e.g. densities estimated again); sent once, like the first."""
-        self.base = (
-            base if isinstance(base, dict) else json.loads(pio.to_json(base, validate=False))
-        )
-        self.revision += 1
-        plot = self._slot.widget
-        if plot is not None:
-            with plot.hold_sync():
-                plot.base = self.base
-                plot.revision = self.revision
+        self.base = _as_json(base)
+        self._send(base=self.base)
 
     def show(self, overlay: list[dict], layout: dict | None = None) -> None:
         """Replace the overlay: traces, and layout entries such as ``shapes`` or
         ``annotations`` (which plotly redraws without redrawing the traces)."""
         self.overlay, self.overlay_layout = overlay, layout or {}
+        self._send(overlay=self.overlay, overlay_layout=self.overlay_layout)
+
+    def _send(self, **traits: Any) -> None:
+        """A new revision: ``traits`` and the revision in one message, once the plot exists."""
         self.revision += 1
         plot = self._slot.widget
         if plot is not None:
             with plot.hold_sync():
-                plot.overlay = self.overlay
-                plot.overlay_layout = self.overlay_layout
+                for name, value in traits.items():
+                    setattr(plot, name, value)
                 plot.revision = self.revision
+
+
+def _as_json(fig: go.Figure | dict) -> dict:
+    """A plotly figure as its JSON dict (a dict is taken as it is)."""
+    return fig if isinstance(fig, dict) else json.loads(pio.to_json(fig, validate=False))
 
 
 # One background thread for work done ahead of a click (the next shuffle's reconstructions, the
