@@ -39,7 +39,8 @@ CKA; it gives 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -180,14 +181,15 @@ def _flat(t: Tensor, what: str) -> Tensor:
     return t.reshape(t.shape[0], -1)
 
 
-def _centred_gram(x: Tensor) -> Tensor:
-    """``X_c X_c^T`` in float64 for centred columns, accumulated over column chunks."""
+def _gram(x: Tensor, centre: bool = True) -> Tensor:
+    """``X X^T`` in float64 (columns centred first if ``centre``), over column chunks."""
     n = x.shape[0]
     gram = torch.zeros(n, n, dtype=torch.float64, device=x.device)
     step = max(256, (1 << 22) // max(n, 1))
     for a in range(0, x.shape[1], step):
         c = x[:, a : a + step].double()
-        c = c - c.mean(0)
+        if centre:
+            c = c - c.mean(0)
         gram += c @ c.T
     return gram
 
@@ -209,7 +211,7 @@ def linear_cka(a: Tensor, b: Tensor) -> float:
         num = (yc.T @ xc).pow(2).sum()
         den = torch.linalg.matrix_norm(xc.T @ xc) * torch.linalg.matrix_norm(yc.T @ yc)
     else:
-        k, m = _centred_gram(x), _centred_gram(y)
+        k, m = _gram(x), _gram(y)
         num = (k * m).sum()
         den = torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(m)
     if not den > 0:
@@ -218,6 +220,108 @@ def linear_cka(a: Tensor, b: Tensor) -> float:
 
 
 _MEASURE_FNS = {"abs_corr": abs_corr_similarity, "cka": linear_cka}
+
+
+# ------------------------------------------------------------------------ moments of any prefix
+@dataclass(frozen=True)
+class LayerMoments:
+    r"""Per-example sums of one layer of two models: both measures on the first n examples.
+
+    With A_i, B_i the (positions x units) representations of example i (r positions: H W for a
+    conv map, 1 for a dense layer), kept in float64::
+
+        sa[i] = sum_r A_i      saa[i] = sum_r A_i**2      sab[i] = A_i^T B_i   (p x q)
+        sb[i] = sum_r B_i      sbb[i] = sum_r B_i**2      ka = X X^T, kb = Y Y^T (N x N)
+
+    with X, Y the flattened (uncentred) representations. The means, variances and covariances of
+    the first n examples are sums of the first n rows, so :meth:`abs_corr` and :meth:`cka` of
+    any prefix cost O(p q + n^2), equal to :func:`abs_corr_similarity` and :func:`linear_cka`
+    of ``a[:n], b[:n]`` up to rounding (one-pass moments; a centred Gram ``H K H``).
+    Memory: N (p q + 2 p + 2 q) + 2 N^2 float64 numbers.
+    """
+
+    rows: int  # positions per example (H W of a conv map, 1 for a dense layer)
+    sa: Tensor  # (N, p) sum over positions of a
+    sb: Tensor  # (N, q)
+    saa: Tensor  # (N, p) sum of squares
+    sbb: Tensor  # (N, q)
+    sab: Tensor  # (N, p, q) cross products
+    ka: Tensor  # (N, N) uncentred Gram of the flattened a
+    kb: Tensor  # (N, N)
+
+    @classmethod
+    def of(cls, a: Tensor, b: Tensor) -> LayerMoments:
+        """The moments of two representations of the same N examples (shapes as the measures)."""
+        ua, ub = _units(a, "a"), _units(b, "b")
+        if a.dim() != b.dim() or ua.shape[0] != ub.shape[0] or a.shape[0] != b.shape[0]:
+            raise RepresentationShapeError(
+                f"representations of shapes {tuple(a.shape)} and {tuple(b.shape)} have "
+                "different numbers of observations: give both the same examples (and, for conv "
+                "maps, the same spatial size)"
+            )
+        n = a.shape[0]
+        ua = ua.reshape(n, -1, ua.shape[1]).double()  # (N, r, p)
+        ub = ub.reshape(n, -1, ub.shape[1]).double()
+        return cls(
+            rows=ua.shape[1],
+            sa=ua.sum(1),
+            sb=ub.sum(1),
+            saa=ua.pow(2).sum(1),
+            sbb=ub.pow(2).sum(1),
+            sab=torch.bmm(ua.transpose(1, 2), ub),
+            ka=_gram(_flat(a, "a"), centre=False),
+            kb=_gram(_flat(b, "b"), centre=False),
+        )
+
+    @property
+    def n(self) -> int:
+        """How many examples the moments hold."""
+        return self.sa.shape[0]
+
+    def _prefix(self, n: int | None) -> int:
+        n = self.n if n is None else n
+        if not 1 <= n <= self.n:
+            raise ValueError(f"n must be in [1, {self.n}] (the examples held), got {n}")
+        return n
+
+    def abs_corr(self, n: int | None = None) -> float:
+        """:func:`abs_corr_similarity` of the first n examples (all by default)."""
+        n = self._prefix(n)
+        obs = n * self.rows
+        if obs < 2:
+            raise RepresentationShapeError("correlations need at least 2 observations")
+
+        def mean_inv(s: Tensor, ss: Tensor) -> tuple[Tensor, Tensor]:
+            mean = s[:n].sum(0) / obs
+            std = (ss[:n].sum(0) / obs - mean * mean).clamp_min(0.0).sqrt()
+            dead = std <= 1e-6 * (mean.abs() + 1e-6)
+            return mean, torch.where(dead, torch.zeros_like(std), 1.0 / std.clamp_min(1e-300))
+
+        ma, ia = mean_inv(self.sa, self.saa)
+        mb, ib = mean_inv(self.sb, self.sbb)
+        cov = self.sab[:n].sum(0) / obs - torch.outer(ma, mb)
+        r = (cov * ia[:, None] * ib[None, :]).clamp(-1.0, 1.0).abs()
+        return float(0.5 * (r.max(1).values.mean() + r.max(0).values.mean()))
+
+    def cka(self, n: int | None = None) -> float:
+        """:func:`linear_cka` of the first n examples (all by default): <HKH, HLH>_F / norms."""
+        n = self._prefix(n)
+        if n < 2:
+            raise RepresentationShapeError("CKA needs at least 2 examples")
+
+        def centred(k: Tensor) -> Tensor:
+            k = k[:n, :n]
+            return k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()
+
+        k, m = centred(self.ka), centred(self.kb)
+        den = torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(m)
+        if not den > 0:
+            return 0.0
+        return float(((k * m).sum() / den).clamp(0.0, 1.0))
+
+    def similarity(self, measure: str, n: int | None = None) -> float:
+        """The named measure (one of :data:`MEASURES`) of the first n examples."""
+        return {"abs_corr": self.abs_corr, "cka": self.cka}[measure](n)
 
 
 # ----------------------------------------------------------------------------------- two models
@@ -237,6 +341,74 @@ def check_same_architecture(model_a: HierarchicalVAE, model_b: HierarchicalVAE) 
         )
 
 
+def _checked_measures(measures: Sequence[str]) -> tuple[str, ...]:
+    measures = tuple(measures)
+    unknown = [m for m in measures if m not in _MEASURE_FNS]
+    if not measures or unknown:
+        raise ValueError(f"measures must be a non-empty subset of {MEASURES}, got {measures}")
+    return measures
+
+
+def _layer_moments(
+    model_a: HierarchicalVAE,
+    model_b: HierarchicalVAE,
+    x01: Tensor,
+    seed: int,
+    layers: Iterable[str] | None,
+    batch_size: int,
+) -> Iterator[tuple[str, LayerMoments]]:
+    """Each chosen layer's moments, bottom-up; a layer's representations are freed once used."""
+    check_same_architecture(model_a, model_b)
+    ra = layer_representations(model_a, x01, seed=seed, batch_size=batch_size)
+    rb = layer_representations(model_b, x01, seed=seed, batch_size=batch_size)
+    names = list(ra)
+    if layers is not None:
+        wanted = list(layers)
+        missing = [n for n in wanted if n not in ra]
+        if missing:
+            raise ValueError(f"unknown layers {missing}; available: {', '.join(names)}")
+        names = [n for n in names if n in wanted]
+    for name in names:
+        yield name, LayerMoments.of(ra.pop(name), rb.pop(name))
+
+
+@dataclass(frozen=True)
+class PairMoments:
+    """Two models' :class:`LayerMoments` on the same N inputs: fig. 2 for any first n of them.
+
+    Built once by :meth:`of` (the models' forward passes), :meth:`similarities` then answers for
+    any n <= N without running a model again (the correlation page's images/set slider).
+    """
+
+    layers: dict[str, LayerMoments]  # bottom-up, as layer_representations
+
+    @classmethod
+    def of(
+        cls,
+        model_a: HierarchicalVAE,
+        model_b: HierarchicalVAE,
+        x01: Tensor,
+        seed: int = 0,
+        layers: Iterable[str] | None = None,
+        batch_size: int = 256,
+    ) -> PairMoments:
+        return cls(dict(_layer_moments(model_a, model_b, x01, seed, layers, batch_size)))
+
+    @property
+    def n(self) -> int:
+        """How many inputs the moments hold."""
+        return next(iter(self.layers.values())).n if self.layers else 0
+
+    def similarities(
+        self, n: int | None = None, measures: Sequence[str] = MEASURES
+    ) -> dict[str, dict[str, float]]:
+        """``{measure: {layer: similarity}}`` on the first n inputs (all by default)."""
+        measures = _checked_measures(measures)
+        return {
+            m: {name: lm.similarity(m, n) for name, lm in self.layers.items()} for m in measures
+        }
+
+
 def layer_correlations(
     model_a: HierarchicalVAE,
     model_b: HierarchicalVAE,
@@ -249,33 +421,22 @@ def layer_correlations(
     """``{measure: {layer: similarity}}`` of two models' representations of the same inputs.
 
     Layers are ordered bottom-up as in :func:`layer_representations`; ``layers`` restricts them.
-    Memory grows as N times the summed layer sizes (about 0.6 MB per example for "hvae-grey").
+    Memory grows as N times the summed layer sizes (about 0.6 MB per example for "hvae-grey"),
+    plus one layer's :class:`LayerMoments` at a time.
     """
-    measures = tuple(measures)
-    unknown = [m for m in measures if m not in _MEASURE_FNS]
-    if not measures or unknown:
-        raise ValueError(f"measures must be a non-empty subset of {MEASURES}, got {measures}")
-    check_same_architecture(model_a, model_b)
-    ra = layer_representations(model_a, x01, seed=seed, batch_size=batch_size)
-    rb = layer_representations(model_b, x01, seed=seed, batch_size=batch_size)
-    names = list(ra)
-    if layers is not None:
-        wanted = list(layers)
-        missing = [n for n in wanted if n not in ra]
-        if missing:
-            raise ValueError(f"unknown layers {missing}; available: {', '.join(names)}")
-        names = [n for n in names if n in wanted]
+    measures = _checked_measures(measures)
     out: dict[str, dict[str, float]] = {m: {} for m in measures}
-    for name in names:
-        a, b = ra.pop(name), rb.pop(name)
+    for name, lm in _layer_moments(model_a, model_b, x01, seed, layers, batch_size):
         for m in measures:
-            out[m][name] = _MEASURE_FNS[m](a, b)
+            out[m][name] = lm.similarity(m)
     return out
 
 
 __all__ = [
     "MEASURES",
     "ArchitectureMismatchError",
+    "LayerMoments",
+    "PairMoments",
     "RepresentationShapeError",
     "abs_corr_similarity",
     "check_same_architecture",

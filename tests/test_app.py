@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from scipy.stats import gaussian_kde
 
-from hvaelab.app import resources
+from hvaelab.app import correlation_view, resources
 from hvaelab.app import widgets as app_widgets
 from hvaelab.app.correlation_view import CorrelationView
 from hvaelab.app.explorer import LikelihoodRatioExplorer, score_snapshot
@@ -534,8 +534,9 @@ def test_reconstruction_explorer_grid_kl_and_samples(app_checkpoints):
 
 
 # --------------------------------------------------------------------------------- correlation
-def test_correlation_view_computes_the_layer_figure(app_checkpoints):
+def test_correlation_view_computes_the_layer_figure(app_checkpoints, monkeypatch):
     view = CorrelationView("fashionmnist", "mnist-testsplit", n_images=16)
+    view_16 = view.results
     assert set(view.results) == {"FashionMNIST", "MNIST"}
     assert view.progress.value == view.progress.max == 2
     fig = view.slot.figure
@@ -553,6 +554,26 @@ def test_correlation_view_computes_the_layer_figure(app_checkpoints):
     assert all(list(t.x) == list(v) for t, v in zip(fig.data, traces, strict=True))
     # models trained on different data are not the same function: CKA < 1 at some layer
     assert min(view.results["FashionMNIST"]["cka"].values()) < 0.99
+    # fewer images for the same pair: answered from the kept moments, no model run again; more
+    # images than kept: both models run on all of them
+    runs = []
+    of = correlation_view.PairMoments.of
+    monkeypatch.setattr(
+        correlation_view.PairMoments, "of", lambda *a, **k: runs.append(len(a[2])) or of(*a, **k)
+    )
+    view.n_slider.value = 12
+    fewer = view.compute()
+    assert runs == [] and "done" in view.status.value and view.progress.value == 2
+    for label, name in (("FashionMNIST", "fashionmnist"), ("MNIST", "mnist")):
+        want = layer_correlations(fm, mn, to_tensor(samples[name][:12]))
+        for measure, values in want.items():
+            # float32 forward passes of 16 and of 12 images differ in the last bits
+            assert fewer[label][measure] == pytest.approx(values, abs=1e-6)
+        assert fewer[label] != view_16[label]
+    view.n_slider.value = 20
+    assert view.compute() and runs == [20, 20]
+    assert view.results["MNIST"] == layer_correlations(fm, mn, to_tensor(samples["mnist"][:20]))
+    monkeypatch.undo()
     assert "hvae-corr-fig" in view.slot.box._dom_classes
     assert "hvae-corr-a" in view.a_select._dom_classes
     assert "fashionmnist-seed1" in view.b_select.options

@@ -7,6 +7,8 @@ from hvaelab.app.correlation_figures import correlation_figure
 from hvaelab.config import get_preset
 from hvaelab.correlation import (
     ArchitectureMismatchError,
+    LayerMoments,
+    PairMoments,
     RepresentationShapeError,
     abs_corr_similarity,
     layer_correlations,
@@ -114,6 +116,50 @@ def test_measures_reject_mismatched_representations():
         linear_cka(torch.randn(10, 3), torch.randn(11, 3))
     with pytest.raises(RepresentationShapeError, match="units"):
         abs_corr_similarity(torch.randn(10, 3, 4), torch.randn(10, 3, 4))
+
+
+# ----------------------------------------------------------------------- moments of any prefix
+@pytest.mark.parametrize(
+    "shape_a, shape_b",
+    [((30, 6, 5, 5), (30, 4, 5, 5)), ((40, 12), (40, 7)), ((9, 300), (9, 50))],
+)
+def test_layer_moments_give_both_measures_of_every_prefix(shape_a, shape_b):
+    """LayerMoments.of(a, b).abs_corr(n) / .cka(n) equal the measures of a[:n], b[:n] (conv
+    maps and dense layers; features fewer and more than the examples), with offsets and scales
+    that make one-pass moments lose digits, and a dead unit."""
+    a = torch.randn(shape_a, generator=_g(30)) * 3.0 + 5.0
+    b = a[:, :1].repeat_interleave(shape_b[1], 1) * torch.randn(shape_b, generator=_g(31))
+    b = b + 0.5 * torch.randn(shape_b, generator=_g(32)) - 2.0
+    a[:, 1] = 7.0  # a dead unit (constant over every example and position)
+    lm = LayerMoments.of(a, b)
+    assert lm.n == shape_a[0]
+    for n in (2, 3, shape_a[0] // 2, shape_a[0] - 1, None):
+        ref = slice(None) if n is None else slice(0, n)
+        assert lm.abs_corr(n) == pytest.approx(abs_corr_similarity(a[ref], b[ref]), abs=1e-9)
+        assert lm.cka(n) == pytest.approx(linear_cka(a[ref], b[ref]), abs=1e-9)
+        assert lm.similarity("cka", n) == lm.cka(n)
+    # a prefix is not the whole: the answers move with n
+    assert lm.cka(3) != pytest.approx(lm.cka(), abs=1e-3)
+    with pytest.raises(ValueError, match=r"n must be in \[1, "):
+        lm.cka(shape_a[0] + 1)
+    with pytest.raises(RepresentationShapeError, match="observations"):
+        LayerMoments.of(torch.randn(10, 3, 4, 4), torch.randn(10, 3, 2, 2))
+
+
+def test_pair_moments_answer_layer_correlations_of_every_prefix():
+    ma, mb = _tiny(0), _tiny(1)
+    x01 = torch.rand(12, 1, 28, 28, generator=_g(33))
+    moments = PairMoments.of(ma, mb, x01)
+    assert moments.n == 12 and list(moments.layers) == list(layer_representations(ma, x01[:2]))
+    for n in (4, 12):
+        got, want = moments.similarities(n), layer_correlations(ma, mb, x01[:n])
+        assert list(got) == list(want) == ["abs_corr", "cka"]
+        for m in want:
+            assert list(got[m]) == list(want[m])
+            assert got[m] == pytest.approx(want[m], abs=1e-9), m
+    assert moments.similarities(measures=["cka"]) == {"cka": moments.similarities()["cka"]}
+    with pytest.raises(ValueError, match="measures"):
+        moments.similarities(measures=["pearson"])
 
 
 # ------------------------------------------------------------------------------ representations
