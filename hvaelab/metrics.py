@@ -87,27 +87,40 @@ def _labelled(scores_in, scores_ood) -> tuple[np.ndarray, np.ndarray]:
     return y, np.concatenate([s_in, s_ood])
 
 
-def _curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """True and false positives at each distinct threshold, scores decreasing: ``(tps, fps,
-    thresholds)`` (scikit-learn's ``_binary_clf_curve``, in numpy: one sort; importing
-    scikit-learn took 1.5 s of every page kernel's start)."""
-    order = np.argsort(s, kind="mergesort")[::-1]
-    s, y = s[order], y[order]
+def _sorted_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_curve` of labels and scores already sorted by decreasing score (ties in any
+    order: only the counts at the end of each run of equal scores are kept)."""
     last = np.r_[np.flatnonzero(np.diff(s)), y.size - 1]  # the last index of each distinct score
     tps = np.cumsum(y)[last]
     return tps, 1 + last - tps, s[last]
 
 
-def _auroc(y: np.ndarray, s: np.ndarray) -> float:
-    tps, fps, _ = _curve(y, s)
+def _curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True and false positives at each distinct threshold, scores decreasing: ``(tps, fps,
+    thresholds)`` (scikit-learn's ``_binary_clf_curve``, in numpy: one sort; importing
+    scikit-learn took 1.5 s of every page kernel's start)."""
+    order = np.argsort(s, kind="mergesort")[::-1]
+    return _sorted_curve(y[order], s[order])
+
+
+def _auroc_of(tps: np.ndarray, fps: np.ndarray) -> float:
     tpr, fpr = np.r_[0, tps] / tps[-1], np.r_[0, fps] / fps[-1]
     return float(np.trapezoid(tpr, fpr))
 
 
-def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
-    tps, fps, _ = _curve(y, s)
+def _average_precision_of(tps: np.ndarray, fps: np.ndarray) -> float:
     precision, recall = tps / (tps + fps), tps / tps[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _auroc(y: np.ndarray, s: np.ndarray) -> float:
+    tps, fps, _ = _curve(y, s)
+    return _auroc_of(tps, fps)
+
+
+def _average_precision(y: np.ndarray, s: np.ndarray) -> float:
+    tps, fps, _ = _curve(y, s)
+    return _average_precision_of(tps, fps)
 
 
 def auroc(scores_in, scores_ood) -> float:
@@ -148,10 +161,13 @@ def fpr_at_tpr(scores_in, scores_ood, tpr: float) -> float:
     rate = _check_rate(tpr)
     s_in = _check_scores(scores_in, "scores_in")
     s_ood = _check_scores(scores_ood, "scores_ood")
+    return _fpr_of_sorted(s_in, np.sort(s_ood)[::-1], rate)
+
+
+def _fpr_of_sorted(s_in: np.ndarray, ood_decreasing: np.ndarray, rate: float) -> float:
     # Small tolerance so that e.g. 0.8 * 10 -> 8, not 9, despite floating point.
-    m = max(1, math.ceil(rate * s_ood.size - 1e-9))
-    threshold = np.sort(s_ood)[::-1][m - 1]
-    return float(np.mean(s_in >= threshold))
+    m = max(1, math.ceil(rate * ood_decreasing.size - 1e-9))
+    return float(np.mean(s_in >= ood_decreasing[m - 1]))
 
 
 def roc_curve(scores_in, scores_ood) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -208,14 +224,23 @@ class OODMetrics:
 
 
 def _metrics_unchecked(s_in: np.ndarray, s_ood: np.ndarray) -> OODMetrics:
-    ap = auprc(s_in, s_ood)
+    """Every metric from one sort of the pooled scores (the same numbers as :func:`auroc`,
+    :func:`auprc`, :func:`aupr_in` and :func:`fpr_at_tpr`, each of which sorts on its own)."""
+    y, s = _labelled(s_in, s_ood)
+    order = np.argsort(s, kind="mergesort")
+    y, s = y[order], s[order]  # increasing score
+    tps, fps, _ = _sorted_curve(y[::-1], s[::-1])  # OOD positive, decreasing score
+    ap = _average_precision_of(tps, fps)
+    # AUPR-In ranks by the negated score with the labels flipped: increasing s is decreasing -s
+    tps_in, fps_in, _ = _sorted_curve(1.0 - y, -s)
+    ood_decreasing = s[::-1][y[::-1] == 1.0]
     return OODMetrics(
-        auroc=auroc(s_in, s_ood),
+        auroc=_auroc_of(tps, fps),
         auprc=ap,
-        aupr_in=aupr_in(s_in, s_ood),
+        aupr_in=_average_precision_of(tps_in, fps_in),
         aupr_out=ap,
-        fpr80=fpr_at_tpr(s_in, s_ood, 0.8),
-        fpr95=fpr_at_tpr(s_in, s_ood, 0.95),
+        fpr80=_fpr_of_sorted(s_in, ood_decreasing, 0.8),
+        fpr95=_fpr_of_sorted(s_in, ood_decreasing, 0.95),
         n_in=int(s_in.size),
         n_ood=int(s_ood.size),
     )

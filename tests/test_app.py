@@ -788,8 +788,41 @@ def test_explorer_computes_the_pairs_one_choice_away_ahead(app_checkpoints):
     with explorer_module._CONTEXTS_LOCK:
         ahead = [c for c in explorer_module._CONTEXTS.values() if c.ood is ex.tables[key]]
     assert ahead and all(s in ahead[0].rocs for s in ex.roc_scores() if s in ahead[0].s_in)
+    # the shown score's densities too, for the pair's two sets
+    curves = ahead[0].densities[(ex.score_name, ex.kind_toggle.value)]
+    assert set(curves.y) == {ex.in_select.value, pairs[0][1]}
     ex.ood_select.value = pairs[0][1]
     assert ex._context() is ahead[0]
+    assert ex._curves(ahead[0], ex.score_name) is curves
+
+
+def test_a_later_choice_supersedes_the_work_ahead_of_an_earlier_one(app_checkpoints, monkeypatch):
+    """Choices in a row queue no backlog: a job ahead whose explorer has asked again since
+    stops before its next pair (only the latest choice's neighbours are computed)."""
+    import threading
+
+    from hvaelab.app import explorer as explorer_module
+    from hvaelab.app.widgets import AHEAD
+
+    ex = LikelihoodRatioExplorer("fashionmnist")
+    seen = []
+    shared = explorer_module._shared_context
+
+    def counted(ref, ood, seed):
+        if threading.current_thread().name.startswith("hvaelab-ahead"):
+            seen.append(ood)
+        return shared(ref, ood, seed)
+
+    monkeypatch.setattr(explorer_module, "_shared_context", counted)
+    gate = threading.Event()
+    AHEAD.submit(gate.wait)  # hold the thread while two choices are made
+    first = ex.compute_ahead()
+    ex.ood_select.value = ex.ahead_pairs()[0][1]  # a choice, then its own work ahead
+    second = ex.compute_ahead()
+    gate.set()
+    first.result(), second.result()
+    n_pairs = len(ex.ahead_pairs())
+    assert len(seen) == n_pairs  # the second job's pairs only, not the first's as well
 
 
 def test_work_ahead_runs_a_copy_of_the_model(app_checkpoints):

@@ -169,6 +169,25 @@ def test_metrics_equal_scikit_learns_on_tied_and_untied_scores(seed):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ood_metrics_sort_once_and_equal_each_metric_on_its_own(seed):
+    """ood_metrics (one sort for all metrics, as Table 2 and the explorer compute them) gives
+    exactly the numbers of auroc, auprc, aupr_in and fpr_at_tpr, ties and sizes varied."""
+    rng = np.random.default_rng(seed)
+    for decimals, n_in, n_ood in ((0, 401, 233), (1, 50, 50), (8, 7, 300)):
+        s_in = np.round(rng.normal(size=n_in), decimals)
+        s_ood = np.round(rng.normal(0.7, 1.3, size=n_ood), decimals)
+        m = M.ood_metrics(s_in, s_ood, equal=False)
+        assert m.auroc == M.auroc(s_in, s_ood)
+        assert m.auprc == m.aupr_out == M.auprc(s_in, s_ood)
+        assert m.aupr_in == M.aupr_in(s_in, s_ood)
+        assert (m.fpr80, m.fpr95) == (
+            M.fpr_at_tpr(s_in, s_ood, 0.8),
+            M.fpr_at_tpr(s_in, s_ood, 0.95),
+        )
+        assert m.aupr_in != m.auprc  # the two directions are not mixed up
+
+
 def test_the_metrics_module_does_not_import_scikit_learn():
     import subprocess
     import sys

@@ -100,7 +100,10 @@ class _Context:
         return self.rocs[score]
 
 
-_CONTEXTS: dict[tuple[int, int, int], _Context] = {}
+_CONTEXTS: OrderedDict[tuple[int, int, int], _Context] = OrderedDict()
+# Contexts kept, least recently used dropped first: every (in, OOD) pair of the shipped sets
+# at two S (7 sets: 42 pairs each), a few hundred kB each (ROC curves, densities, Table 2 rows).
+CONTEXT_CACHE = 96
 # Figures an explorer keeps (density and ROC, per state shown): ~100 KB each.
 FIGURE_CACHE = 48
 
@@ -129,15 +132,16 @@ def _shared_context(ref: ScoreTable, ood: ScoreTable, seed: int) -> _Context:
     with _CONTEXTS_LOCK:
         ctx = _CONTEXTS.get(key)
         if ctx is not None and ctx.ref is ref and ctx.ood is ood:
+            _CONTEXTS.move_to_end(key)
             return ctx
     rows = {r["score"]: r for r in table2_rows(ref, ood, seed=seed)}
     fresh = _Context(ref, ood, _scores_of(ref), _scores_of(ood), rows)
     with _CONTEXTS_LOCK:  # computed meanwhile by the other thread: keep that one
         ctx = _CONTEXTS.get(key)
         if ctx is None or ctx.ref is not ref or ctx.ood is not ood:
-            if len(_CONTEXTS) > 16:
-                _CONTEXTS.clear()
             ctx = _CONTEXTS[key] = fresh
+            while len(_CONTEXTS) > CONTEXT_CACHE:
+                _CONTEXTS.popitem(last=False)
         return ctx
 
 
@@ -177,6 +181,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
         self._selected: tuple[str, dict[str, float]] | None = None  # set_selected
         self._listeners: list = []  # called after every refresh (on_refresh)
         self._figures: OrderedDict[tuple, tuple[_Context, go.Figure]] = OrderedDict()
+        self._ahead_generation = 0  # compute_ahead's latest call (earlier jobs stop)
         by_set: dict[str, set[int]] = {}
         for key in self.tables:
             tk = TableKey.parse(key)
@@ -370,14 +375,24 @@ class LikelihoodRatioExplorer(widgets.VBox):
             return {}
         return dict(zip(names, np.asarray(scores[score], dtype=np.float64), strict=True))
 
-    def _curves(self, ctx: _Context, score: str, extra: Sequence[float] = ()) -> DensityCurves:
-        kind = self.kind_toggle.value
+    def _curves(
+        self,
+        ctx: _Context,
+        score: str,
+        extra: Sequence[float] = (),
+        kind: str | None = None,
+        names: tuple[str, str] | None = None,
+    ) -> DensityCurves:
+        """The densities of ``score`` (``kind``, default the toggle's) for the context's pair
+        (``names``: its sets, default the menus'), over a grid that also covers ``extra``."""
+        kind = kind or self.kind_toggle.value
         cached = ctx.densities.get((score, kind))
         if cached is not None and all(cached.x[0] <= v <= cached.x[-1] for v in extra):
             return cached
+        in_name, ood_name = names or (self.in_select.value, self.ood_select.value)
         disp = {
-            self.in_select.value: to_display(score, ctx.s_in[score], self.n_dims),
-            self.ood_select.value: to_display(score, ctx.s_ood[score], self.n_dims),
+            in_name: to_display(score, ctx.s_in[score], self.n_dims),
+            ood_name: to_display(score, ctx.s_ood[score], self.n_dims),
         }
         curves = density_curves(disp, kind, _range(list(disp.values()), list(extra)))
         if not extra:
@@ -601,23 +616,31 @@ class LikelihoodRatioExplorer(widgets.VBox):
         return [p for p in dict.fromkeys(pairs) if p != (in_name, ood_name) and p[0] != p[1]]
 
     def compute_ahead(self) -> Future:
-        """In the background thread, compute the scores, Table 2 rows and ROC curves of every
-        pair of sets one menu choice away (at the current S), so that choosing one only draws:
-        ~0.3-0.8 s each at the first visit otherwise. Returns the job."""
-        S, seed = self.n_samples, self.seed
-        tables = [
-            (self.tables[str(TableKey(a, S))], self.tables[str(TableKey(b, S))])
+        """In the background thread, compute the scores, Table 2 rows, ROC curves and the shown
+        score's densities of every pair of sets one menu choice away (at the current S), so that
+        choosing one only draws: ~0.2-0.4 s each at the first visit otherwise. A later call
+        supersedes this one: its pairs not yet reached are left (quick choices in a row queue
+        no backlog that would slow the choices after them). Returns the job."""
+        S, seed, score, kind = self.n_samples, self.seed, self.score_name, self.kind_toggle.value
+        pairs = [
+            (a, b, self.tables[str(TableKey(a, S))], self.tables[str(TableKey(b, S))])
             for a, b in self.ahead_pairs()
             if str(TableKey(a, S)) in self.tables and str(TableKey(b, S)) in self.tables
         ]
         roc_names = self.roc_scores()
+        self._ahead_generation += 1
+        generation = self._ahead_generation
 
         def job() -> None:
-            for ref, ood in tables:
+            for a, b, ref, ood in pairs:
+                if self._ahead_generation != generation:
+                    return
                 ctx = _shared_context(ref, ood, seed)
                 for name in roc_names:
                     if name in ctx.s_in and name in ctx.s_ood:
                         ctx.roc(name, seed)
+                if score in ctx.s_in and score in ctx.s_ood:
+                    self._curves(ctx, score, kind=kind, names=(a, b))
 
         return AHEAD.submit(job)
 
