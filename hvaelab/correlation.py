@@ -138,14 +138,17 @@ def _standardised(u: Tensor) -> tuple[Tensor, Tensor]:
     ss = torch.zeros_like(mean)
     for a in range(0, n, _CHUNK):
         ss += (u[a : a + _CHUNK].double() - mean).pow(2).sum(0)
-    std = (ss / n).sqrt()
+    return mean, _inverse_std(mean, (ss / n).sqrt())
+
+
+def _inverse_std(mean: Tensor, std: Tensor) -> Tensor:
+    """1/std per unit, 0 for a dead unit (std <= 1e-6 (|mean| + 1e-6): no defined correlation)."""
     dead = std <= 1e-6 * (mean.abs() + 1e-6)
-    inv = torch.where(dead, torch.zeros_like(std), 1.0 / std.clamp_min(1e-300))
-    return mean, inv
+    return torch.where(dead, torch.zeros_like(std), 1.0 / std.clamp_min(1e-300))
 
 
-def correlation_matrix(a: Tensor, b: Tensor) -> Tensor:
-    """(p, q) Pearson correlations between the units of a and b (dead units give 0)."""
+def _paired_units(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Both representations as (observations, units), checked to have the same observations."""
     ua, ub = _units(a, "a"), _units(b, "b")
     if a.dim() != b.dim() or ua.shape[0] != ub.shape[0]:
         raise RepresentationShapeError(
@@ -153,6 +156,18 @@ def correlation_matrix(a: Tensor, b: Tensor) -> Tensor:
             "numbers of observations: give both the same examples (and, for conv maps, the "
             "same spatial size)"
         )
+    return ua, ub
+
+
+def _best_match(r: Tensor) -> float:
+    """Mean over units of their largest |correlation|, in both directions, averaged."""
+    r = r.abs()
+    return float(0.5 * (r.max(1).values.mean() + r.max(0).values.mean()))
+
+
+def correlation_matrix(a: Tensor, b: Tensor) -> Tensor:
+    """(p, q) Pearson correlations between the units of a and b (dead units give 0)."""
+    ua, ub = _paired_units(a, b)
     if ua.shape[0] < 2:
         raise RepresentationShapeError("correlations need at least 2 observations")
     ma, ia = _standardised(ua)
@@ -167,8 +182,7 @@ def correlation_matrix(a: Tensor, b: Tensor) -> Tensor:
 
 def abs_corr_similarity(a: Tensor, b: Tensor) -> float:
     """Mean maximum absolute Pearson correlation between units, symmetrised (module docstring)."""
-    r = correlation_matrix(a, b).abs()
-    return float(0.5 * (r.max(1).values.mean() + r.max(0).values.mean()))
+    return _best_match(correlation_matrix(a, b))
 
 
 def _flat(t: Tensor, what: str) -> Tensor:
@@ -211,15 +225,20 @@ def linear_cka(a: Tensor, b: Tensor) -> float:
         num = (yc.T @ xc).pow(2).sum()
         den = torch.linalg.matrix_norm(xc.T @ xc) * torch.linalg.matrix_norm(yc.T @ yc)
     else:
-        k, m = _gram(x), _gram(y)
-        num = (k * m).sum()
-        den = torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(m)
+        return _cka_of_grams(_gram(x), _gram(y))
+    return _cka_ratio(num, den)
+
+
+def _cka_of_grams(k: Tensor, m: Tensor) -> float:
+    """CKA from two centred Gram matrices: <K, L>_F / (||K||_F ||L||_F)."""
+    return _cka_ratio((k * m).sum(), torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(m))
+
+
+def _cka_ratio(num: Tensor, den: Tensor) -> float:
+    """HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) in [0, 1]; 0 for a constant representation."""
     if not den > 0:
         return 0.0
     return float((num / den).clamp(0.0, 1.0))
-
-
-_MEASURE_FNS = {"abs_corr": abs_corr_similarity, "cka": linear_cka}
 
 
 # ------------------------------------------------------------------------ moments of any prefix
@@ -252,12 +271,10 @@ class LayerMoments:
     @classmethod
     def of(cls, a: Tensor, b: Tensor) -> LayerMoments:
         """The moments of two representations of the same N examples (shapes as the measures)."""
-        ua, ub = _units(a, "a"), _units(b, "b")
-        if a.dim() != b.dim() or ua.shape[0] != ub.shape[0] or a.shape[0] != b.shape[0]:
+        ua, ub = _paired_units(a, b)
+        if a.shape[0] != b.shape[0]:  # the same observations, split into examples differently
             raise RepresentationShapeError(
-                f"representations of shapes {tuple(a.shape)} and {tuple(b.shape)} have "
-                "different numbers of observations: give both the same examples (and, for conv "
-                "maps, the same spatial size)"
+                f"moments need the same examples in both: {a.shape[0]} and {b.shape[0]}"
             )
         n = a.shape[0]
         ua = ua.reshape(n, -1, ua.shape[1]).double()  # (N, r, p)
@@ -293,15 +310,14 @@ class LayerMoments:
 
         def mean_inv(s: Tensor, ss: Tensor) -> tuple[Tensor, Tensor]:
             mean = s[:n].sum(0) / obs
-            std = (ss[:n].sum(0) / obs - mean * mean).clamp_min(0.0).sqrt()
-            dead = std <= 1e-6 * (mean.abs() + 1e-6)
-            return mean, torch.where(dead, torch.zeros_like(std), 1.0 / std.clamp_min(1e-300))
+            return mean, _inverse_std(
+                mean, (ss[:n].sum(0) / obs - mean * mean).clamp_min(0.0).sqrt()
+            )
 
         ma, ia = mean_inv(self.sa, self.saa)
         mb, ib = mean_inv(self.sb, self.sbb)
         cov = self.sab[:n].sum(0) / obs - torch.outer(ma, mb)
-        r = (cov * ia[:, None] * ib[None, :]).clamp(-1.0, 1.0).abs()
-        return float(0.5 * (r.max(1).values.mean() + r.max(0).values.mean()))
+        return _best_match((cov * ia[:, None] * ib[None, :]).clamp(-1.0, 1.0))
 
     def cka(self, n: int | None = None) -> float:
         """:func:`linear_cka` of the first n examples (all by default): <HKH, HLH>_F / norms."""
@@ -313,15 +329,11 @@ class LayerMoments:
             k = k[:n, :n]
             return k - k.mean(0, keepdim=True) - k.mean(1, keepdim=True) + k.mean()
 
-        k, m = centred(self.ka), centred(self.kb)
-        den = torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(m)
-        if not den > 0:
-            return 0.0
-        return float(((k * m).sum() / den).clamp(0.0, 1.0))
+        return _cka_of_grams(centred(self.ka), centred(self.kb))
 
     def similarity(self, measure: str, n: int | None = None) -> float:
-        """The named measure (one of :data:`MEASURES`) of the first n examples."""
-        return {"abs_corr": self.abs_corr, "cka": self.cka}[measure](n)
+        """The named measure (one of :data:`MEASURES`, a method of this class) of the first n."""
+        return getattr(self, measure)(n)
 
 
 # ----------------------------------------------------------------------------------- two models
@@ -343,7 +355,7 @@ def check_same_architecture(model_a: HierarchicalVAE, model_b: HierarchicalVAE) 
 
 def _checked_measures(measures: Sequence[str]) -> tuple[str, ...]:
     measures = tuple(measures)
-    unknown = [m for m in measures if m not in _MEASURE_FNS]
+    unknown = [m for m in measures if m not in MEASURES]
     if not measures or unknown:
         raise ValueError(f"measures must be a non-empty subset of {MEASURES}, got {measures}")
     return measures

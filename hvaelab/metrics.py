@@ -83,8 +83,12 @@ def _check_scores(x: np.ndarray | Sequence[float] | object, name: str) -> np.nda
 def _labelled(scores_in, scores_ood) -> tuple[np.ndarray, np.ndarray]:
     s_in = _check_scores(scores_in, "scores_in")
     s_ood = _check_scores(scores_ood, "scores_ood")
-    y = np.concatenate([np.zeros(s_in.size), np.ones(s_ood.size)])
-    return y, np.concatenate([s_in, s_ood])
+    return _pooled(s_in, s_ood)
+
+
+def _pooled(s_in: np.ndarray, s_ood: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (0 in-distribution, 1 OOD) and the scores of both sets, in one array each."""
+    return np.concatenate([np.zeros(s_in.size), np.ones(s_ood.size)]), np.concatenate([s_in, s_ood])
 
 
 def _sorted_curve(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -226,7 +230,7 @@ class OODMetrics:
 def _metrics_unchecked(s_in: np.ndarray, s_ood: np.ndarray) -> OODMetrics:
     """Every metric from one sort of the pooled scores (the same numbers as :func:`auroc`,
     :func:`auprc`, :func:`aupr_in` and :func:`fpr_at_tpr`, each of which sorts on its own)."""
-    y, s = _labelled(s_in, s_ood)
+    y, s = _pooled(s_in, s_ood)  # checked by the callers
     order = np.argsort(s, kind="mergesort")
     y, s = y[order], s[order]  # increasing score
     tps, fps, _ = _sorted_curve(y[::-1], s[::-1])  # OOD positive, decreasing score
