@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 import torch
+from ipywidgets.widgets.widget import _instances  # ipywidgets' registry of open widgets
 from PIL import Image
 from scipy.stats import gaussian_kde
 
@@ -457,10 +458,27 @@ def test_upload_of_non_image_shows_an_error_and_keeps_scoring(app_checkpoints):
     assert [r["input"] for r in up.result.scores.rows()] == ["digit.png", "again.png"]
     up.clear.click()
     assert up.result is None and "digit.png" not in up.results.value
-    # without its own plot (the explorer's page): no figure is built at all
+    # without its own plot (the explorer's page): no figure and no score menu are built
+    before = len(_instances)
     bare = UploadScorer("fashionmnist", show_density=False)
     bare.upload.value = (_file("digit.png", good),)
-    assert bare.density is None and "digit.png" in bare.results.value
+    assert bare.density is None and bare.score_select is None and "digit.png" in bare.results.value
+    assert len(_instances) - before == len(
+        {id(w) for w in _widget_tree(bare)}
+    )  # every widget it built is on the page
+
+
+def _widget_tree(w: widgets.Widget) -> list[widgets.Widget]:
+    """``w`` and every widget under it: children, layouts and styles."""
+    out = [w]
+    for part in (
+        *getattr(w, "children", ()),
+        getattr(w, "layout", None),
+        getattr(w, "style", None),
+    ):
+        if isinstance(part, widgets.Widget):
+            out += _widget_tree(part)
+    return out
 
 
 # ------------------------------------------------------------------------------ reconstruction

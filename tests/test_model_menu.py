@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 import pytest
+from ipywidgets.widgets.widget import _instances  # ipywidgets' registry of open widgets
 
 from hvaelab.app import resources
 from hvaelab.app.model_menu import (
@@ -17,7 +18,7 @@ from hvaelab.app.model_menu import (
     takes_model,
 )
 from hvaelab.app.training_view import TrainingCurves
-from hvaelab.app.widgets import READY_CLASS, page
+from hvaelab.app.widgets import READY_CLASS, page, ready_marker
 from hvaelab.checkpoint import CheckpointError, copy_checkpoint, read_card
 
 
@@ -91,6 +92,35 @@ def test_choosing_a_model_rebuilds_the_pieces_that_follow_it_in_page_order(folde
     built.clear()
     page_model().select("bare")  # the same model again: nothing to do
     assert built == []
+
+
+def test_a_page_built_again_closes_the_previous_one_and_holds_one_page(folder):
+    """Re-running a notebook from the top (a new ``model_menu()``) closes every widget of the
+    page before: its menu, the pieces that follow the model, the fixed ones and a ready marker
+    of its own. ipywidgets would keep them (and what they hold) for the kernel's life."""
+
+    def build_page():
+        menu = model_menu()
+        pieces = [
+            page(lambda name: widgets.VBox([widgets.HTML(name), widgets.IntSlider()]), "A"),
+            page(lambda: widgets.HTML("fixed"), "B", ready=False),
+        ]
+        return [menu, *pieces, ready_marker()]
+
+    def tree(w):  # a widget and everything under it
+        parts = [getattr(w, "layout", None), getattr(w, "style", None)]
+        out = [w]
+        for child in [*getattr(w, "children", ()), *(p for p in parts if p is not None)]:
+            out += tree(child)
+        return out
+
+    first = [w for top in build_page() for w in tree(top)]
+    assert all(w.comm is not None for w in first)
+    live = len(_instances)  # ipywidgets' registry of open widgets
+    second = [w for top in build_page() for w in tree(top)]
+    assert [w for w in first if w.comm is not None] == []  # the whole first page is closed
+    assert all(w.comm is not None for w in second)
+    assert len(_instances) == live  # one page, not two
 
 
 def test_a_piece_the_model_cannot_show_says_why_and_comes_back(folder):

@@ -182,16 +182,19 @@ class UploadScorer(widgets.VBox):
         options.append(("ELBO (bits/dim)", str(ScoreName.elbo(self.n_samples > 1))))
         if SECOND_STAGE_COLUMN in self.ref_scores:  # a checkpoint with a fitted second stage
             options.insert(0, ("second stage (beyond the paper)", SECOND_STAGE_COLUMN))
-        self.score_select = with_class(
-            widgets.Dropdown(
-                options=options,
-                value=voted[0] if self.rule == "second-stage" else llrs[0],
-                description="plot score",
-                style={"description_width": "80px"},
-                layout=widgets.Layout(width="340px"),  # "second stage (beyond the paper)" whole
-            ),
-            "hvae-upload-score",
-        )
+        # the plotted score's menu, only with the plot (a widget never shown is never built)
+        self.score_select: widgets.Dropdown | None = None
+        if show_density:
+            self.score_select = with_class(
+                widgets.Dropdown(
+                    options=options,
+                    value=voted[0] if self.rule == "second-stage" else llrs[0],
+                    description="plot score",
+                    style={"description_width": "80px"},
+                    layout=widgets.Layout(width="340px"),  # "second stage (beyond the paper)" whole
+                ),
+                "hvae-upload-score",
+            )
         self.status = widgets.HTML()
         problem = second_stage_problem(checkpoint)  # a broken second stage says so, with the fix
         self.notice = with_class(
@@ -223,7 +226,8 @@ class UploadScorer(widgets.VBox):
         self.clear.on_click(lambda _b: self.reset())
         self.upload.observe(self._on_upload, "value")
         self.fpr.observe(lambda _c: self._redecide(), "value")
-        self.score_select.observe(lambda _c: self._redraw_density(), "value")
+        if self.score_select is not None:
+            self.score_select.observe(lambda _c: self._redraw_density(), "value")
 
         intro = widgets.HTML(
             f"Reference: <b>{dataset_label(self.in_name)}</b> test scores "
@@ -375,6 +379,7 @@ class UploadScorer(widgets.VBox):
     def _density(self) -> tuple[dict, list[dict]]:
         """The density figure of the chosen score without its marks (plotly JSON, built once
         per score) and the marks of the uploads: the trace :func:`density_figure` ends with."""
+        assert self.score_select is not None  # built with the plot
         score = self.score_select.value
         values = {self.in_name: self.ref_scores[score]}
         for name, sc in self.ood_sets.items():

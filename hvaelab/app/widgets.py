@@ -402,6 +402,7 @@ def ready_marker(text: str = "✓ ready") -> widgets.HTML:
     """The (visible) element with class ``hvae-ready`` a page shows once its widgets are built
     (under Voilà: once displayed, after the page's figures, see :data:`GATE`)."""
     w = widgets.HTML(f'<span style="color:#999;font-size:11px">{text}</span>')
+    page_model().own(w)  # closed when the notebook is re-run from the top
     if GATE.is_open:
         w.add_class(READY_CLASS)
     else:
@@ -426,10 +427,12 @@ def page(
     A ``build`` that takes an argument gets the name of the page's model and is rebuilt when
     the page's model menu changes (:mod:`.model_menu`); ``build()`` without one is built once."""
     follows = takes_model(build)
-    pm = page_model() if follows else None
-    box = widgets.VBox([build_piece(build, what, pm.name if pm else None)])
-    if pm is not None:
+    pm = page_model()
+    box = widgets.VBox([build_piece(build, what, pm.name if follows else None)])
+    if follows:
         pm.follow(box, build, what)
+    else:
+        pm.own(box)  # closed with the page all the same
     if ready:
         box.children = (*box.children, ready_marker())
     return box
