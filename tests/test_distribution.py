@@ -114,6 +114,8 @@ def test_the_main_wheel_holds_the_notebooks_template_scripts_and_licences(dist):
             assert f"{TEMPLATE}/{name}" in names, name
         scripts = sorted((ROOT / "hvaelab" / "app" / "js").glob("*.js"))
         assert scripts and all(f"hvaelab/app/js/{p.name}" in names for p in scripts)
+        site_js = ROOT / "hvaelab" / "site" / "js" / "preprocess.js"  # the static lesson site's
+        assert wheel.read("hvaelab/site/js/preprocess.js") == site_js.read_bytes()
         info = f"hvaelab-{hvaelab.__version__}.dist-info"
         licences = {n.removeprefix(f"{info}/licenses/") for n in names if "/licenses/" in n}
         plotly = "share/jupyter/voila/templates/hvaelab/static/plotly-LICENSE.txt"
