@@ -257,3 +257,38 @@ def test_switching_the_explorers_model_leaves_no_page_error(open_dashboard):
         page.wait_for_timeout(1000)  # the observers of the closed figures fire after the swap
     page.wait_for_selector(".hvae-live-figure-box .main-svg")
     guard.assert_clean()
+
+
+
+# Three figures' first draws queued far below the window, in one task: "page" before the reader's
+# first input, then (after a key press) "answer", then "changed" twice (changed before its first
+# draw). Resolves to the draws in the order they ran and what each queued call learnt.
+QUEUE_ORDER_JS = """async () => {
+  const box = (name) => {
+    const el = document.createElement('div');
+    el.style.cssText = 'position:absolute; top:20000px; height:10px; width:10px';
+    el.dataset.name = name;
+    document.body.appendChild(el);
+    return el;
+  };
+  const ran = [];
+  const draw = (name) => async () => { ran.push(name); };
+  const queued = [window.hvaelabQueueDraw(box('page'), draw('page'))];
+  window.dispatchEvent(new KeyboardEvent('keydown', { key: 'Shift' }));
+  queued.push(window.hvaelabQueueDraw(box('answer'), draw('answer')));
+  const changed = box('changed');
+  queued.push(window.hvaelabQueueDraw(changed, draw('changed (old state)')));
+  queued.push(window.hvaelabQueueDraw(changed, draw('changed (new state)')));
+  await Promise.all(queued);
+  return ran;
+}"""
+
+
+def test_the_answers_to_moves_are_drawn_before_the_pages_own_figures(open_dashboard):
+    """The template's draw queue: a figure that comes after the reader's first input (a move's
+    answer) is drawn before the page's own figures outside the window, and a figure changed
+    before its first draw is drawn once, in its newest state, first."""
+    page, guard = open_dashboard(PAGES["reconstructions"])
+    ran = page.evaluate(QUEUE_ORDER_JS)
+    assert ran == ["changed (new state)", "answer", "page"], ran
+    guard.assert_clean()
