@@ -1,1 +1,0 @@
-"""The lesson site that needs no server: its static files (js/preprocess.js, ...)."""
