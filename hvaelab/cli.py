@@ -1,5 +1,5 @@
 """Command line: ``hvaelab train / evaluate / score / tables / second-stage / correlate / data /
-copy / export-onnx / info / notebooks / dashboard``.
+copy / export-onnx / export-site / info / notebooks / dashboard``.
 
 Every command goes through the library's one scoring entry point (:mod:`hvaelab.scores`), so
 the numbers printed here are the ones the notebooks and dashboards show.
@@ -517,6 +517,20 @@ def _cmd_export_onnx(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_site(a: argparse.Namespace) -> int:
+    """The static lesson site (hvaelab.app.static_site)."""
+    from .app.static_site import export_site
+
+    files = export_site(a.out, a.checkpoint, progress=print)
+    size = sum(f.stat().st_size for f in files)
+    print(
+        f"wrote {len(files)} files ({size / 1e6:.1f} MB) to {a.out}. Serve the folder with any "
+        f"static file server, e.g. `python -m http.server -d {a.out}`, and open its index.html "
+        "(opened as a file, browsers refuse to load its data)."
+    )
+    return 0
+
+
 def _cmd_info(a: argparse.Namespace) -> int:
     lm = _load(a)
     print(f"{lm.path}: {lm.model.num_parameters():,} parameters")
@@ -733,6 +747,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_field(ox, _TRAIN_FIELDS["data_dir"])
     ox.set_defaults(func=_cmd_export_onnx)
+
+    st = sub.add_parser(
+        "export-site",
+        help="a static lesson site that runs in the browser (served by any static file server)",
+        description="Writes DIR: a static site for the checkpoint, served offline by any "
+        "static file server (e.g. `python -m http.server -d DIR`); nothing is requested from "
+        "another host. So far its explore page: the densities, ROC curves and Table 2 of every "
+        "score, k and OOD set of the checkpoint's score tables, as the Voilà explorer shows "
+        "them, switched in the browser.",
+    )
+    st.add_argument("out", help="the folder to write the site into (created if needed)")
+    st.add_argument("--checkpoint", default="fashionmnist", help="checkpoint name or path")
+    st.set_defaults(func=_cmd_export_site)
 
     i = sub.add_parser("info", help="print a checkpoint's card")
     i.add_argument("--checkpoint", default="fashionmnist")

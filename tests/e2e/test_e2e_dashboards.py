@@ -259,7 +259,6 @@ def test_switching_the_explorers_model_leaves_no_page_error(open_dashboard):
     guard.assert_clean()
 
 
-
 # Three figures' first draws queued far below the window, in one task: "page" before the reader's
 # first input, then (after a key press) "answer", then "changed" twice (changed before its first
 # draw). Resolves to the draws in the order they ran and what each queued call learnt.

@@ -1,0 +1,199 @@
+"""``hvaelab export-site DIR``: a lesson site that runs in the visitor's browser, no server.
+
+The site is static files, served by any static file server (``python -m http.server``), offline:
+nothing is requested from another host. It holds, so far (issue 41, in progress):
+
+* ``explore.html``: the likelihood-ratio explorer's densities, ROC curves and Table 2 for every
+  score family, k and OOD set of the checkpoint's score tables, switched in the browser by the
+  score menu, the k slider and the OOD menu. Every view is the one the Voilà explorer
+  (:class:`hvaelab.app.explorer.LikelihoodRatioExplorer`) shows for the same controls: the
+  export drives a headless explorer through them and stores what it would send
+  (``explore.json``: plotly JSON and Table 2's HTML);
+* ``index.html``, ``favicon.svg``, plotly.js (the Voilà template's partial bundle, with its
+  licence) and the browser's preprocessing (``js/preprocess.js``, for the drawing page to come).
+
+The numbers are those of the score tables (sampled bounds, S importance samples), as on the
+Voilà pages.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from ..artifacts import atomic_write
+from ..package_files import template_dir
+from .explorer import LikelihoodRatioExplorer
+from .resources import dataset_label
+
+SITE_JS = Path(__file__).resolve().parents[1] / "site" / "js"
+PLOTLY = "plotly-hvaelab.min.js"
+PLOTLY_LICENSE = "plotly-LICENSE.txt"
+EXPLORE_DATA = "explore.json"
+# Families whose score has no k (the slider is disabled on the Voilà page).
+_NO_K = {"ELBO", "L<l", "IC", "second-stage"}
+
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    '<rect width="16" height="16" rx="3" fill="#1f77b4"/>'
+    '<path d="M3 12 L6 5 L9 10 L13 3" stroke="#fff" stroke-width="1.6" fill="none"/></svg>'
+)
+
+
+def explore_views(checkpoint: str, progress: Callable[[str], None] | None = None) -> dict:
+    """Every view of the explorer for ``checkpoint``'s tables, S = 1: ``{"families": [{value,
+    label, k}], "k_max", "ood": [{value, label}], "in": {value, label}, "views": {"OOD|FAMILY|K":
+    {"density", "roc", "table", "info"}}, "start": {ood, family, k}}`` (K is 1 for a family
+    without k; ``start``: the controls the Voilà explorer opens with)."""
+    base = LikelihoodRatioExplorer(checkpoint)
+    in_name = base.in_select.value
+    oods = [v for _, v in base.ood_select.options]
+    out: dict = {
+        "checkpoint": checkpoint,
+        "in": {"value": in_name, "label": dataset_label(in_name)},
+        "ood": [{"value": o, "label": dataset_label(o)} for o in oods],
+        "k_max": base.n_layers,
+        # the controls the page opens with: the Voilà explorer's
+        "start": {"ood": base.ood_select.value, "family": base.score_select.value, "k": 1},
+        "families": [],
+        "views": {},
+    }
+    families = [(label, value) for label, value in base.score_select.options]
+    for label, value in families:
+        has_k = value not in _NO_K
+        out["families"].append({"value": value, "label": label, "k": has_k})
+    for ood in oods:
+        ex = (
+            base
+            if ood == base.ood_select.value
+            else LikelihoodRatioExplorer(checkpoint, in_name=in_name, ood_name=ood)
+        )
+        for _label, family in families:
+            ex.score_select.value = family
+            for k in range(1, base.n_layers + 1) if family not in _NO_K else (1,):
+                ex.k_slider.value = k
+                ex.refresh()
+                out["views"][f"{ood}|{family}|{k}"] = {
+                    "density": ex.density.spec,
+                    "roc": ex.roc.spec,
+                    "table": ex.table.value,
+                    "info": ex.info.value,
+                }
+        if progress:
+            progress(f"explore: {dataset_label(ood)} done")
+    return out
+
+
+def _page(title: str, body: str, script: str = "") -> str:
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)} · hvaelab</title>
+<link rel="icon" href="favicon.svg" type="image/svg+xml">
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1400px; padding: 12px; }}
+.controls {{ display: flex; flex-wrap: wrap; gap: 18px; align-items: center; margin: 8px 0; }}
+.figures {{ display: flex; flex-wrap: wrap; }}
+.figures > div {{ flex: 1 1 480px; min-width: 0; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+td, th {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
+</style>
+</head>
+<body>
+{body}
+{script}
+</body>
+</html>
+"""
+
+
+EXPLORE_BODY = """<h1>The likelihood-ratio explorer</h1>
+<p>Densities of a score on the in-distribution test set and an OOD set, and their ROC curves,
+from the checkpoint's score tables (sampled bounds, S = 1), as the Voilà explorer shows them.
+This page runs in your browser: it needs no server once loaded.</p>
+<div class="controls">
+  <label>score <select id="family"></select></label>
+  <label>k <input id="k" type="range" min="1" step="1"> <output id="k-value"></output></label>
+  <label>OOD data <select id="ood"></select></label>
+</div>
+<div id="info"></div>
+<div class="figures"><div id="density"></div><div id="roc"></div></div>
+<div id="table"></div>
+<p><a href="index.html">back</a></p>"""
+
+EXPLORE_SCRIPT = f"""<script src="{PLOTLY}"></script>
+<script type="module">
+const data = await (await fetch("{EXPLORE_DATA}")).json();
+const Plotly = window.hvaelabPlotly;
+const family = document.getElementById("family"), k = document.getElementById("k");
+const ood = document.getElementById("ood"), kValue = document.getElementById("k-value");
+for (const f of data.families) family.add(new Option(f.label, f.value));
+for (const o of data.ood) ood.add(new Option(o.label, o.value));
+k.max = data.k_max;
+family.value = data.start.family;
+ood.value = data.start.ood;
+k.value = data.start.k;
+const config = {{ displaylogo: false, responsive: true }};
+function show() {{
+  const fam = data.families.find((f) => f.value === family.value);
+  k.disabled = !fam.k;
+  kValue.textContent = fam.k ? k.value : "-";
+  const view = data.views[`${{ood.value}}|${{family.value}}|${{fam.k ? k.value : 1}}`];
+  for (const [id, fig] of [["density", view.density], ["roc", view.roc]]) {{
+    const layout = {{ ...fig.layout, autosize: true }};
+    delete layout.width;
+    Plotly.react(id, fig.data, layout, config);
+  }}
+  document.getElementById("table").innerHTML = view.table;
+  document.getElementById("info").innerHTML = view.info;
+  document.body.dataset.view = `${{ood.value}}|${{family.value}}|${{k.value}}`;
+}}
+for (const el of [family, k, ood]) el.addEventListener("input", show);
+show();
+document.body.classList.add("site-ready");
+</script>"""
+
+
+def _index(checkpoint: str) -> str:
+    body = f"""<h1>Hierarchical VAEs know what they don't know</h1>
+<p>A lesson site for the model <b>{html.escape(checkpoint)}</b>, exported by hvaelab. It runs
+in your browser: serve this folder with any static file server (for instance
+<code>python -m http.server</code>); opened as a file, browsers refuse to load its data.</p>
+<ul><li><a href="explore.html">explore</a>: densities and ROC curves of every score and k</li>
+</ul>"""
+    return _page("hvaelab", body)
+
+
+def export_site(
+    out: str | Path, checkpoint: str, progress: Callable[[str], None] | None = None
+) -> list[Path]:
+    """Write the site for ``checkpoint`` into the folder ``out`` (created; files there with
+    the site's names are replaced, each atomically). Returns the files written."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    views = explore_views(checkpoint, progress)
+    written = []
+
+    def write(name: str, text: str) -> None:
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, text)
+        written.append(path)
+
+    write(EXPLORE_DATA, json.dumps(views, separators=(",", ":")))
+    write("explore.html", _page("explore", EXPLORE_BODY, EXPLORE_SCRIPT))
+    write("index.html", _index(checkpoint))
+    write("favicon.svg", FAVICON)
+    static = template_dir() / "static"
+    for name in (PLOTLY, PLOTLY_LICENSE):
+        write(name, (static / name).read_text(encoding="utf-8"))
+    for src in sorted(SITE_JS.glob("*.js")):
+        write(f"js/{src.name}", src.read_text(encoding="utf-8"))
+    return written
+
+
+__all__ = ["EXPLORE_DATA", "explore_views", "export_site"]

@@ -1,0 +1,106 @@
+"""``hvaelab export-site``: the static site's explore page in Chromium, served by a plain static
+file server (no Jupyter process), offline.
+
+The page's score menu, k slider and OOD menu switch both figures and Table 2 in the browser to
+the views the Voilà explorer shows for the same controls; no request leaves the loopback (the
+favicon included: no 404); the page keeps working after the server is stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from harness import PageGuard
+
+from hvaelab.app.static_site import EXPLORE_DATA, export_site
+
+pytestmark = pytest.mark.e2e
+
+
+class _Server:
+    """``python -m http.server`` for ``folder`` on the loopback, in a thread; every request's
+    path and status is kept."""
+
+    def __init__(self, folder: Path) -> None:
+        self.log: list[tuple[str, int]] = []
+        log = self.log
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_request(self, code="-", size="-"):  # noqa: ARG002 - signature of the base
+                log.append((self.path, int(code)))
+
+        handler = functools.partial(Handler, directory=str(folder))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("site")
+    export_site(folder, "fashionmnist")
+    return folder
+
+
+FIGURES_JS = """() => ['density', 'roc'].map((id) => {
+  const gd = document.getElementById(id);
+  return gd && gd.data ? JSON.stringify(gd.data.map((t) => [t.name, t.x, t.y])) : null;
+})"""
+
+
+def _view_of(page) -> tuple[str, str]:
+    return tuple(page.evaluate(FIGURES_JS))
+
+
+def test_the_explore_page_switches_its_views_in_the_browser_offline(browser, site):
+    views = json.loads((site / EXPLORE_DATA).read_text())
+    server = _Server(site)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    guard = PageGuard().attach(page)
+    try:
+        page.goto(server.url + "explore.html")
+        page.wait_for_selector("body.site-ready")
+        first = _view_of(page)
+        assert None not in first
+        ood0 = views["start"]["ood"]  # the Voilà explorer's first view
+        assert page.evaluate("() => document.body.dataset.view") == f"{ood0}|LLR>k|1"
+        # the k slider: both figures change, to the stored view for k = 2
+        page.focus("#k")
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("() => document.body.dataset.view.endsWith('|LLR>k|2')")
+        moved = _view_of(page)
+        assert moved[0] != first[0] and moved[1] != first[1]
+        stored = views["views"][f"{ood0}|LLR>k|2"]
+        assert page.inner_html("#table") == stored["table"]
+        server.stop()  # loaded: the page needs no server any more
+        # the score menu: the ELBO has no k (the slider is disabled)
+        page.select_option("#family", "ELBO")
+        page.wait_for_function("() => document.body.dataset.view.includes('|ELBO|')")
+        assert page.is_disabled("#k")
+        elbo = _view_of(page)
+        assert elbo[0] != moved[0]
+        # the OOD menu
+        other = next(o["value"] for o in views["ood"] if o["value"] != ood0)
+        page.select_option("#ood", other)
+        page.wait_for_function(f"() => document.body.dataset.view.startsWith('{other}|')")
+        assert _view_of(page)[0] != elbo[0]
+        assert page.inner_html("#table") == views["views"][f"{other}|ELBO|1"]["table"]
+    finally:
+        context.close()
+        if server.thread.is_alive():
+            server.stop()
+    missing = [(p, c) for p, c in server.log if c >= 400]
+    assert not missing, f"requests that failed: {missing}"
+    assert ("/favicon.svg", 200) in server.log
+    guard.assert_clean()
