@@ -1,7 +1,7 @@
 """``hvaelab export-site`` (hvaelab.app.static_site): the explore page's stored views are the Voilà
 explorer's for the same controls; the site's files; the command line.
 
-The browser side (the page switching its views, offline) is tests/e2e/test_static_site.py.
+The browser side (the page switching its views, offline) is tests/e2e/test_e2e_static_site.py.
 """
 
 from __future__ import annotations
