@@ -98,6 +98,12 @@ def template_dir() -> Path:
     return jupyter_data_dir() / "voila" / "templates" / TEMPLATE
 
 
+def site_dir() -> Path:
+    """The static lesson site's own files (``hvaelab/site``: ``js/``, ``vendor/``), part of the
+    package in a checkout and in a wheel alike."""
+    return Path(__file__).resolve().parent / "site"
+
+
 def notebooks() -> list[Path]:
     """The dashboard notebooks, sorted by name."""
     return sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))

@@ -24,11 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..artifacts import atomic_write
-from ..package_files import template_dir
+from ..package_files import site_dir, template_dir
 from .explorer import LikelihoodRatioExplorer
 from .resources import dataset_label
 
-SITE_JS = Path(__file__).resolve().parents[1] / "site" / "js"
 PLOTLY = "plotly-hvaelab.min.js"
 PLOTLY_LICENSE = "plotly-LICENSE.txt"
 EXPLORE_DATA = "explore.json"
@@ -191,7 +190,7 @@ def export_site(
     static = template_dir() / "static"
     for name in (PLOTLY, PLOTLY_LICENSE):
         write(name, (static / name).read_text(encoding="utf-8"))
-    for src in sorted(SITE_JS.glob("*.js")):
+    for src in sorted((site_dir() / "js").glob("*.js")):
         write(f"js/{src.name}", src.read_text(encoding="utf-8"))
     return written
 
