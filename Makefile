@@ -47,6 +47,7 @@ $(STAMP): pyproject.toml
 
 test: setup
 	bash scripts/ensure-chromium
+	$(BIN)/python scripts/fetch_onnxruntime_web.py
 	$(BIN)/pytest -q
 
 # A test that quietly needs the full datasets fails here: the data search is limited to an empty

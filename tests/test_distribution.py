@@ -119,7 +119,15 @@ def test_the_main_wheel_holds_the_notebooks_template_scripts_and_licences(dist):
         info = f"hvaelab-{hvaelab.__version__}.dist-info"
         licences = {n.removeprefix(f"{info}/licenses/") for n in names if "/licenses/" in n}
         plotly = "share/jupyter/voila/templates/hvaelab/static/plotly-LICENSE.txt"
-        assert licences == {"LICENSE", plotly}
+        ort = "hvaelab/site/vendor/onnxruntime-web/LICENSE"
+        assert licences == {"LICENSE", plotly, ort}
+        # ONNX Runtime Web: fetched, not committed (scripts/fetch_onnxruntime_web.py), shipped
+        vendor = ROOT / "hvaelab" / "site" / "vendor" / "onnxruntime-web"
+        for name in ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm"):
+            assert (
+                wheel.read(f"hvaelab/site/vendor/onnxruntime-web/{name}")
+                == (vendor / name).read_bytes()
+            )
         meta = _metadata(wheel, "hvaelab")
     assert not [n for n in names if "checkpoints" in n or n.startswith(("tests/", "docs/"))]
     assert meta["Version"] == hvaelab.__version__ == "0.2.0"

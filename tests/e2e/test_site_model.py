@@ -204,7 +204,10 @@ def _site(folder: Path, datasets) -> Path:
         for f in ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm")
         if not (VENDOR / f).is_file()
     ]
-    assert not missing, f"{missing} missing in {VENDOR}: run scripts/build-onnxruntime-web"
+    assert not missing, (
+        f"{missing} missing in {VENDOR}: run `python scripts/fetch_onnxruntime_web.py` "
+        "(make test does)"
+    )
     site = folder / "site"
     shutil.copytree(SITE, site)
     lm = load_model(REPO / "checkpoints" / "fashionmnist")

@@ -6,7 +6,7 @@
 //
 // * fetches `model.onnx` and its sidecar `model.onnx.json` (written by `hvaelab export-onnx`)
 //   from `baseUrl`, once; everything after that runs from memory;
-// * runs ONNX Runtime Web vendored in ../vendor/onnxruntime-web (scripts/build-onnxruntime-web):
+// * runs ONNX Runtime Web vendored in ../vendor/onnxruntime-web (scripts/fetch_onnxruntime_web.py):
 //   the WebAssembly backend on one thread, the wasm file from that folder (no CDN, no worker);
 // * binarizes like hvaelab.data.binarize_fixed (preprocess.js, bit for bit; the sidecar's
 //   preprocessing is checked to be that one) and scores with sidecar.js.
