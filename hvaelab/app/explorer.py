@@ -71,6 +71,8 @@ FAMILIES = (
     Family.IC,
     Family.SECOND_STAGE,
 )
+# Families whose score has no k: the k slider is disabled for them.
+FAMILIES_WITHOUT_K = (Family.ELBO, Family.LT, Family.IC, Family.SECOND_STAGE)
 # Families computed from a column only some tables have (tables from before they were added;
 # importance-sampled tables of a subset): the S menu offers only the S whose tables have it.
 # (The L<l families: large-S tables are often computed without them, `tables --no-lt`.)
@@ -532,7 +534,7 @@ class LikelihoodRatioExplorer(widgets.VBox):
     # ---------------------------------------------------------------------- callbacks
     def _update_controls(self) -> None:
         fam = self.score_select.value
-        self.k_slider.disabled = fam in (Family.ELBO, Family.LT, Family.IC, Family.SECOND_STAGE)
+        self.k_slider.disabled = fam in FAMILIES_WITHOUT_K
         self.l_slider.disabled = fam not in (Family.LT, Family.LLR_LT)
         self.l_slider.layout.visibility = "visible" if "<" in fam else "hidden"
         self.show_uploads.disabled = not self._uploads[0]

@@ -25,14 +25,12 @@ from pathlib import Path
 
 from ..artifacts import atomic_write
 from ..package_files import site_dir, template_dir
-from .explorer import LikelihoodRatioExplorer
+from .explorer import FAMILIES_WITHOUT_K, LikelihoodRatioExplorer
 from .resources import dataset_label
 
 PLOTLY = "plotly-hvaelab.min.js"
 PLOTLY_LICENSE = "plotly-LICENSE.txt"
 EXPLORE_DATA = "explore.json"
-# Families whose score has no k (the slider is disabled on the Voilà page).
-_NO_K = {"ELBO", "L<l", "IC", "second-stage"}
 
 FAVICON = (
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
@@ -61,7 +59,7 @@ def explore_views(checkpoint: str, progress: Callable[[str], None] | None = None
     }
     families = [(label, value) for label, value in base.score_select.options]
     for label, value in families:
-        has_k = value not in _NO_K
+        has_k = value not in FAMILIES_WITHOUT_K
         out["families"].append({"value": value, "label": label, "k": has_k})
     for ood in oods:
         ex = (
@@ -70,10 +68,9 @@ def explore_views(checkpoint: str, progress: Callable[[str], None] | None = None
             else LikelihoodRatioExplorer(checkpoint, in_name=in_name, ood_name=ood)
         )
         for _label, family in families:
-            ex.score_select.value = family
-            for k in range(1, base.n_layers + 1) if family not in _NO_K else (1,):
+            ex.score_select.value = family  # each control redraws the explorer (refresh)
+            for k in range(1, base.n_layers + 1) if family not in FAMILIES_WITHOUT_K else (1,):
                 ex.k_slider.value = k
-                ex.refresh()
                 out["views"][f"{ood}|{family}|{k}"] = {
                     "density": ex.density.spec,
                     "roc": ex.roc.spec,

@@ -13,12 +13,15 @@ repository's ``checkpoints/``); the server inherits the environment, so a develo
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -220,6 +223,48 @@ class PageGuard:
     def assert_clean(self) -> None:
         problems = self.problems()
         assert not problems, "the page misbehaved:\n  " + "\n  ".join(problems)
+
+
+class _StaticHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder with the static site's types; keeps each request's path and status."""
+
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".mjs": "text/javascript",
+        ".js": "text/javascript",
+        ".wasm": "application/wasm",
+        ".json": "application/json",
+        ".onnx": "application/octet-stream",
+    }
+
+    def __init__(self, *args, requests: list[tuple[str, int]], **kwargs) -> None:
+        self.requests = requests
+        super().__init__(*args, **kwargs)
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:  # noqa: ARG002
+        self.requests.append((self.path, int(code)))
+
+    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+class StaticServer:
+    """``python -m http.server`` for ``folder`` on a free loopback port, in a thread (the
+    static lesson site's tests: no Jupyter process); ``requests``: (path, status) of each."""
+
+    def __init__(self, folder: Path) -> None:
+        self.requests: list[tuple[str, int]] = []
+        handler = functools.partial(_StaticHandler, directory=str(folder), requests=self.requests)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.thread.join(10)
 
 
 # --------------------------------------------------------------------------- page helpers

@@ -8,41 +8,15 @@ favicon included: no 404); the page keeps working after the server is stopped.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import threading
 from pathlib import Path
 
 import pytest
-from harness import PageGuard
+from harness import PageGuard, StaticServer
 
 from hvaelab.app.static_site import EXPLORE_DATA, export_site
 
 pytestmark = pytest.mark.e2e
-
-
-class _Server:
-    """``python -m http.server`` for ``folder`` on the loopback, in a thread; every request's
-    path and status is kept."""
-
-    def __init__(self, folder: Path) -> None:
-        self.log: list[tuple[str, int]] = []
-        log = self.log
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def log_request(self, code="-", size="-"):  # noqa: ARG002 - signature of the base
-                log.append((self.path, int(code)))
-
-        handler = functools.partial(Handler, directory=str(folder))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +38,7 @@ def _view_of(page) -> tuple[str, str]:
 
 def test_the_explore_page_switches_its_views_in_the_browser_offline(browser, site):
     views = json.loads((site / EXPLORE_DATA).read_text())
-    server = _Server(site)
+    server = StaticServer(site)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     guard = PageGuard().attach(page)
@@ -98,9 +72,8 @@ def test_the_explore_page_switches_its_views_in_the_browser_offline(browser, sit
         assert page.inner_html("#table") == views["views"][f"{other}|ELBO|1"]["table"]
     finally:
         context.close()
-        if server.thread.is_alive():
-            server.stop()
-    missing = [(p, c) for p, c in server.log if c >= 400]
+        server.stop()
+    missing = [(p, c) for p, c in server.requests if c >= 400]
     assert not missing, f"requests that failed: {missing}"
-    assert ("/favicon.svg", 200) in server.log
+    assert ("/favicon.svg", 200) in server.requests
     guard.assert_clean()

@@ -34,16 +34,13 @@ load time and the median time of one ``score`` are printed (``-s``), not asserte
 
 from __future__ import annotations
 
-import functools
-import http.server
 import shutil
 import statistics
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import PageGuard
+from harness import PageGuard, StaticServer
 
 from hvaelab.app.resources import load_shipped_samples
 from hvaelab.checkpoint import load_model
@@ -164,37 +161,6 @@ async ([image, n]) => {
   return [ms, bin];
 }
 """
-
-
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    extensions_map = {
-        **http.server.SimpleHTTPRequestHandler.extensions_map,
-        ".mjs": "text/javascript",
-        ".js": "text/javascript",
-        ".wasm": "application/wasm",
-        ".json": "application/json",
-        ".onnx": "application/octet-stream",
-    }
-
-    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
-        pass
-
-
-class StaticServer:
-    """``http.server`` on a free loopback port in a thread, serving ``folder``."""
-
-    def __init__(self, folder: Path) -> None:
-        handler = functools.partial(_Handler, directory=str(folder))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            self.httpd.shutdown()
-            self.httpd.server_close()
-            self.thread.join(10)
 
 
 def _site(folder: Path, datasets) -> Path:
