@@ -220,3 +220,45 @@ def test_the_drawings_the_page_suggests_come_out_as_it_says(open_dashboard, scre
     wait_drawn(page, rev + 1)
     assert np.array_equal(image_of(page, ".hvae-inspect-given img"), load_drawing("seven").image)
     guard.assert_clean()
+
+
+# The first frame where the canvas says "done" with ``rev``: what the inspector's density (below
+# the fold) draws then -- its markers of the drawing -- and where the figure is.
+DONE_FRAME_JS = """
+(rev) => {
+  const c = document.querySelector('.hvae-canvas');
+  if (!c || Number(c.dataset.doneRevision) < rev) return false;
+  const box = document.querySelector('.hvae-inspect-density');
+  const gd = box && box.querySelector('.js-plotly-plot');
+  const shapes = (gd && gd._fullLayout && gd._fullLayout.shapes) || [];
+  return {top: box.getBoundingClientRect().top, height: window.innerHeight,
+          answered: Number(c.dataset.answeredRevision),
+          marks: shapes.filter((s) => s.name === 'your drawing').map((s) => s.x0)};
+}
+"""
+
+
+def test_done_means_every_view_also_the_figures_below_the_fold(open_dashboard, scoring):
+    """Figures outside the window are redrawn a frame after the move's answer (issue 38:
+    live_figure.js); the canvas says "done" only once they show the stroke too, in the very
+    frame it says so, which tests and the benchmark rely on."""
+    model, _, _ = scoring
+    page, guard = open_dashboard(PAGES["draw"])
+    set_brush(page, 30, 1.0, "round")
+    strokes = [(40, 60), (240, 200)], [(140, 30), (150, 260)], [(30, 240), (250, 40)]
+    for points in (*strokes, *([(y, x) for x, y in s] for s in strokes)):
+        rev, _ = canvas_revisions(page)
+        draw_stroke(page, points)
+        state = page.wait_for_function(
+            DONE_FRAME_JS, arg=rev + 1, polling="raf", timeout=60_000
+        ).json_value()
+        assert state["top"] > state["height"], "the inspector's density is not below the fold"
+        assert state["answered"] >= rev + 1
+        shown = shown_scores(page)
+        assert len(state["marks"]) == model.n_layers - 1, state
+        for k, x0 in enumerate(state["marks"], start=1):
+            assert x0 == pytest.approx(shown["value"][f"LLR>{k}"], rel=1e-3, abs=1e-3), (
+                f"stroke {rev + 1}: when the canvas said done, the density below the fold still "
+                f"showed another drawing's LLR>{k}"
+            )
+    guard.assert_clean()

@@ -96,8 +96,16 @@ function render({ model, el }) {
   function showState() {
     const done = model.get("done_revision");
     el.dataset.revision = String(revision);
-    el.dataset.doneRevision = String(done);
+    el.dataset.answeredRevision = String(done); // the kernel's answer is here: the views in the window show it
     state.textContent = done < revision ? "scoring…" : "";
+    // done: every view shows it, also the figures outside the window, which are redrawn a frame
+    // later (live_figure.js's late draws)
+    const mark = () => {
+      if (!(Number(el.dataset.doneRevision) >= done)) el.dataset.doneRevision = String(done);
+    };
+    const late = window.hvaelabLateDraws;
+    if (late && late.n > 0) late.settled().then(mark);
+    else mark();
   }
   function send() {
     if (busy || revision <= model.get("done_revision")) return;

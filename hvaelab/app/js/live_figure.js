@@ -22,36 +22,76 @@ async function plotly() {
   return Rendered.Plotly;
 }
 
+// A redraw of a figure outside the window waits for the next frame (issue 38): the views in
+// the window show a move's answer first, and the figures below the fold follow in a task of
+// their own. Such late redraws are counted in window.hvaelabLateDraws, so that what waits for
+// "every view" (the canvas's done revision, the layout probe) can wait for them too.
+function lateDraws() {
+  if (!window.hvaelabLateDraws) {
+    const late = { n: 0, waiters: [] };
+    late.settled = () => (late.n === 0 ? Promise.resolve() : new Promise((r) => late.waiters.push(r)));
+    late.start = () => { late.n += 1; };
+    late.end = () => {
+      late.n -= 1;
+      if (late.n > 0) return;
+      const waiters = late.waiters;
+      late.waiters = [];
+      waiters.forEach((w) => w());
+    };
+    window.hvaelabLateDraws = late;
+  }
+  return window.hvaelabLateDraws;
+}
+
+function inView(el) {
+  if (el.offsetParent === null) return false;
+  const r = el.getBoundingClientRect();
+  return r.bottom > 0 && r.top < window.innerHeight && (r.width > 0 || r.height > 0);
+}
+
+const afterNextFrame = () =>
+  new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+
 function render({ model, el }) {
   el.classList.add("hvae-live-figure-box");
   const gd = document.createElement("div");
   gd.style.width = "100%";
   el.appendChild(gd);
-  let Plotly = null, pending = false, drawn = false;
+  let Plotly = null, pending = false, drawn = false, ticket = 0;
   const draw = async () => {
     if (pending) return;
     pending = true;
-    await Promise.resolve();
-    pending = false;
-    el.dataset.receivedAt = String(performance.now());
-    const base = model.get("base") || {}, overlay = model.get("overlay") || [];
-    // the overlay's layout part (shapes, annotations) is redrawn alone by Plotly.react: cheap
-    const layout = { ...(base.layout || {}), ...(model.get("overlay_layout") || {}) };
-    layout.height = layout.height || 360;
-    if (layout.width == null) layout.autosize = true;
-    el.style.minHeight = layout.height + "px";
-    const react = () => Plotly.react(gd, [...(base.data || []), ...overlay], layout, model.get("config") || {});
+    // counted at once (before any await), so that a done revision arriving next waits for it
+    const late = drawn && !inView(el) ? lateDraws() : null;
+    if (late) late.start();
     try {
+      await Promise.resolve();
+      pending = false;
+      const mine = ++ticket; // a newer draw makes a waiting late one pointless
+      el.dataset.receivedAt = String(performance.now());
+      const base = model.get("base") || {}, overlay = model.get("overlay") || [];
+      // the overlay's layout part (shapes, annotations) is redrawn alone by Plotly.react: cheap
+      const layout = { ...(base.layout || {}), ...(model.get("overlay_layout") || {}) };
+      layout.height = layout.height || 360;
+      if (layout.width == null) layout.autosize = true;
+      el.style.minHeight = layout.height + "px";
+      const react = () => Plotly.react(gd, [...(base.data || []), ...overlay], layout, model.get("config") || {});
       Plotly = Plotly || (await plotly());
       // a page's figures arrive together: the first draws go through the Voila template's queue
       // (one figure per task, those in the window first) so that the page keeps answering
       if (!drawn && window.hvaelabQueueDraw) await window.hvaelabQueueDraw(el, react);
-      else await react();
+      else if (late) {
+        await afterNextFrame();
+        if (mine !== ticket) return; // a newer state is on its way
+        await react();
+      } else await react();
       drawn = true;
       el.dataset.revision = String(model.get("revision"));
       el.dataset.drawnAt = String(performance.now());
     } catch (e) {
       el.textContent = "This figure could not be drawn (plotly.js not loaded on this page): " + e;
+    } finally {
+      if (late) late.end();
     }
   };
   model.on("change:base change:overlay change:overlay_layout change:config", draw);
