@@ -280,7 +280,9 @@ function question(q) {
     show();
     el("div", "info", then).innerHTML = q.reveal.info;
     const figures = el("div", "figures", then);
-    const drawn = q.reveal.figures.map((fig) => draw(el("div", "figure", figures), fig));
+    // every div in place before plotly measures them: side by side, each its share of the row
+    const divs = q.reveal.figures.map(() => el("div", "figure", figures));
+    const drawn = q.reveal.figures.map((fig, i) => draw(divs[i], fig));
     if (q.reveal.toy) {
       then.append(toy);
       toy.hidden = false;
