@@ -78,6 +78,8 @@ def test_a_choice_then_the_reveal_shows_the_answer_and_its_figures_offline(brows
             assert page.locator(f"{box} .then .js-plotly-plot").count() == 0
             wrong = (q["right"] + 1) % len(q["choices"])
             choices.nth(wrong).click()
+            assert choices.nth(wrong).get_attribute("aria-pressed") == "true"
+            assert page.inner_text(f"{box} .answer") == ""  # a choice alone tells nothing
             page.click(f"{box} .reveal")
             page.wait_for_selector(f"{box}.revealed")
             shown = page.inner_text(f"{box} .answer")
