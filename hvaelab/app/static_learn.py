@@ -321,7 +321,8 @@ def write_learn(
     out: str | Path, checkpoint: str, progress: Callable[[str], None] | None = None
 ) -> list[Path]:
     """Write :data:`LEARN_DATA` and :data:`LEARN_PAGE` for ``checkpoint`` into the folder ``out``
-    (created), each atomically; returns them. (The page needs the site's plotly bundle and favicon beside it.)"""
+    (created), each atomically; returns them. (The page needs the site's plotly bundle and
+    favicon beside it.)"""
     out = Path(out)
     views = learn_views(checkpoint, progress)
     out.mkdir(parents=True, exist_ok=True)
