@@ -39,10 +39,11 @@ from .widgets import FigureSlot, status_html, when_settled
 class Question(widgets.VBox):
     """Ask before telling: a question with choices; the answer appears on click.
 
-    ``answer`` is the index of the right choice, or a callable returning it (computed when the
-    answer is revealed, from data); ``explain`` returns the HTML shown with the answer; ``then``
-    builds the figures that show it, added below the answer only when it is revealed (nothing
-    on the page gives the answer away before). After the reveal the answer follows the choice.
+    ``head`` shows the prompt; ``answer`` is the index of the right choice, or a callable
+    returning it (computed when the answer is revealed, from data); ``explain`` returns the HTML
+    shown with the answer; ``then`` builds the figures that show it, added below the answer only
+    when it is revealed (nothing on the page gives the answer away before). After the reveal the
+    answer follows the choice.
     """
 
     def __init__(
@@ -71,9 +72,9 @@ class Question(widgets.VBox):
         self.revealed = False
         self.reveal.on_click(lambda _: self.show_answer())
         self.choice.observe(lambda _: self._follow_choice(), "value")
-        head = widgets.HTML(f"<b>Question.</b> {prompt}")
+        self.head = widgets.HTML(f"<b>Question.</b> {prompt}")
         super().__init__(
-            [head, self.choice, self.reveal, self.answer_html],
+            [self.head, self.choice, self.reveal, self.answer_html],
             layout=widgets.Layout(
                 border="1px solid #ddd", padding="6px 10px", margin="6px 0", width="auto"
             ),
@@ -186,6 +187,15 @@ def layer_terms_of(table: ScoreTable) -> np.ndarray:
     out = np.stack([c[name] for name in cols], axis=1)
     out[:, 0] *= -1.0
     return out
+
+
+# What the reveals of secs. 1 and 5 show from the explorer (figs. 5a, 5c): the keyword arguments of
+# hvaelab.app.explorer.score_snapshot, for notebook 05 and the static site's learn page
+RATIO_K = 1  # the k of sec. 5's question and of its reveal
+SNAPSHOTS: dict[str, dict] = {
+    "likelihood": {"family": "ELBO"},
+    "ratio": {"family": "LLR>k", "k": RATIO_K, "roc": True},
+}
 
 
 def likelihood_question(
@@ -629,6 +639,8 @@ class KLGapView(widgets.VBox):
 __all__ = [
     "KLGapView",
     "LessonData",
+    "RATIO_K",
+    "SNAPSHOTS",
     "Question",
     "ToyView",
     "bits_per_dim",

@@ -9,6 +9,8 @@ nothing is requested from another host. It holds, so far (issue 41, in progress)
   (:class:`hvaelab.app.explorer.LikelihoodRatioExplorer`) shows for the same controls: the
   export drives a headless explorer through them and stores what it would send
   (``explore.json``: plotly JSON and Table 2's HTML);
+* ``learn.html``: the teaching page's questions, answers revealed on click, the 2-D toy and the
+  divergences of eqs. 7-8 (:mod:`hvaelab.app.static_learn`, ``learn.json``);
 * ``index.html``, ``favicon.svg``, plotly.js (the Voilà template's partial bundle, with its
   licence) and the browser's preprocessing (``js/preprocess.js``, for the drawing page to come).
 
@@ -160,6 +162,7 @@ def _index(checkpoint: str) -> str:
 in your browser: serve this folder with any static file server (for instance
 <code>python -m http.server</code>); opened as a file, browsers refuse to load its data.</p>
 <ul><li><a href="explore.html">explore</a>: densities and ROC curves of every score and k</li>
+<li><a href="learn.html">learn</a>: the lesson's questions, answered on click, and the 2-D toy</li>
 </ul>"""
     return _page("hvaelab", body)
 
@@ -182,6 +185,9 @@ def export_site(
 
     write(EXPLORE_DATA, json.dumps(views, separators=(",", ":")))
     write("explore.html", _page("explore", EXPLORE_BODY, EXPLORE_SCRIPT))
+    from .static_learn import write_learn  # it builds its page with _page: imported here
+
+    written += write_learn(out, checkpoint, progress)
     write("index.html", _index(checkpoint))
     write("favicon.svg", FAVICON)
     static = template_dir() / "static"
