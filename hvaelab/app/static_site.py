@@ -97,6 +97,9 @@ body {{ font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1400px; p
 .controls {{ display: flex; flex-wrap: wrap; gap: 18px; align-items: center; margin: 8px 0; }}
 .figures {{ display: flex; flex-wrap: wrap; }}
 .figures > div {{ flex: 1 1 480px; min-width: 0; }}
+.figures > div {{ position: relative; }}
+.explore-view {{ position: absolute; top: 0; left: 0; right: 0; visibility: hidden; }}
+.explore-view.shown {{ position: relative; visibility: visible; }}
 table {{ border-collapse: collapse; font-size: 13px; }}
 td, th {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
 </style>
@@ -125,6 +128,10 @@ This page runs in your browser: it needs no server once loaded.</p>
 
 EXPLORE_SCRIPT = f"""<script src="{PLOTLY}"></script>
 <script type="module">
+// Each view (OOD set, score, k) is drawn once into figures of its own, kept (at most KEEP views)
+// and shown by making them visible: a move back to a view seen before costs no redraw. The
+// neighbours of the shown view along k are drawn ahead while the browser is idle, so that a k
+// move finds its view drawn.
 const data = await (await fetch("{EXPLORE_DATA}")).json();
 const Plotly = window.hvaelabPlotly;
 const family = document.getElementById("family"), k = document.getElementById("k");
@@ -136,19 +143,71 @@ family.value = data.start.family;
 ood.value = data.start.ood;
 k.value = data.start.k;
 const config = {{ displaylogo: false, responsive: true }};
+const FIGURES = ["density", "roc"];
+const KEEP = 24;
+const drawn = new Map(); // view key -> {{density, roc}}: its figures' divs, in order of use
+function keyOf(oodValue, familyValue, kv) {{
+  const fam = data.families.find((f) => f.value === familyValue);
+  return `${{oodValue}}|${{familyValue}}|${{fam.k ? kv : 1}}`;
+}}
+function draw(key) {{
+  let divs = drawn.get(key);
+  if (divs) {{
+    drawn.delete(key);  // most recently used last
+  }} else {{
+    divs = {{}};
+    for (const id of FIGURES) {{
+      const div = document.createElement("div");
+      div.className = "explore-view";
+      div.dataset.key = key;
+      document.getElementById(id).appendChild(div);
+      const fig = data.views[key][id];
+      const layout = {{ ...fig.layout, autosize: true }};
+      delete layout.width;
+      Plotly.newPlot(div, fig.data, layout, config);
+      divs[id] = div;
+    }}
+    for (const [old, its] of drawn) {{  // forget the least recently used, never the shown
+      if (drawn.size < KEEP) break;
+      if (its.density.classList.contains("shown")) continue;
+      for (const div of Object.values(its)) {{ Plotly.purge(div); div.remove(); }}
+      drawn.delete(old);
+    }}
+  }}
+  drawn.set(key, divs);
+  return divs;
+}}
+let ahead = [];
+function drawAhead() {{
+  const key = ahead.shift();
+  if (key === undefined) return;
+  if (!drawn.has(key)) draw(key);
+  requestIdleCallback(drawAhead);
+}}
 function show() {{
   const fam = data.families.find((f) => f.value === family.value);
   k.disabled = !fam.k;
   kValue.textContent = fam.k ? k.value : "-";
-  const view = data.views[`${{ood.value}}|${{family.value}}|${{fam.k ? k.value : 1}}`];
-  for (const [id, fig] of [["density", view.density], ["roc", view.roc]]) {{
-    const layout = {{ ...fig.layout, autosize: true }};
-    delete layout.width;
-    Plotly.react(id, fig.data, layout, config);
+  const key = keyOf(ood.value, family.value, k.value);
+  const divs = draw(key);
+  for (const id of FIGURES) {{
+    const box = document.getElementById(id);
+    for (const div of box.querySelectorAll(":scope > .shown")) div.classList.remove("shown");
+    divs[id].classList.add("shown");
+    box.prepend(divs[id]);
+    // a window resized while this view was hidden: fit it now
+    if (Math.abs(divs[id].clientWidth - divs[id]._fullLayout.width) > 1) Plotly.Plots.resize(divs[id]);
   }}
+  const view = data.views[key];
   document.getElementById("table").innerHTML = view.table;
   document.getElementById("info").innerHTML = view.info;
-  document.body.dataset.view = `${{ood.value}}|${{family.value}}|${{k.value}}`;
+  document.body.dataset.view = key;
+  if (fam.k) {{
+    const kv = Number(k.value);
+    ahead = [kv + 1, kv - 1, kv + 2, kv - 2].filter((j) => j >= 1 && j <= data.k_max)
+      .map((j) => keyOf(ood.value, family.value, j));
+    requestIdleCallback(drawAhead);
+  }}
 }}
 for (const el of [family, k, ood]) el.addEventListener("input", show);
 show();

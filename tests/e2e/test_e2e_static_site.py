@@ -26,9 +26,15 @@ def site(tmp_path_factory) -> Path:
     return folder
 
 
+# The figures shown (each view is drawn into divs of its own, one shown at a time), with the
+# view each was drawn for.
 FIGURES_JS = """() => ['density', 'roc'].map((id) => {
-  const gd = document.getElementById(id);
-  return gd && gd.data ? JSON.stringify(gd.data.map((t) => [t.name, t.x, t.y])) : null;
+  const shown = document.querySelectorAll('#' + id + ' > .shown');
+  if (shown.length !== 1) return null;
+  const gd = shown[0], r = gd.getBoundingClientRect();
+  const visible = getComputedStyle(gd).visibility === 'visible' && r.width > 0 && r.height > 0;
+  return visible && gd.data
+    ? JSON.stringify([gd.dataset.key, gd.data.map((t) => [t.name, t.x, t.y])]) : null;
 })"""
 
 
@@ -55,6 +61,14 @@ def test_the_explore_page_switches_its_views_in_the_browser_offline(browser, sit
         page.wait_for_function("() => document.body.dataset.view.endsWith('|LLR>k|2')")
         moved = _view_of(page)
         assert moved[0] != first[0] and moved[1] != first[1]
+        assert all(json.loads(m)[0] == f"{ood0}|LLR>k|2" for m in moved)
+        # back to k = 1: the figures drawn first are shown again, unchanged
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_function("() => document.body.dataset.view.endsWith('|LLR>k|1')")
+        assert _view_of(page) == first
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("() => document.body.dataset.view.endsWith('|LLR>k|2')")
+        assert _view_of(page) == moved
         stored = views["views"][f"{ood0}|LLR>k|2"]
         assert page.inner_html("#table") == stored["table"]
         server.stop()  # loaded: the page needs no server any more
