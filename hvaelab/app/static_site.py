@@ -196,7 +196,8 @@ function show() {{
     divs[id].classList.add("shown");
     box.prepend(divs[id]);
     // a window resized while this view was hidden: fit it now
-    if (Math.abs(divs[id].clientWidth - divs[id]._fullLayout.width) > 1) Plotly.Plots.resize(divs[id]);
+    const gd = divs[id];
+    if (Math.abs(gd.clientWidth - gd._fullLayout.width) > 1) Plotly.Plots.resize(gd);
   }}
   const view = data.views[key];
   document.getElementById("table").innerHTML = view.table;
