@@ -220,7 +220,6 @@ def draw_body() -> str:
   <div id="kl"></div>
   <div id="scores"></div>
   <div id="verdict"></div>
-  <div id="paper-verdict"></div>
   {MEAN_PATH_NOTE}
 </div>
 </div>
@@ -242,7 +241,6 @@ DRAW_SCRIPT = f"""<style>
 .images canvas {{ width: 84px; height: 84px; image-rendering: pixelated;
   border: 1px solid #ccc; display: block; }}
 #verdict {{ font-size: 16px; margin: 8px 0 2px 0; }}
-#paper-verdict {{ font-size: 13px; }}
 #error {{ color: #b00; font-size: 12px; }}
 #status {{ color: #1f77b4; font-size: 12px; min-height: 1.2em; }}
 </style>

@@ -9,7 +9,7 @@
 // * scores it with model.js (ONNX Runtime Web; the binarization, the mean-path statistics,
 //   sidecar.js's p-values and verdict) and shows the image, the binarized input, the
 //   reconstructions for every k, rec>k, the KL of each layer, every LLR>k and the second stage's
-//   score with their p-values, the verdict and the paper's verdict (every LLR>k voting).
+//   score with their p-values, and the verdict (the sidecar's rule and voted scores).
 //
 // While one drawing is being scored, later strokes wait and are scored together (no backlog).
 // For tests and benchmarks, `document.body.dataset` carries `revision` (the number of the last
@@ -21,7 +21,7 @@
 
 import { loadModel } from "./model.js";
 import { CANVAS_PX, GRID, checkStroke, rasterize, toModelImage } from "./preprocess.js";
-import { SECOND_STAGE, scoreWithSidecar } from "./sidecar.js";
+import { SECOND_STAGE } from "./sidecar.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -172,21 +172,6 @@ export async function startDrawPage({ model: modelUrl = "./", examples: examples
       minP: String(report.minP[0]),
       threshold: String(report.threshold),
     });
-    // the paper's rule: every LLR>k votes (beside the sidecar's rule when that is another)
-    const llr = side.outputs.llr.columns;
-    const pv = $("paper-verdict");
-    if (JSON.stringify(report.voted) !== JSON.stringify(llr)) {
-      const paper = scoreWithSidecar(outputs, { ...side, verdict: { ...side.verdict, scores: llr } });
-      pv.innerHTML = verdictHtml(paper, `the paper's verdict (every LLR<sup>&gt;k</sup>, k = 1..${L}, votes)`);
-      Object.assign(pv.dataset, {
-        verdict: paper.isOod[0] ? "OOD" : "in-distribution",
-        decisive: paper.decisive[0],
-        minP: String(paper.minP[0]),
-      });
-    } else {
-      pv.innerHTML = "";
-      pv.dataset.verdict = "";
-    }
   }
 
   async function update() {
@@ -235,8 +220,11 @@ export async function startDrawPage({ model: modelUrl = "./", examples: examples
   }
 
   function point(e) {
+    // canvas px from the pointer: inside the border (client*), scaled to the drawing's 280 px
     const r = canvas.getBoundingClientRect();
-    return [((e.clientX - r.left) * CANVAS_PX) / r.width, ((e.clientY - r.top) * CANVAS_PX) / r.height];
+    const x = e.clientX - r.left - canvas.clientLeft;
+    const y = e.clientY - r.top - canvas.clientTop;
+    return [(x * CANVAS_PX) / canvas.clientWidth, (y * CANVAS_PX) / canvas.clientHeight];
   }
   canvas.addEventListener("pointerdown", (e) => {
     if (!model) return;
