@@ -187,8 +187,6 @@ smallest p-value of the voted scores is below FPR / K (Bonferroni).</p>"""
 
 def draw_body() -> str:
     """The draw page's HTML (js/draw.js fills in the views)."""
-    from .draw_view import PREPROCESSING
-
     return f"""<h1>Draw an input and watch every k decide</h1>
 <div class="draw">
 <div class="draw-left">
@@ -206,7 +204,9 @@ def draw_body() -> str:
   <div class="controls"><select id="start-set"></select>
     <button id="start" title="put a shipped test image of the chosen set on the canvas">start
     from test image</button></div>
-  <p class="note">{PREPROCESSING}; this model then binarizes it (each pixel black or white,
+  <p class="note">What the model sees: the 280×280 canvas (white ink on black, like the
+  training images) is averaged over 10×10 blocks to a 28×28 image with grey levels in [0, 1]
+  (as on the Voilà draw page, bit for bit); this model then binarizes it (each pixel black or white,
   drawn with its grey level as probability, the same draw for the same image). Both are shown
   on the right.</p>
   <div id="status">loading the model…</div>

@@ -102,7 +102,15 @@ def served(site, browser):
 
 
 def _wait(page, revision: int) -> dict:
-    page.wait_for_function(f"() => Number(document.body.dataset.revision) >= {revision}")
+    """What the page shows once every view shows change number ``revision``."""
+    try:
+        page.wait_for_function(f"() => Number(document.body.dataset.revision) >= {revision}")
+    except Exception as exc:
+        raise AssertionError(
+            f"the page never showed change {revision} ({exc.__class__.__name__}); it shows "
+            f"{page.evaluate('() => document.body.dataset.revision')}, its error line says: "
+            f"{page.inner_text('#error')!r}"
+        ) from exc
     shown = page.evaluate(SHOWN_JS)
     assert shown["revision"] == revision, "the page showed a later change than this one"
     return shown
