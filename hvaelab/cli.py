@@ -521,7 +521,9 @@ def _cmd_export_site(a: argparse.Namespace) -> int:
     """The static lesson site (hvaelab.app.static_site)."""
     from .app.static_site import export_site
 
-    files = export_site(a.out, a.checkpoint, progress=print)
+    files = export_site(
+        a.out, a.checkpoint, progress=print, data_dir=a.data_dir, reference_limit=a.reference_limit
+    )
     size = sum(f.stat().st_size for f in files)
     print(
         f"wrote {len(files)} files ({size / 1e6:.1f} MB) to {a.out}. Serve the folder with any "
@@ -753,12 +755,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="a static lesson site that runs in the browser (served by any static file server)",
         description="Writes DIR: a static site for the checkpoint, served offline by any "
         "static file server (e.g. `python -m http.server -d DIR`); nothing is requested from "
-        "another host. So far its explore page: the densities, ROC curves and Table 2 of every "
-        "score, k and OOD set of the checkpoint's score tables, as the Voilà explorer shows "
-        "them, switched in the browser.",
+        "another host. So far its draw page (the model itself, exported to ONNX with the mean "
+        "path of the checkpoint's in-distribution test split as reference, runs in the browser "
+        "on every stroke: ONNX Runtime Web, shipped in the site) and its explore page: the "
+        "densities, ROC curves and Table 2 of every score, k and OOD set of the checkpoint's "
+        "score tables, as the Voilà explorer shows them, switched in the browser.",
     )
     st.add_argument("out", help="the folder to write the site into (created if needed)")
     st.add_argument("--checkpoint", default="fashionmnist", help="checkpoint name or path")
+    st.add_argument(
+        "--reference-limit",
+        type=int,
+        default=None,
+        help="the model's reference: a seeded subset of N in-distribution test images "
+        "(default: all)",
+    )
+    _add_field(st, _TRAIN_FIELDS["data_dir"])
     st.set_defaults(func=_cmd_export_site)
 
     i = sub.add_parser("info", help="print a checkpoint's card")

@@ -1,25 +1,65 @@
 """``hvaelab export-site`` (hvaelab.app.static_site): the explore page's stored views are the Voilà
-explorer's for the same controls; the site's files; the command line.
+explorer's for the same controls; the site's files (the model and its sidecar, the vendored ONNX
+Runtime Web, the draw page); the command line; a missing dataset or runtime writes nothing.
 
-The browser side (the page switching its views, offline) is tests/e2e/test_e2e_static_site.py.
+The site is exported once, on the command line, with a reference of 200 in-distribution test
+images (the export scores them and builds every explorer view: some ten seconds to a minute).
+The browser side is tests/e2e/test_e2e_static_site.py (explore) and tests/e2e/test_site_draw.py
+(draw).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from hvaelab.app import static_site
 from hvaelab.app.explorer import LikelihoodRatioExplorer
-from hvaelab.app.static_site import EXPLORE_DATA, export_site
+from hvaelab.app.static_site import DRAW_DATA, EXPLORE_DATA, MODEL, VENDOR, export_site
 from hvaelab.cli import main
+from hvaelab.data import DataNotFoundError, clear_cache
+from hvaelab.onnx_export import read_sidecar, sidecar_path
+from hvaelab.package_files import PackageDataError, site_dir
+
+N_REF = 200
 
 
 @pytest.fixture(scope="module")
-def site(app_checkpoints, tmp_path_factory):
+def site_checkpoints(app_checkpoints, datasets, tmp_path_factory):
+    """The dashboards' checkpoints, where the test data is the fixture's (``make test-fixture``)
+    with the in-distribution model's card naming that data: the export reads its test split."""
+    if datasets.fashionmnist == "fashionmnist":
+        yield app_checkpoints
+        return
+    from hvaelab.app import resources
+
+    folder = tmp_path_factory.mktemp("site-checkpoints")
+    for src in app_checkpoints.glob("fashionmnist.*"):
+        shutil.copyfile(src, folder / src.name)
+    card = json.loads((folder / "fashionmnist.json").read_text())
+    card["data"]["train"]["name"] = datasets.fashionmnist
+    (folder / "fashionmnist.json").write_text(json.dumps(card))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HVAELAB_CHECKPOINTS", str(folder))
+        resources.clear_caches()
+        yield folder
+    resources.clear_caches()
+
+
+@pytest.fixture(scope="module")
+def site(site_checkpoints, tmp_path_factory):
     folder = tmp_path_factory.mktemp("site")
-    written = export_site(folder, "fashionmnist")
-    return folder, written
+    args = ["export-site", str(folder), "--checkpoint", "fashionmnist"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([*args, "--reference-limit", str(N_REF)]) == 0
+    return folder, out.getvalue()
 
 
 def test_every_stored_view_is_the_voila_explorers_for_its_controls(site):
@@ -54,19 +94,101 @@ def test_every_stored_view_is_the_voila_explorers_for_its_controls(site):
 
 
 def test_the_site_has_its_pages_scripts_licence_and_favicon(site):
-    folder, written = site
-    names = {p.relative_to(folder).as_posix() for p in written}
-    assert {"index.html", "explore.html", "favicon.svg", "js/preprocess.js"} <= names
-    assert {"plotly-hvaelab.min.js", "plotly-LICENSE.txt", EXPLORE_DATA} <= names
+    folder, printed = site
+    names = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {"index.html", "explore.html", "draw.html", "favicon.svg"} <= names
+    assert {f"js/{p.name}" for p in (site_dir() / "js").glob("*.js")} <= names
+    assert {"js/draw.js", "js/model.js", "js/preprocess.js", "js/sidecar.js"} <= names
+    assert {"plotly-hvaelab.min.js", "plotly-LICENSE.txt", EXPLORE_DATA, DRAW_DATA} <= names
     index = (folder / "index.html").read_text()
     assert "python -m http.server" in index and 'href="explore.html"' in index
-    for page in ("index.html", "explore.html"):
+    assert 'href="draw.html"' in index
+    for page in ("index.html", "explore.html", "draw.html"):
         text = (folder / page).read_text()
         assert 'rel="icon" href="favicon.svg"' in text
         assert "http://" not in text and "https://" not in text  # nothing from another host
+    for name in ("draw.js", "model.js"):
+        text = (folder / "js" / name).read_text()
+        assert "http://" not in text and "https://" not in text
+    assert f"wrote {len(names)} files" in printed and "python -m http.server" in printed
 
 
-def test_export_site_on_the_command_line(app_checkpoints, tmp_path, capsys):
-    assert main(["export-site", str(tmp_path / "out"), "--checkpoint", "fashionmnist"]) == 0
-    assert (tmp_path / "out" / "explore.html").is_file()
-    assert "python -m http.server" in capsys.readouterr().out
+def test_the_site_ships_the_model_and_the_runtime(site, datasets):
+    folder, _ = site
+    side = read_sidecar(sidecar_path(folder / MODEL))
+    assert side["onnx"]["file"] == MODEL
+    assert side["checkpoint"]["name"] == "fashionmnist"
+    ref = side["reference"]
+    # the reference: the in-distribution test split, read through the data registry
+    assert (ref["dataset"], ref["split"], ref["n"]) == (datasets.fashionmnist, "test", N_REF)
+    assert all(len(v) == N_REF for v in ref["scores"].values())
+    assert side["second_stage"] is not None
+    assert (folder / MODEL).stat().st_size > 100_000
+    runtime = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm", "LICENSE")
+    for name in runtime:  # byte for byte, the wasm included (js/model.js loads these two)
+        src = site_dir() / VENDOR / name
+        assert (folder / VENDOR / name).read_bytes() == src.read_bytes(), name
+    draw = " ".join((folder / "draw.html").read_text().split())
+    assert "js/draw.js" in draw and "mean-path statistics" in draw
+    assert "S importance" in draw and "verdict rule is the same" in draw
+    # "start from a test image": a few shipped test images of each real dataset
+    sets = json.loads((folder / DRAW_DATA).read_text())["sets"]
+    assert [s["value"] for s in sets][:2] == ["fashionmnist", "mnist"]
+    for s in sets:
+        imgs = np.asarray(s["images"])
+        assert imgs.shape == (static_site.N_START_IMAGES, 784) and imgs.max() <= 255
+        assert imgs.min() >= 0 and s["label"]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_a_missing_dataset_writes_nothing(app_checkpoints, tmp_path, monkeypatch, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("HVAELAB_DATA", str(empty))
+    monkeypatch.setenv("HVAELAB_DATA_ONLY", "1")
+    clear_cache()
+    # the card names the real dataset (site_checkpoints may point the name at another card)
+    checkpoint = str(app_checkpoints / "fashionmnist")
+    try:
+        # a new folder is not created
+        out = tmp_path / "new"
+        with pytest.raises(DataNotFoundError, match="Could not find dataset 'fashionmnist'") as e:
+            export_site(out, checkpoint, reference_limit=N_REF)
+        assert "hvaelab data fetch" in str(e.value) and str(empty) in str(e.value)
+        assert not out.exists()
+        # an existing site is left as it was (the command line: one line, where it looked)
+        old = tmp_path / "old"
+        (old / "js").mkdir(parents=True)
+        (old / "index.html").write_text("an older site")
+        (old / "js" / "draw.js").write_text("// older")
+        before = _tree(old)
+        other = tmp_path / "other-data"
+        other.mkdir()
+        args = ["--checkpoint", checkpoint, "--reference-limit", "50", "--data-dir", str(other)]
+        rc = main(["export-site", str(old), *args])
+        err = capsys.readouterr().err
+        assert rc == 2 and "Traceback" not in err
+        assert "hvaelab export-site: error: dataset 'fashionmnist'" in err, err
+        # --data-dir is searched too: five places under it, five under $HVAELAB_DATA
+        assert "not found in 10 places" in err and "hvaelab data fetch" in err, err
+        assert _tree(old) == before
+    finally:
+        clear_cache()
+
+
+def test_a_missing_runtime_says_how_to_fetch_it(tmp_path, monkeypatch):
+    bare = tmp_path / "site-files"
+    shutil.copytree(site_dir() / "js", bare / "js")
+    (bare / VENDOR).mkdir(parents=True)
+    (bare / VENDOR / "LICENSE").write_text("licence")
+    monkeypatch.setattr(static_site, "site_dir", lambda: bare)
+    out = tmp_path / "out"
+    with pytest.raises(PackageDataError, match=r"python scripts/fetch_onnxruntime_web\.py") as e:
+        export_site(out, "fashionmnist")
+    assert "ort-wasm-simd-threaded.wasm" in str(e.value) and str(bare / VENDOR) in str(e.value)
+    assert not out.exists()

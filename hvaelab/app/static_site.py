@@ -1,8 +1,16 @@
 """``hvaelab export-site DIR``: a lesson site that runs in the visitor's browser, no server.
 
 The site is static files, served by any static file server (``python -m http.server``), offline:
-nothing is requested from another host. It holds, so far (issue 41, in progress):
+nothing is requested from another host (issue 41). It holds:
 
+* ``draw.html``: a canvas to draw on; on every stroke end the browser itself rasterizes the
+  strokes (``js/preprocess.js``), runs the model (``js/model.js``: ``model.onnx`` and its sidecar
+  ``model.onnx.json``, written by :func:`hvaelab.onnx_export.export_checkpoint` with the mean
+  path of the checkpoint's in-distribution test split as reference, in ONNX Runtime Web, copied
+  into ``vendor/onnxruntime-web/``) and shows what the model sees, the reconstructions for every
+  k, every mean-path LLR>k and the second stage's score with their p-values, and the verdict
+  (``js/draw.js``); "start from a test image" draws over a few shipped test images
+  (``draw.json``). These are the mean-path statistics (deterministic), not the sampled bounds;
 * ``explore.html``: the likelihood-ratio explorer's densities, ROC curves and Table 2 for every
   score family, k and OOD set of the checkpoint's score tables, switched in the browser by the
   score menu, the k slider and the OOD menu. Every view is the one the Voilà explorer
@@ -12,27 +20,38 @@ nothing is requested from another host. It holds, so far (issue 41, in progress)
 * ``learn.html``: the teaching page's questions, answers revealed on click, the 2-D toy and the
   divergences of eqs. 7-8 (:mod:`hvaelab.app.static_learn`, ``learn.json``);
 * ``index.html``, ``favicon.svg``, plotly.js (the Voilà template's partial bundle, with its
-  licence) and the browser's preprocessing (``js/preprocess.js``, for the drawing page to come).
+  licence).
 
-The numbers are those of the score tables (sampled bounds, S importance samples), as on the
-Voilà pages.
+The explore page's numbers are those of the score tables (sampled bounds, S importance samples),
+as on the Voilà pages; the draw page's are the mean path's (one deterministic pass).
+
+The ONNX export (which reads the in-distribution test split through :mod:`hvaelab.data`) runs
+before anything is written: a missing dataset or missing vendored runtime leaves ``DIR`` as it was.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from ..artifacts import atomic_write
-from ..package_files import site_dir, template_dir
+from ..package_files import PackageDataError, site_dir, template_dir
 from .explorer import FAMILIES_WITHOUT_K, LikelihoodRatioExplorer
-from .resources import dataset_label
+from .resources import dataset_label, is_comparison_set, load_shipped_samples
 
 PLOTLY = "plotly-hvaelab.min.js"
 PLOTLY_LICENSE = "plotly-LICENSE.txt"
 EXPLORE_DATA = "explore.json"
+DRAW_DATA = "draw.json"
+MODEL = "model.onnx"  # and its sidecar MODEL + ".json" (hvaelab.onnx_export.sidecar_path)
+VENDOR = "vendor/onnxruntime-web"  # under site_dir() and in the site alike (js/model.js)
+# ONNX Runtime Web as js/model.js loads it (scripts/fetch_onnxruntime_web.py fetches the two
+# binaries; the licence is committed)
+VENDOR_FILES = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm", "LICENSE")
+N_START_IMAGES = 8  # shipped test images per set for "start from a test image"
 
 FAVICON = (
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
@@ -216,38 +235,185 @@ document.body.classList.add("site-ready");
 </script>"""
 
 
+MEAN_PATH_NOTE = """<p class="mean-path-note">These numbers are the <b>mean-path
+statistics</b> (appendix D): one deterministic pass through the model with every latent at its
+mean (the posterior's above k, the conditional prior's for the k lowest layers), so a drawing
+always gets the same numbers. The Voilà pages and the <a href="explore.html">explore</a> page
+show the <b>sampled bounds</b> instead: L and L<sup>&gt;k</sup> estimated with S importance
+samples of the posterior. Both measure the same quantities, LLR<sup>&gt;k</sup> = L &minus;
+L<sup>&gt;k</sup>; the mean path takes no expectation over sampled latents, so its numbers differ
+from the sampled ones, and its p-values are against the mean-path scores of the in-distribution
+test images (not the score tables). The verdict rule is the same: out-of-distribution when the
+smallest p-value of the voted scores is below FPR / K (Bonferroni).</p>"""
+
+
+def draw_body() -> str:
+    """The draw page's HTML (js/draw.js fills in the views)."""
+    return f"""<h1>Draw an input and watch every k decide</h1>
+<div class="draw">
+<div class="draw-left">
+  <canvas id="canvas" width="280" height="280"></canvas>
+  <div class="controls tools">
+    <button id="undo" title="take back the last stroke">undo</button>
+    <button id="clear" title="an empty canvas">clear</button>
+    <label>size <input id="width" type="range" min="5" max="60" step="1" value="20"
+      title="brush size (canvas px; 10 = one model pixel)">
+      <output id="width-value"></output></label>
+    <label>ink <input id="ink" type="range" min="0" max="1" step="any" value="1"
+      title="ink: 1 = white, 0 = eraser"> <output id="ink-value"></output></label>
+    <select id="shape" title="brush shape"><option>round</option><option>square</option></select>
+  </div>
+  <div class="controls"><select id="start-set"></select>
+    <button id="start" title="put a shipped test image of the chosen set on the canvas">start
+    from test image</button></div>
+  <p class="note">What the model sees: the 280×280 canvas (white ink on black, like the
+  training images) is averaged over 10×10 blocks to a 28×28 image with grey levels in [0, 1]
+  (as on the Voilà draw page, bit for bit); this model then binarizes it (each pixel black or white,
+  drawn with its grey level as probability, the same draw for the same image). Both are shown
+  on the right.</p>
+  <div id="status">loading the model…</div>
+  <div id="error"></div>
+</div>
+<div class="draw-right">
+  <div id="images" class="images"></div>
+  <div class="caption">Reconstruction from k: the latents above k from q(z|x), the k lowest
+  from the conditional prior, all at their means (figs. 1, 3); under each, log p(x|z) in
+  nats (rec<sup>&gt;k</sup>).</div>
+  <div id="kl"></div>
+  <div id="scores"></div>
+  <div id="verdict"></div>
+  {MEAN_PATH_NOTE}
+</div>
+</div>
+<p><a href="index.html">back</a></p>"""
+
+
+DRAW_SCRIPT = f"""<style>
+.draw {{ display: flex; flex-wrap: wrap; gap: 24px; }}
+.draw-left {{ width: 300px; }}
+.draw-right {{ flex: 1 1 500px; min-width: 0; }}
+#canvas {{ width: 280px; height: 280px; touch-action: none; cursor: crosshair;
+  border: 1px solid #888; background: #000; display: block; }}
+.tools {{ gap: 8px; font-size: 12px; }}
+.tools input[type=range] {{ width: 70px; }}
+.note, .caption, .mean-path-note {{ font-size: 12px; color: #444; }}
+.images {{ display: flex; flex-wrap: wrap; gap: 6px; }}
+.images figure {{ margin: 0; width: 90px; text-align: center; font-size: 11px; color: #444; }}
+#verdict .rule {{ font-size: 12px; color: #444; }}
+.images canvas {{ width: 84px; height: 84px; image-rendering: pixelated;
+  border: 1px solid #ccc; display: block; }}
+#verdict {{ font-size: 16px; margin: 8px 0 2px 0; }}
+#error {{ color: #b00; font-size: 12px; }}
+#status {{ color: #1f77b4; font-size: 12px; min-height: 1.2em; }}
+</style>
+<script type="module">
+import {{ startDrawPage }} from "./js/draw.js";
+startDrawPage({{ model: "./", examples: "{DRAW_DATA}" }});
+</script>"""
+
+
+def vendor_files() -> list[Path]:
+    """The vendored ONNX Runtime Web the site ships (``site_dir()/vendor/onnxruntime-web``), or
+    :class:`~hvaelab.package_files.PackageDataError` naming the script that fetches it."""
+    folder = site_dir() / VENDOR
+    missing = [name for name in VENDOR_FILES if not (folder / name).is_file()]
+    if missing:
+        raise PackageDataError(
+            f"ONNX Runtime Web is missing from {folder} ({', '.join(missing)}): run "
+            "`python scripts/fetch_onnxruntime_web.py` (make test runs it) and export again."
+        )
+    return [folder / name for name in VENDOR_FILES]
+
+
+def export_model(
+    checkpoint: str,
+    data_dir: str | None = None,
+    reference_limit: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, bytes]:
+    """``{MODEL: graph, MODEL + ".json": sidecar}``: :func:`hvaelab.onnx_export.export_checkpoint`
+    (reference: the mean path of the checkpoint's in-distribution test split, ``reference_limit``
+    of them, read through :mod:`hvaelab.data`), written in a temporary folder and read back."""
+    from ..onnx_export import export_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="hvaelab-site-") as tmp:
+        res = export_checkpoint(
+            checkpoint, Path(tmp) / MODEL, data_dir, reference_limit, 0.05, progress
+        )
+        if progress:
+            progress(res.summary())
+        return {
+            MODEL: res.onnx_path.read_bytes(),
+            res.sidecar_path.name: res.sidecar_path.read_bytes(),
+        }
+
+
+def draw_examples(checkpoint: str, sets: list[dict]) -> dict:
+    """The draw page's start images: the first :data:`N_START_IMAGES` shipped test images of
+    each set in ``sets`` (``{value, label}``, real datasets only) that the checkpoint's samples
+    hold, as ``{"sets": [{value, label, images: [[784 uint8]]}]}``."""
+    samples = load_shipped_samples(checkpoint)
+    out = []
+    for s in sets:
+        if s["value"] in samples and is_comparison_set(s["value"]):
+            imgs = samples[s["value"]][:N_START_IMAGES]
+            out.append({**s, "images": [img.reshape(-1).tolist() for img in imgs]})
+    return {"sets": out}
+
+
 def _index(checkpoint: str) -> str:
     body = f"""<h1>Hierarchical VAEs know what they don't know</h1>
 <p>A lesson site for the model <b>{html.escape(checkpoint)}</b>, exported by hvaelab. It runs
 in your browser: serve this folder with any static file server (for instance
 <code>python -m http.server</code>); opened as a file, browsers refuse to load its data.</p>
-<ul><li><a href="explore.html">explore</a>: densities and ROC curves of every score and k</li>
+<ul><li><a href="draw.html">draw</a>: draw an input and watch every k decide (the model runs in
+your browser)</li>
+<li><a href="explore.html">explore</a>: densities and ROC curves of every score and k</li>
 <li><a href="learn.html">learn</a>: the lesson's questions, answered on click, and the 2-D toy</li>
 </ul>"""
     return _page("hvaelab", body)
 
 
 def export_site(
-    out: str | Path, checkpoint: str, progress: Callable[[str], None] | None = None
+    out: str | Path,
+    checkpoint: str,
+    progress: Callable[[str], None] | None = None,
+    data_dir: str | None = None,
+    reference_limit: int | None = None,
 ) -> list[Path]:
     """Write the site for ``checkpoint`` into the folder ``out`` (created; files there with
-    the site's names are replaced, each atomically). Returns the files written."""
+    the site's names are replaced, each atomically). Returns the files written.
+
+    ``data_dir``, ``reference_limit``: where to look for the in-distribution test split first,
+    and how many of its images (a seeded subset; default all) make the model's reference
+    (:func:`export_model`). Everything is computed before the first file is written."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    vendor = vendor_files()
+    model = export_model(checkpoint, data_dir, reference_limit, progress)
     views = explore_views(checkpoint, progress)
+    examples = draw_examples(checkpoint, [views["in"], *views["ood"]])
+    from .static_learn import LEARN_DATA, LEARN_PAGE, learn_page, learn_views  # uses _page
+
+    learn = learn_views(checkpoint, progress)
+    out.mkdir(parents=True, exist_ok=True)
     written = []
 
-    def write(name: str, text: str) -> None:
+    def write(name: str, data: str | bytes) -> None:
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, text)
+        atomic_write(path, data)
         written.append(path)
 
+    for name, data in model.items():
+        write(name, data)
+    for src in vendor:
+        write(f"{VENDOR}/{src.name}", src.read_bytes())
     write(EXPLORE_DATA, json.dumps(views, separators=(",", ":")))
+    write(DRAW_DATA, json.dumps(examples, separators=(",", ":")))
     write("explore.html", _page("explore", EXPLORE_BODY, EXPLORE_SCRIPT))
-    from .static_learn import write_learn  # it builds its page with _page: imported here
-
-    written += write_learn(out, checkpoint, progress)
+    write("draw.html", _page("draw", draw_body(), DRAW_SCRIPT))
+    write(LEARN_DATA, json.dumps(learn, separators=(",", ":")))
+    write(LEARN_PAGE, learn_page())
     write("index.html", _index(checkpoint))
     write("favicon.svg", FAVICON)
     static = template_dir() / "static"
@@ -258,4 +424,13 @@ def export_site(
     return written
 
 
-__all__ = ["EXPLORE_DATA", "explore_views", "export_site"]
+__all__ = [
+    "DRAW_DATA",
+    "EXPLORE_DATA",
+    "MODEL",
+    "draw_examples",
+    "explore_views",
+    "export_model",
+    "export_site",
+    "vendor_files",
+]

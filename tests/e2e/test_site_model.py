@@ -17,9 +17,10 @@ image that :func:`~hvaelab.data.binarize_fixed` gives, scored by
   :func:`~hvaelab.onnx_export.compare_with_torch`'s scales (``max(|b|, 1)``; LLR>k relative to
   the terms it is the difference of), reconstructions within 1e-5 absolute;
 * the LLR>k scores on the same scale; the second stage's score within 1e-5 relative or within
-  what the statistics' own 1e-5 tolerance moves it (:func:`_second_stage_tolerance`: it is
-  ``-log q`` of standardised statistics, and the two runtimes' float32 differences of about
-  1e-6 move it by up to 2e-5 of its size where it is about 1 nat);
+  what the statistics' own 1e-5 tolerance moves it (``second_stage_tolerance`` of
+  tests/e2e/mean_path_tolerance.py: it is ``-log q`` of standardised statistics, and the two
+  runtimes' float32 differences of about 1e-6 move it by up to 2e-5 of its size where it is
+  about 1 nat);
 * p-values within 1e-3, the same verdict, decisive score and threshold;
 * and ``sidecar.js`` on the page's own outputs against ``score_with_sidecar`` on the same
   outputs: scores within 1e-9 relative, p-values, min p, verdict and decisive score equal (the
@@ -41,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from harness import PageGuard, StaticServer
+from mean_path_tolerance import P_ATOL, RTOL, llr_scale, second_stage_tolerance
 
 from hvaelab.app.resources import load_shipped_samples
 from hvaelab.checkpoint import load_model
@@ -62,9 +64,7 @@ REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "hvaelab" / "site"
 VENDOR = SITE / "vendor" / "onnxruntime-web"
 N_REF = 1000  # reference images (the first FashionMNIST test images)
-RTOL = 1e-5  # statistics and second-stage score, relative
 ATOL_RECON = 1e-5  # reconstructions, absolute
-P_ATOL = 1e-3  # p-values, absolute
 PORT_RTOL = 1e-9  # sidecar.js against score_with_sidecar on the same outputs
 N_TIMED = 30
 SITE_FILES = {
@@ -250,30 +250,6 @@ def _stat_errors(got: dict, want: dict) -> dict[str, float]:
     }
 
 
-def _second_stage_tolerance(outputs: dict, side: dict) -> np.ndarray:
-    """How far the second stage's score moves, to first order, when each statistic it is
-    computed from (rec>0..rec>L-1, kl1..klL) moves by the statistics' own tolerance
-    ``RTOL * max(|stat|, 1)``: the sum over them of ``|s(stat + t) - s(stat - t)| / 2``.
-
-    The score is ``-log q`` of standardised ``log1p`` statistics: float32 differences of about
-    1e-6 between the two runtimes' statistics move it by up to a few 1e-5 relative where it is
-    small (about 1 nat), more than 1e-5 of its own size; the port itself is held to 1e-9 below.
-    """
-    base = {name: np.asarray(outputs[name], np.float64) for name in ("rec", "kl", "llr")}
-
-    def stage(o: dict) -> np.ndarray:
-        return score_with_sidecar(o, side)["scores"][SECOND_STAGE]
-
-    total = np.zeros(len(base["llr"]))
-    for name in ("rec", "kl"):
-        for j in range(base[name].shape[1]):
-            t = np.zeros_like(base[name])
-            t[:, j] = RTOL * np.maximum(np.abs(base[name][:, j]), 1.0)
-            plus, minus = {**base, name: base[name] + t}, {**base, name: base[name] - t}
-            total += np.abs(stage(plus) - stage(minus)) / 2
-    return total
-
-
 def _page_arrays(results: list[dict], want: dict) -> dict[str, np.ndarray]:
     return {
         name: np.stack([np.asarray(r["outputs"][name], np.float64) for r in results]).reshape(
@@ -311,10 +287,9 @@ def test_page_scores_like_python(served, datasets) -> None:
     # the report: scores, p-values, verdict (each input against Python on Python's outputs)
     assert sorted(report["scores"]) == sorted(results[0]["report"]["scores"])
     assert SECOND_STAGE in report["scores"]
-    stage_tol = _second_stage_tolerance(want, side)
+    stage_tol = second_stage_tolerance(want, side)
     # LLR>k: relative to the terms it is the difference of, as the llr output above
-    rec, kl = want["rec"].astype(np.float64), want["kl"].astype(np.float64)
-    llr_terms = np.abs(rec[:, :1]) + np.abs(rec[:, 1:]) + np.cumsum(np.abs(kl), 1)
+    llr_terms = llr_scale(want["rec"], want["kl"])
     llr_columns = side["outputs"]["llr"]["columns"]
     stage_err = []
     for k, r in enumerate(results):
