@@ -509,6 +509,7 @@ def _cmd_export_onnx(a: argparse.Namespace) -> int:
             a.fpr,
             progress=print,
             exporter=a.exporter,
+            reference_data=a.reference_data,
         )
     except ImportError as e:
         need = "export-onnx needs the onnx extra: pip install 'hvaelab[onnx]'"
@@ -522,7 +523,12 @@ def _cmd_export_site(a: argparse.Namespace) -> int:
     from .app.static_site import export_site
 
     files = export_site(
-        a.out, a.checkpoint, progress=print, data_dir=a.data_dir, reference_limit=a.reference_limit
+        a.out,
+        a.checkpoint,
+        progress=print,
+        data_dir=a.data_dir,
+        reference_limit=a.reference_limit,
+        reference_data=a.reference_data,
     )
     size = sum(f.stat().st_size for f in files)
     print(
@@ -740,6 +746,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="reference: a seeded subset of N in-distribution test images (default: all)",
     )
+    ox.add_argument(
+        "--reference-data",
+        default=None,
+        help="the registered dataset whose test split is the reference (default: the "
+        "checkpoint's training set; another name only for a copy or excerpt of it)",
+    )
     ox.add_argument("--fpr", type=float, default=0.05, help="the sidecar's default FPR")
     ox.add_argument(
         "--exporter",
@@ -755,11 +767,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a static lesson site that runs in the browser (served by any static file server)",
         description="Writes DIR: a static site for the checkpoint, served offline by any "
         "static file server (e.g. `python -m http.server -d DIR`); nothing is requested from "
-        "another host. So far its draw page (the model itself, exported to ONNX with the mean "
+        "another host. Its draw page (the model itself, exported to ONNX with the mean "
         "path of the checkpoint's in-distribution test split as reference, runs in the browser "
-        "on every stroke: ONNX Runtime Web, shipped in the site) and its explore page: the "
+        "on every stroke: ONNX Runtime Web, shipped in the site), its explore page (the "
         "densities, ROC curves and Table 2 of every score, k and OOD set of the checkpoint's "
-        "score tables, as the Voilà explorer shows them, switched in the browser.",
+        "score tables, as the Voilà explorer shows them, switched in the browser) and its "
+        "learn page (the teaching page's questions, answers on click, and the 2-D toy).",
     )
     st.add_argument("out", help="the folder to write the site into (created if needed)")
     st.add_argument("--checkpoint", default="fashionmnist", help="checkpoint name or path")
@@ -769,6 +782,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the model's reference: a seeded subset of N in-distribution test images "
         "(default: all)",
+    )
+    st.add_argument(
+        "--reference-data",
+        default=None,
+        help="the registered dataset whose test split is the reference (default: the "
+        "checkpoint's training set; another name only for a copy or excerpt of it)",
     )
     _add_field(st, _TRAIN_FIELDS["data_dir"])
     st.set_defaults(func=_cmd_export_site)

@@ -525,10 +525,13 @@ def export_checkpoint(
     progress: Callable[[str], None] | None = None,
     n_check: int = 256,
     exporter: str = "torchscript",
+    reference_data: str | None = None,
 ) -> ExportResult:
     """``hvaelab export-onnx``: the checkpoint's graph and sidecar, with the reference computed
     on the checkpoint's own in-distribution test split (``limit``: a seeded subset), read
-    through :mod:`hvaelab.data` (a missing dataset is its error, saying where it looked)."""
+    through :mod:`hvaelab.data` (a missing dataset is its error, saying where it looked).
+    ``reference_data``: another registered name for that same distribution's test images (a
+    local copy or excerpt, e.g. the tests' fixture); the sidecar records which was used."""
     from .checkpoint import load_model
     from .mean_path import mean_path_reference
     from .scores import dataset_images
@@ -539,7 +542,7 @@ def export_checkpoint(
         raise ValueError(f"the reference needs at least 2 images, got --reference-limit {limit}")
     say = progress or (lambda _m: None)
     lm = load_model(checkpoint)
-    dataset = lm.dataset
+    dataset = reference_data or lm.dataset
     if not dataset:
         raise ValueError(f"{lm.path}.json does not say which dataset the model was trained on")
     images, meta = dataset_images(dataset, "test", data_dir, limit)

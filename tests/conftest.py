@@ -139,6 +139,15 @@ def app_checkpoints(_hvaelab_env, tmp_path_factory: pytest.TempPathFactory) -> I
     resources.clear_caches()
 
 
+@pytest.fixture(scope="module")
+def site_reference(app_checkpoints, datasets) -> str:
+    """The dataset ``hvaelab export-site`` takes the model's reference from in the tests
+    (``--reference-data``), with the dashboards' checkpoints: FashionMNIST's test split, or the
+    fixture's excerpt of it where the full set is not on the machine (``make test-fixture``, a
+    clone without ../shared/data)."""
+    return datasets.fashionmnist
+
+
 # ------------------------------------------------- installed models (hvaelab-models, read-only)
 FAKE_MODELS_PACKAGE = "hvaelab_models_fake"
 

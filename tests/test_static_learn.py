@@ -156,8 +156,9 @@ def test_the_learn_data_fits_its_size_bound(site):
     assert 100_000 < size < MAX_BYTES, size
 
 
-def test_export_site_writes_the_learn_page_and_links_it(app_checkpoints, tmp_path, capsys):
-    assert main(["export-site", str(tmp_path / "out"), "--checkpoint", "fashionmnist"]) == 0
+def test_export_site_writes_the_learn_page_and_links_it(site_reference, tmp_path, capsys):
+    args = ["export-site", str(tmp_path / "out"), "--checkpoint", "fashionmnist"]
+    assert main([*args, "--reference-limit", "200", "--reference-data", site_reference]) == 0
     page = (tmp_path / "out" / static_learn.LEARN_PAGE).read_text()
     assert static_learn.LEARN_DATA in page and "site-ready" in page
     assert "http://" not in page and "https://" not in page  # nothing from another host

@@ -31,31 +31,10 @@ N_REF = 200
 
 
 @pytest.fixture(scope="module")
-def site_checkpoints(app_checkpoints, datasets, tmp_path_factory):
-    """The dashboards' checkpoints, where the test data is the fixture's (``make test-fixture``)
-    with the in-distribution model's card naming that data: the export reads its test split."""
-    if datasets.fashionmnist == "fashionmnist":
-        yield app_checkpoints
-        return
-    from hvaelab.app import resources
-
-    folder = tmp_path_factory.mktemp("site-checkpoints")
-    for src in app_checkpoints.glob("fashionmnist.*"):
-        shutil.copyfile(src, folder / src.name)
-    card = json.loads((folder / "fashionmnist.json").read_text())
-    card["data"]["train"]["name"] = datasets.fashionmnist
-    (folder / "fashionmnist.json").write_text(json.dumps(card))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HVAELAB_CHECKPOINTS", str(folder))
-        resources.clear_caches()
-        yield folder
-    resources.clear_caches()
-
-
-@pytest.fixture(scope="module")
-def site(site_checkpoints, tmp_path_factory):
+def site(site_reference, tmp_path_factory):
     folder = tmp_path_factory.mktemp("site")
     args = ["export-site", str(folder), "--checkpoint", "fashionmnist"]
+    args += ["--reference-data", site_reference]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         assert main([*args, "--reference-limit", str(N_REF)]) == 0
@@ -152,7 +131,6 @@ def test_a_missing_dataset_writes_nothing(app_checkpoints, tmp_path, monkeypatch
     monkeypatch.setenv("HVAELAB_DATA", str(empty))
     monkeypatch.setenv("HVAELAB_DATA_ONLY", "1")
     clear_cache()
-    # the card names the real dataset (site_checkpoints may point the name at another card)
     checkpoint = str(app_checkpoints / "fashionmnist")
     try:
         # a new folder is not created

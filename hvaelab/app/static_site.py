@@ -330,6 +330,7 @@ def export_model(
     data_dir: str | None = None,
     reference_limit: int | None = None,
     progress: Callable[[str], None] | None = None,
+    reference_data: str | None = None,
 ) -> dict[str, bytes]:
     """``{MODEL: graph, MODEL + ".json": sidecar}``: :func:`hvaelab.onnx_export.export_checkpoint`
     (reference: the mean path of the checkpoint's in-distribution test split, ``reference_limit``
@@ -338,7 +339,13 @@ def export_model(
 
     with tempfile.TemporaryDirectory(prefix="hvaelab-site-") as tmp:
         res = export_checkpoint(
-            checkpoint, Path(tmp) / MODEL, data_dir, reference_limit, 0.05, progress
+            checkpoint,
+            Path(tmp) / MODEL,
+            data_dir,
+            reference_limit,
+            0.05,
+            progress,
+            reference_data=reference_data,
         )
         if progress:
             progress(res.summary())
@@ -380,16 +387,19 @@ def export_site(
     progress: Callable[[str], None] | None = None,
     data_dir: str | None = None,
     reference_limit: int | None = None,
+    reference_data: str | None = None,
 ) -> list[Path]:
     """Write the site for ``checkpoint`` into the folder ``out`` (created; files there with
     the site's names are replaced, each atomically). Returns the files written.
 
     ``data_dir``, ``reference_limit``: where to look for the in-distribution test split first,
     and how many of its images (a seeded subset; default all) make the model's reference
-    (:func:`export_model`). Everything is computed before the first file is written."""
+    (:func:`export_model`; ``reference_data``: another registered name for those images, see
+    :func:`hvaelab.onnx_export.export_checkpoint`). Everything is computed before the first
+    file is written."""
     out = Path(out)
     vendor = vendor_files()
-    model = export_model(checkpoint, data_dir, reference_limit, progress)
+    model = export_model(checkpoint, data_dir, reference_limit, progress, reference_data)
     views = explore_views(checkpoint, progress)
     examples = draw_examples(checkpoint, [views["in"], *views["ood"]])
     from .static_learn import LEARN_DATA, LEARN_PAGE, learn_page, learn_views  # uses _page

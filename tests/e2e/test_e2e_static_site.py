@@ -20,9 +20,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
+def site(tmp_path_factory, site_reference) -> Path:
     folder = tmp_path_factory.mktemp("site")
-    export_site(folder, "fashionmnist", reference_limit=200)  # the explore page: any model
+    # the explore page: any reference will do
+    export_site(folder, "fashionmnist", reference_limit=200, reference_data=site_reference)
     return folder
 
 

@@ -67,19 +67,18 @@ SHOWN_JS = """
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, datasets) -> Path:
-    assert datasets.full, "the draw page's test needs the FashionMNIST test split (HVAELAB_DATA)"
+def site(tmp_path_factory, site_reference) -> Path:
     folder = tmp_path_factory.mktemp("site-draw")
-    export_site(folder, CHECKPOINT, reference_limit=N_REF)
+    export_site(folder, CHECKPOINT, reference_limit=N_REF, reference_data=site_reference)
     return folder
 
 
 @pytest.fixture(scope="module")
-def python(site):
+def python(site, site_reference):
     """The model and its mean-path reference, as the export computed it (checked against the
     sidecar's)."""
     lm = load_model(CHECKPOINT)
-    reference = reference_from_dataset(lm.model, lm.dataset, "test", limit=N_REF)
+    reference = reference_from_dataset(lm.model, site_reference, "test", limit=N_REF)
     side = read_sidecar(sidecar_path(site / MODEL))
     for name, values in reference.scores.items():
         np.testing.assert_allclose(side["reference"]["scores"][name], values, rtol=1e-6)
