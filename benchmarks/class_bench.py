@@ -14,6 +14,18 @@ once in Chromium (Playwright's async API), uploads a PNG on each and reports
 
     .venv/bin/python benchmarks/class_bench.py [--visitors 10] [--cull-seconds 60] [--watch 300]
         [--pool-size 1] [--max-kernels 12]
+
+Session mode (``--session-minutes``: a class for an hour, issue 39): ``--students`` arrive at
+seeded times within ``--arrival-seconds``; each runs a scripted session in Chromium (one browser,
+one context per student) for the set minutes once in -- the explorer's score menu and k moves,
+uploads on the upload page, strokes on the drawing page, each verdict read, pages changed, the
+tab sometimes closed (seeded choices); a busy page (503) is retried after a seeded back-off
+(``--retry-min``/``--retry-max``). Interactions are timed in the page (performance.now() stamps,
+as dashboard_moves.py), page loads by the driver; a page hangs when nothing updates within 60 s.
+See :func:`report` and :func:`targets` (exit status 1 when one is missed):
+
+    .venv/bin/python benchmarks/class_bench.py --session-minutes 60 --students 30 \
+        --max-kernels 12 --seed 0 [--arrival-seconds 120] [--cull-seconds 60] [--watch 300]
 """
 
 from __future__ import annotations
