@@ -134,7 +134,10 @@ td, th {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
 EXPLORE_BODY = """<h1>The likelihood-ratio explorer</h1>
 <p>Densities of a score on the in-distribution test set and an OOD set, and their ROC curves,
 from the checkpoint's score tables (sampled bounds, S = 1), as the Voilà explorer shows them.
-This page runs in your browser: it needs no server once loaded.</p>
+The <a href="draw.html">draw</a> page's numbers are the mean-path statistics instead: their
+deterministic counterparts (one pass with every latent at its mean), free of Monte Carlo noise,
+so their values differ a little. This page runs in your browser: it needs no server once
+loaded.</p>
 <div class="controls">
   <label>score <select id="family"></select></label>
   <label>k <input id="k" type="range" min="1" step="1"> <output id="k-value"></output></label>
