@@ -37,7 +37,7 @@ import plotly.io as pio
 from ..artifacts import atomic_write
 from . import lesson
 from .explorer import LikelihoodRatioExplorer
-from .static_site import PLOTLY, _page
+from .site_page import PLOTLY, page
 
 LEARN_DATA = "learn.json"
 LEARN_PAGE = "learn.html"
@@ -314,7 +314,7 @@ document.body.classList.add("site-ready");
 
 def learn_page() -> str:
     """The learn page's HTML (its data: :data:`LEARN_DATA`)."""
-    return _page("learn", LEARN_BODY, LEARN_SCRIPT)
+    return page("learn", LEARN_BODY, LEARN_SCRIPT)
 
 
 def write_learn(

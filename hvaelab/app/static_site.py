@@ -41,9 +41,9 @@ from ..artifacts import atomic_write
 from ..package_files import PackageDataError, site_dir, template_dir
 from .explorer import FAMILIES_WITHOUT_K, LikelihoodRatioExplorer
 from .resources import dataset_label, is_comparison_set, load_shipped_samples
+from .site_page import PLOTLY, PLOTLY_LICENSE, page
+from .static_learn import LEARN_DATA, LEARN_PAGE, learn_page, learn_views
 
-PLOTLY = "plotly-hvaelab.min.js"
-PLOTLY_LICENSE = "plotly-LICENSE.txt"
 EXPLORE_DATA = "explore.json"
 DRAW_DATA = "draw.json"
 MODEL = "model.onnx"  # and its sidecar MODEL + ".json" (hvaelab.onnx_export.sidecar_path)
@@ -101,34 +101,6 @@ def explore_views(checkpoint: str, progress: Callable[[str], None] | None = None
         if progress:
             progress(f"explore: {dataset_label(ood)} done")
     return out
-
-
-def _page(title: str, body: str, script: str = "") -> str:
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)} · hvaelab</title>
-<link rel="icon" href="favicon.svg" type="image/svg+xml">
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1400px; padding: 12px; }}
-.controls {{ display: flex; flex-wrap: wrap; gap: 18px; align-items: center; margin: 8px 0; }}
-.figures {{ display: flex; flex-wrap: wrap; }}
-.figures > div {{ flex: 1 1 480px; min-width: 0; }}
-.figures > div {{ position: relative; }}
-.explore-view {{ position: absolute; top: 0; left: 0; right: 0; visibility: hidden; }}
-.explore-view.shown {{ position: relative; visibility: visible; }}
-table {{ border-collapse: collapse; font-size: 13px; }}
-td, th {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
-</style>
-</head>
-<body>
-{body}
-{script}
-</body>
-</html>
-"""
 
 
 EXPLORE_BODY = """<h1>The likelihood-ratio explorer</h1>
@@ -381,7 +353,7 @@ your browser)</li>
 <li><a href="explore.html">explore</a>: densities and ROC curves of every score and k</li>
 <li><a href="learn.html">learn</a>: the lesson's questions, answered on click, and the 2-D toy</li>
 </ul>"""
-    return _page("hvaelab", body)
+    return page("hvaelab", body)
 
 
 def export_site(
@@ -405,8 +377,6 @@ def export_site(
     model = export_model(checkpoint, data_dir, reference_limit, progress, reference_data)
     views = explore_views(checkpoint, progress)
     examples = draw_examples(checkpoint, [views["in"], *views["ood"]])
-    from .static_learn import LEARN_DATA, LEARN_PAGE, learn_page, learn_views  # uses _page
-
     learn = learn_views(checkpoint, progress)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -423,8 +393,8 @@ def export_site(
         write(f"{VENDOR}/{src.name}", src.read_bytes())
     write(EXPLORE_DATA, json.dumps(views, separators=(",", ":")))
     write(DRAW_DATA, json.dumps(examples, separators=(",", ":")))
-    write("explore.html", _page("explore", EXPLORE_BODY, EXPLORE_SCRIPT))
-    write("draw.html", _page("draw", draw_body(), DRAW_SCRIPT))
+    write("explore.html", page("explore", EXPLORE_BODY, EXPLORE_SCRIPT))
+    write("draw.html", page("draw", draw_body(), DRAW_SCRIPT))
     write(LEARN_DATA, json.dumps(learn, separators=(",", ":")))
     write(LEARN_PAGE, learn_page())
     write("index.html", _index(checkpoint))
