@@ -58,8 +58,10 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import CHROMIUM, CHROMIUM_ARGS, PageGuard, launch_chromium  # noqa: E402
+from onnx_bench import _cpu  # noqa: E402  (the CPU's name, as the ONNX benchmark prints it)
 
 DEFAULT_CHECKPOINT = "fashionmnist"
 TARGET_COLD_MS = 2_500
@@ -89,16 +91,6 @@ K_MOVE_JS = """async () => {
   if (document.body.dataset.view === before) throw new Error('the view did not change');
   return performance.now() - t0;
 }"""
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _free_port() -> int:

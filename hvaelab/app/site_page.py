@@ -23,10 +23,7 @@ def page(title: str, body: str, script: str = "") -> str:
 body {{ font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1400px; padding: 12px; }}
 .controls {{ display: flex; flex-wrap: wrap; gap: 18px; align-items: center; margin: 8px 0; }}
 .figures {{ display: flex; flex-wrap: wrap; }}
-.figures > div {{ flex: 1 1 480px; min-width: 0; }}
-.figures > div {{ position: relative; }}
-.explore-view {{ position: absolute; top: 0; left: 0; right: 0; visibility: hidden; }}
-.explore-view.shown {{ position: relative; visibility: visible; }}
+.figures > div {{ flex: 1 1 480px; min-width: 0; position: relative; }}
 table {{ border-collapse: collapse; font-size: 13px; }}
 td, th {{ padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
 </style>

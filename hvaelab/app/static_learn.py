@@ -126,12 +126,13 @@ def kl_gap_views(data: lesson.LessonData) -> dict:
     return {"ks": ks, "start": start, "label": view.k.description, "views": views}
 
 
-def question_views(checkpoint: str) -> list[dict]:
+def question_views(checkpoint: str, data: lesson.LessonData | None = None) -> list[dict]:
     """Notebook 05's questions, in its order, each built as the notebook builds it for
     ``checkpoint``: :func:`question_view` plus ``id`` (``ID_question`` is its builder in
     :mod:`hvaelab.app.lesson`) and ``reveal`` (``info``, ``figures``, ``toy``: whether the
-    reveal shows the toy)."""
-    data = lesson.lesson_data(checkpoint)
+    reveal shows the toy); ``data``: :func:`hvaelab.app.lesson.lesson_data` of ``checkpoint``
+    where the caller has it."""
+    data = lesson.lesson_data(checkpoint) if data is None else data
     snap = lesson.SNAPSHOTS
     built = [
         (
@@ -165,7 +166,7 @@ def learn_views(checkpoint: str, progress: Callable[[str], None] | None = None) 
     out: dict = {
         "checkpoint": checkpoint,
         "n_samples": data.iw[0].n_samples,
-        "questions": question_views(checkpoint),
+        "questions": question_views(checkpoint, data),
     }
     if progress:
         progress("learn: questions done")

@@ -103,7 +103,11 @@ def explore_views(checkpoint: str, progress: Callable[[str], None] | None = None
     return out
 
 
-EXPLORE_BODY = """<h1>The likelihood-ratio explorer</h1>
+EXPLORE_BODY = """<style>
+.explore-view { position: absolute; top: 0; left: 0; right: 0; visibility: hidden; }
+.explore-view.shown { position: relative; visibility: visible; }
+</style>
+<h1>The likelihood-ratio explorer</h1>
 <p>Densities of a score on the in-distribution test set and an OOD set, and their ROC curves,
 from the checkpoint's score tables (sampled bounds, S = 1), as the Voilà explorer shows them.
 The <a href="draw.html">draw</a> page's numbers are the mean-path statistics instead: their
