@@ -522,14 +522,18 @@ def _cmd_export_site(a: argparse.Namespace) -> int:
     """The static lesson site (hvaelab.app.static_site)."""
     from .app.static_site import export_site
 
-    files = export_site(
-        a.out,
-        a.checkpoint,
-        progress=print,
-        data_dir=a.data_dir,
-        reference_limit=a.reference_limit,
-        reference_data=a.reference_data,
-    )
+    try:
+        files = export_site(
+            a.out,
+            a.checkpoint,
+            progress=print,
+            data_dir=a.data_dir,
+            reference_limit=a.reference_limit,
+            reference_data=a.reference_data,
+        )
+    except ImportError as e:  # the draw page's model is an ONNX export
+        need = "export-site needs the onnx extra: pip install 'hvaelab[onnx]'"
+        raise CLIError(f"{need} ({e})") from e
     size = sum(f.stat().st_size for f in files)
     print(
         f"wrote {len(files)} files ({size / 1e6:.1f} MB) to {a.out}. Serve the folder with any "

@@ -170,3 +170,15 @@ def test_a_missing_runtime_says_how_to_fetch_it(tmp_path, monkeypatch):
         export_site(out, "fashionmnist")
     assert "ort-wasm-simd-threaded.wasm" in str(e.value) and str(bare / VENDOR) in str(e.value)
     assert not out.exists()
+
+
+def test_without_the_onnx_extra_the_command_says_what_to_install(monkeypatch, tmp_path, capsys):
+    def no_onnx(*_args, **_kwargs):
+        raise ImportError("onnxscript not installed")
+
+    monkeypatch.setattr(static_site, "export_site", no_onnx)
+    rc = main(["export-site", str(tmp_path / "site")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "pip install 'hvaelab[onnx]'" in err and "onnxscript not installed" in err, err
+    assert not (tmp_path / "site").exists()
