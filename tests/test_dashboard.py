@@ -159,7 +159,7 @@ def test_serve_execs_voila_in_its_place_with_the_environment(monkeypatch, tmp_pa
         dashboard.serve(cfg)
     assert seen["path"] == sys.executable
     argv = voila_argv(cfg, package_files.notebooks_dir())
-    assert seen["command"] == [sys.executable, "-m", "voila", *argv]
+    assert seen["command"] == [sys.executable, "-m", "hvaelab.app.serving", *argv]
     env = seen["env"]
     assert env["JUPYTER_PATH"].split(os.pathsep) == [
         str(package_files.jupyter_data_dir()),

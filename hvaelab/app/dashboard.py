@@ -34,6 +34,7 @@ from .. import package_files
 from .resources import ENV_CHECKPOINT  # how the kernels learn the page's checkpoint
 
 KERNEL_MANAGER = "hvaelab.app.serving.ClassroomKernelManager"
+SERVER_MODULE = "hvaelab.app.serving"  # Voila with its pages' unload beacon working (serving.py)
 LOOPBACK_NAMES = ("localhost",)
 ALL_INTERFACES = ("0.0.0.0", "::", "")
 
@@ -347,13 +348,14 @@ def prepare(cfg: DashboardConfig) -> tuple[list[str], dict[str, str]]:
 def serve(cfg: DashboardConfig) -> int:
     """Check, print where to open the pages, and serve until Ctrl-C (or SIGTERM).
 
-    Voilà runs as ``python -m voila`` in this process's place (POSIX ``exec``): the server does
+    Voilà runs as ``python -m hvaelab.app.serving`` (Voilà with its pages' unload beacon working)
+    in this process's place (POSIX ``exec``): the server does
     not keep what the checks loaded (``hvaelab`` imports torch, about 275 MB), as a server whose
     kernels each hold a model must not. On Windows, where ``exec`` detaches from the console,
     Voilà is a child process and this one waits for it."""
     argv, env = prepare(cfg)
     print(banner(cfg), flush=True)
-    command = [sys.executable, "-m", "voila", *argv]
+    command = [sys.executable, "-m", SERVER_MODULE, *argv]
     environ = {**os.environ, **env}  # JUPYTER_PATH for the template; inherited by every kernel
     if os.name == "posix":
         os.execve(sys.executable, command, environ)

@@ -24,6 +24,14 @@ is removed (its visitor's place is free at once) and its page, told "dead", asks
 reload (the template's connection banner, share/jupyter/voila/templates/hvaelab/index.html.j2).
 A preheated kernel that dies in the pool is dropped from it and replaced, and the pool is
 checked again just before it hands a kernel out: a visitor never gets an empty kernel.
+
+A page that is closed or left frees its place at once, not only when the culler comes by. Voila's
+page sends ``POST /voila/api/shutdown/<kernel>`` as it unloads (``navigator.sendBeacon``), with
+the ``_xsrf`` form field read from the ``_xsrf`` cookie; but Voila's page handler never sets that
+cookie, so the beacon carried an empty field and was refused with 403 (voila-dashboards/voila
+#1458), and the kernel lived on until culled. :class:`PageHandler` sets the cookie with the page
+(the XSRF check stays as it is), and :class:`ClassroomVoila`, the application ``hvaelab
+dashboard`` runs (``python -m hvaelab.app.serving``), serves its pages with it.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.web import HTTPError
 from traitlets import Integer, Set
+from voila.app import Voila
+from voila.tornado.handler import TornadoVoilaHandler
 
 BUSY_REASON = "Busy"
 _BACKGROUND: set[asyncio.Future] = set()
@@ -166,4 +176,38 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
         await super().cull_kernel_if_idle(kernel_id)
 
 
-__all__ = ["BUSY_MESSAGE", "BUSY_REASON", "ClassroomKernelManager"]
+# ---------------------------------------------------------------------- the pages
+class PageHandler(TornadoVoilaHandler):
+    """Voila's page handler, setting the ``_xsrf`` cookie with the page so that the page's
+    unload beacon (``_xsrf`` form field read from that cookie) shuts its kernel down."""
+
+    async def prepare(self, *args: Any, **kwargs: Any) -> None:
+        result = super().prepare(*args, **kwargs)
+        if asyncio.iscoroutine(result):
+            await result
+        self.xsrf_token  # noqa: B018 - tornado sets the cookie when the token is first read
+
+
+class ClassroomVoila(Voila):
+    """Voila, with its pages served by :class:`PageHandler`; configured like Voila
+    (``--Voila.port``...)."""
+
+    def init_handlers(self) -> list:
+        return [
+            (rule[0], PageHandler, *rule[2:]) if rule[1] is TornadoVoilaHandler else rule
+            for rule in super().init_handlers()
+        ]
+
+
+__all__ = [
+    "BUSY_MESSAGE",
+    "BUSY_REASON",
+    "ClassroomKernelManager",
+    "ClassroomVoila",
+    "PageHandler",
+]
+
+if __name__ == "__main__":  # hvaelab dashboard: python -m hvaelab.app.serving <Voila's argv>
+    from hvaelab.app import serving  # one copy of the classes: the kernel manager's module
+
+    serving.ClassroomVoila.launch_instance()

@@ -66,6 +66,31 @@ def test_closed_pages_lose_their_kernel_open_idle_pages_keep_it(browser, tmp_pat
         server.stop()
 
 
+def test_a_page_left_frees_its_place_at_once_without_the_culler(browser, tmp_path):
+    """Voila's unload beacon (POST /voila/api/shutdown/<kernel> with the _xsrf form field) is
+    accepted: a visitor who moves to another page frees the place at once, with the culler off.
+    Without the page's _xsrf cookie (serving.PageHandler) it was refused with 403 (voila#1458)."""
+    server = start_voila(tmp_path / "voila.log", args=serving(0, 0, "--max-kernels", "1"))
+    try:
+        context, page, guard = open_ready(browser, server, PAGES["training"])
+        assert "_xsrf" in {c["name"] for c in context.cookies()}
+        assert kernel_count(server) == 1
+        page.goto(server.url)  # the visitor goes back to the list of pages
+        waited = wait_kernels(server, 0, timeout=30)
+        log = server.log_tail(400)
+        assert "403 POST /voila/api/shutdown" not in log, log
+        assert "Culling" not in log  # the culler is off (--cull-seconds 0)
+        print(f"kernel freed {waited:.1f} s after the page was left")
+        # the place is free: the cap of one lets the same visitor open another page
+        again = context.new_page()
+        response = again.goto(server.page_url(PAGES["explorer"]), timeout=READY_MS)
+        assert response.status == 200
+        guard.assert_clean()
+        context.close()
+    finally:
+        server.stop()
+
+
 def test_past_the_cap_a_visitor_gets_a_busy_page_not_a_dying_server(browser, tmp_path):
     args = serving(0, 3, "--max-kernels", "1")
     server = start_voila(tmp_path / "voila.log", args=args)
