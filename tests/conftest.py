@@ -139,13 +139,39 @@ def app_checkpoints(_hvaelab_env, tmp_path_factory: pytest.TempPathFactory) -> I
     resources.clear_caches()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def site_reference(app_checkpoints, datasets) -> str:
     """The dataset ``hvaelab export-site`` takes the model's reference from in the tests
     (``--reference-data``), with the dashboards' checkpoints: FashionMNIST's test split, or the
     fixture's excerpt of it where the full set is not on the machine (``make test-fixture``, a
     clone without ../shared/data)."""
     return datasets.fashionmnist
+
+
+@pytest.fixture(scope="session")
+def site_reference_limit() -> int:
+    """How many reference images :func:`exported_site` scores (the draw page's p-values are
+    compared with PyTorch's at 1e-3 against them)."""
+    return 500
+
+
+@pytest.fixture(scope="session")
+def exported_site(site_reference, site_reference_limit, tmp_path_factory) -> tuple[Path, str]:
+    """``hvaelab export-site`` of ``fashionmnist``, run once on the command line for every test
+    that reads the site (unit and browser tests): ``(folder, what it printed)``. Read-only: a
+    test that changes a site exports or copies its own."""
+    import contextlib
+    import io
+
+    from hvaelab.cli import main
+
+    folder = tmp_path_factory.mktemp("site")
+    args = ["export-site", str(folder), "--checkpoint", "fashionmnist"]
+    args += ["--reference-data", site_reference, "--reference-limit", str(site_reference_limit)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(args) == 0, out.getvalue()
+    return folder, out.getvalue()
 
 
 # ------------------------------------------------- installed models (hvaelab-models, read-only)

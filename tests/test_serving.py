@@ -168,3 +168,40 @@ def test_a_dead_kernel_is_removed_its_place_freed_and_not_restarted(monkeypatch)
     km._kernels.pop("v2")
     assert _run(km.start_kernel(env={"VOILA_PREHEAT": "False"})) == "v3"
     assert restarter.restart_limit == 0  # a kernel that dies is not brought back empty
+
+
+def test_a_visitors_kernel_is_not_culled_before_its_page_has_connected():
+    """30 students opening pages on two cores: a page took over a minute to connect, and the
+    culler (60 s) shut its kernel down before it did (the page then found no kernel: 404)."""
+    km = _manager(["p1", "p2"], [])
+    km.first_connect_timeout = 180
+    km._note_handed_out()
+    km._pools["page.ipynb"].pop(0)  # p1 given to a page still loading ...
+    km._pools["page.ipynb"].pop(0)  # ... and p2 to one that connected and left
+    km._note_handed_out()
+    km.notify_connect("p2")
+    shut = []
+
+    async def shutdown(kernel_id, *a, **k):
+        shut.append(kernel_id)
+        km._kernels.pop(kernel_id)
+
+    km.shutdown_kernel = shutdown
+    # both idle past the cull timeout, no connection now
+    for k in ("p1", "p2"):
+        km._kernels[k].last_activity = utcnow() - timedelta(seconds=120)
+    _run(km.cull_kernels())
+    assert shut == ["p2"]  # p1's page has not connected yet: it is loading, not abandoned
+    km._handed_out["p1"] = utcnow() - timedelta(seconds=200)  # ... past first_connect_timeout
+    _run(km.cull_kernels())
+    assert shut == ["p2", "p1"]
+    _run(km.cull_kernels())
+    assert km._handed_out == {} and km._connected == set()  # forgotten at the next look
+
+
+def test_a_kernel_shut_down_while_the_culler_runs_is_skipped():
+    """The page's unload beacon can shut a kernel down between the culler's listing and its
+    look at that kernel; that is no error."""
+    km = _manager([], ["v1"])
+    km._kernels.pop("v1")
+    _run(km.cull_kernel_if_idle("v1"))  # no KeyError

@@ -17,7 +17,6 @@ import pytest
 
 from hvaelab.app import lesson, static_learn
 from hvaelab.app.explorer import LikelihoodRatioExplorer
-from hvaelab.cli import main
 from hvaelab.score_names import TableKey
 from hvaelab.scores import ScoreTable
 
@@ -156,12 +155,11 @@ def test_the_learn_data_fits_its_size_bound(site):
     assert 100_000 < size < MAX_BYTES, size
 
 
-def test_export_site_writes_the_learn_page_and_links_it(site_reference, tmp_path, capsys):
-    args = ["export-site", str(tmp_path / "out"), "--checkpoint", "fashionmnist"]
-    assert main([*args, "--reference-limit", "200", "--reference-data", site_reference]) == 0
-    page = (tmp_path / "out" / static_learn.LEARN_PAGE).read_text()
+def test_export_site_writes_the_learn_page_and_links_it(exported_site):
+    out, printed = exported_site  # the session's one export, on the command line
+    page = (out / static_learn.LEARN_PAGE).read_text()
     assert static_learn.LEARN_DATA in page and "site-ready" in page
     assert "http://" not in page and "https://" not in page  # nothing from another host
-    assert (tmp_path / "out" / static_learn.LEARN_DATA).is_file()
-    assert f'href="{static_learn.LEARN_PAGE}"' in (tmp_path / "out" / "index.html").read_text()
-    assert "python -m http.server" in capsys.readouterr().out
+    assert (out / static_learn.LEARN_DATA).is_file()
+    assert f'href="{static_learn.LEARN_PAGE}"' in (out / "index.html").read_text()
+    assert "python -m http.server" in printed

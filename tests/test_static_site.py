@@ -2,16 +2,16 @@
 explorer's for the same controls; the site's files (the model and its sidecar, the vendored ONNX
 Runtime Web, the draw page); the command line; a missing dataset or runtime writes nothing.
 
-The site is exported once, on the command line, with a reference of 200 in-distribution test
-images (the export scores them and builds every explorer view: some ten seconds to a minute).
+The site is exported once for the whole run, on the command line (tests/conftest.py's
+``exported_site``, shared with the browser tests), with a reference of ``site_reference_limit``
+in-distribution test images (the export scores them and builds every explorer view: some ten
+seconds to a minute).
 The browser side is tests/e2e/test_e2e_static_site.py (explore) and tests/e2e/test_site_draw.py
 (draw).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from pathlib import Path
@@ -27,18 +27,13 @@ from hvaelab.data import DataNotFoundError, clear_cache
 from hvaelab.onnx_export import read_sidecar, sidecar_path
 from hvaelab.package_files import PackageDataError, site_dir
 
-N_REF = 200
+N_REF = 200  # the exports made here (the shared one scores site_reference_limit images)
 
 
 @pytest.fixture(scope="module")
-def site(site_reference, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("site")
-    args = ["export-site", str(folder), "--checkpoint", "fashionmnist"]
-    args += ["--reference-data", site_reference]
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main([*args, "--reference-limit", str(N_REF)]) == 0
-    return folder, out.getvalue()
+def site(exported_site):
+    """The session's one export (tests/conftest.py), on the command line."""
+    return exported_site
 
 
 def test_every_stored_view_is_the_voila_explorers_for_its_controls(site):
@@ -92,15 +87,16 @@ def test_the_site_has_its_pages_scripts_licence_and_favicon(site):
     assert f"wrote {len(names)} files" in printed and "python -m http.server" in printed
 
 
-def test_the_site_ships_the_model_and_the_runtime(site, datasets):
+def test_the_site_ships_the_model_and_the_runtime(site, datasets, site_reference_limit):
     folder, _ = site
     side = read_sidecar(sidecar_path(folder / MODEL))
     assert side["onnx"]["file"] == MODEL
     assert side["checkpoint"]["name"] == "fashionmnist"
     ref = side["reference"]
     # the reference: the in-distribution test split, read through the data registry
-    assert (ref["dataset"], ref["split"], ref["n"]) == (datasets.fashionmnist, "test", N_REF)
-    assert all(len(v) == N_REF for v in ref["scores"].values())
+    n = site_reference_limit
+    assert (ref["dataset"], ref["split"], ref["n"]) == (datasets.fashionmnist, "test", n)
+    assert all(len(v) == n for v in ref["scores"].values())
     assert side["second_stage"] is not None
     assert (folder / MODEL).stat().st_size > 100_000
     runtime = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm", "LICENSE")

@@ -13,9 +13,11 @@ Voila runs one Python kernel per open page (~370 MB each here). ``hvaelab dashbo
   "busy, try again in a minute" page (HTTP 503) instead of the server running out of memory.
 
 :class:`ClassroomKernelManager` adds the last two points' exceptions to jupyter_server's kernel
-manager: the culler never shuts down a preheated kernel still waiting in the pool, and the cap
-counts visitors' kernels only. So the server holds at most ``max_kernels`` + (pool size x pages)
-kernels whatever the number of visits.
+manager: the culler never shuts down a preheated kernel still waiting in the pool, nor a
+visitor's kernel whose page has not connected yet (for ``first_connect_timeout``, 3 minutes: on a
+loaded machine a page can take longer than the cull timeout to load, and a kernel culled then
+leaves the student a dead page), and the cap counts visitors' kernels only. So the server holds
+at most ``max_kernels`` + (pool size x pages) kernels whatever the number of visits.
 
 A kernel that dies (the out-of-memory killer's SIGKILL) stays dead: jupyter_server's restarter
 would start it again under the same id, empty, and the page would sit on a kernel that holds
@@ -42,7 +44,7 @@ from typing import Any
 from jupyter_server._tz import utcnow
 from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
 from tornado.web import HTTPError
-from traitlets import Integer, Set
+from traitlets import Dict, Integer, Set
 from voila.app import Voila
 from voila.tornado.handler import TornadoVoilaHandler
 
@@ -65,7 +67,17 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
         "visitor gets a 'busy, try again' page.",
     )
 
+    first_connect_timeout = Integer(
+        180,
+        config=True,
+        help="Seconds a visitor's page may take to connect to its kernel before the culler may "
+        "treat the kernel as abandoned (on a loaded machine a page can take longer than the "
+        "cull timeout to load).",
+    )
+
     _seen_pooled = Set()  # pooled at the last look: a kernel that left the pool went to a visitor
+    _connected = Set()  # kernels that a page has connected to at least once
+    _handed_out = Dict()  # when each visitor's kernel was given to its page (pool or started)
 
     def pooled_kernel_ids(self) -> set[str]:
         """Kernels started for Voila's preheated pool and not yet given to a visitor."""
@@ -85,8 +97,22 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
             kernel = self._kernels.get(kernel_id)
             if kernel is not None:
                 kernel.last_activity = utcnow()
+                self._handed_out[kernel_id] = utcnow()
         self._seen_pooled = pooled
         return pooled
+
+    def notify_connect(self, kernel_id: str) -> None:
+        super().notify_connect(kernel_id)
+        self._connected.add(kernel_id)
+
+    def _waiting_for_its_page(self, kernel_id: str) -> bool:
+        """Given to a page that has not connected yet, less than ``first_connect_timeout`` ago:
+        the page is still loading (30 students opening pages at once on two cores took over a
+        minute), not abandoned."""
+        since = self._handed_out.get(kernel_id)
+        if since is None or kernel_id in self._connected:
+            return False
+        return (utcnow() - since).total_seconds() < self.first_connect_timeout
 
     def visitor_kernel_ids(self) -> set[str]:
         return set(self.list_kernel_ids()) - self.pooled_kernel_ids()
@@ -98,6 +124,8 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
             self.log.warning("busy: %d visitors' kernels, refusing another", self.max_kernels)
             raise HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason=BUSY_REASON)
         kernel_id = await super().start_kernel(*args, **kwargs)
+        if not preheat:
+            self._handed_out[kernel_id] = utcnow()
         restarter = getattr(self._kernels.get(kernel_id), "_restarter", None)
         if restarter is not None:  # a dead kernel is not restarted empty (module docstring)
             restarter.restart_limit = 0
@@ -167,11 +195,18 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
 
     async def cull_kernels(self) -> None:
         self._spared = self._note_handed_out()
+        for gone in set(self._handed_out) - set(self._kernels):  # forget kernels shut down
+            del self._handed_out[gone]
+        self._connected = self._connected & set(self._kernels)
         await super().cull_kernels()
 
     async def cull_kernel_if_idle(self, kernel_id: str) -> None:
-        # waiting in the pool for its visitor: not abandoned
+        if kernel_id not in self._kernels:  # shut down since the culler listed it (a beacon)
+            return
+        # waiting in the pool for its visitor, or its page still loading: not abandoned
         if kernel_id in getattr(self, "_spared", set()) | self.pooled_kernel_ids():
+            return
+        if self._waiting_for_its_page(kernel_id):
             return
         await super().cull_kernel_if_idle(kernel_id)
 

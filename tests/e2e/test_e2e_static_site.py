@@ -14,17 +14,15 @@ from pathlib import Path
 import pytest
 from harness import PageGuard, StaticServer
 
-from hvaelab.app.static_site import EXPLORE_DATA, export_site
+from hvaelab.app.static_site import EXPLORE_DATA
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, site_reference) -> Path:
-    folder = tmp_path_factory.mktemp("site")
-    # the explore page: any reference will do
-    export_site(folder, "fashionmnist", reference_limit=200, reference_data=site_reference)
-    return folder
+def site(exported_site) -> Path:
+    """The session's one export (tests/conftest.py)."""
+    return exported_site[0]
 
 
 # The figures shown (each view is drawn into divs of its own, one shown at a time), with the

@@ -29,7 +29,7 @@ import pytest
 from harness import PageGuard, StaticServer
 from mean_path_tolerance import P_ATOL, RTOL, llr_scale, second_stage_tolerance
 
-from hvaelab.app.static_site import DRAW_DATA, MODEL, export_site
+from hvaelab.app.static_site import DRAW_DATA, MODEL
 from hvaelab.checkpoint import load_model
 from hvaelab.data.strokes import image_to_strokes, strokes_from_json, strokes_to_image
 from hvaelab.mean_path import SECOND_STAGE, mean_path_report, reference_from_dataset
@@ -67,10 +67,10 @@ SHOWN_JS = """
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, site_reference) -> Path:
-    folder = tmp_path_factory.mktemp("site-draw")
-    export_site(folder, CHECKPOINT, reference_limit=N_REF, reference_data=site_reference)
-    return folder
+def site(exported_site, site_reference_limit) -> Path:
+    """The session's one export (tests/conftest.py), with N_REF reference images."""
+    assert site_reference_limit == N_REF
+    return exported_site[0]
 
 
 @pytest.fixture(scope="module")
