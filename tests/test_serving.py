@@ -205,3 +205,34 @@ def test_a_kernel_shut_down_while_the_culler_runs_is_skipped():
     km = _manager([], ["v1"])
     km._kernels.pop("v1")
     _run(km.cull_kernel_if_idle("v1"))  # no KeyError
+
+
+def test_a_preheated_kernel_handed_out_while_it_renders_waits_for_its_page(monkeypatch):
+    """Voila can give a visitor a pool kernel still running its notebook, so the pool never
+    showed it ready: its page's wait counts from the kernel's start (seen in a 30-student run:
+    culled 65 s after its start, before its page connected)."""
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    km = _manager([], [])
+    km.first_connect_timeout = 180
+
+    async def parent_start(self, *a, **k):
+        self._kernels["p9"] = SimpleNamespace(
+            last_activity=utcnow() - timedelta(seconds=120), execution_state="idle",
+            kernel_name="python3", kernel_spec=SimpleNamespace(metadata={}),
+        )  # fmt: skip
+        return "p9"
+
+    monkeypatch.setattr(AsyncMappingKernelManager, "start_kernel", parent_start)
+    assert _run(km.start_kernel(env={"VOILA_PREHEAT": "True"})) == "p9"  # a refill ...
+    shut = []
+
+    async def shutdown(kernel_id, *a, **k):
+        shut.append(kernel_id)
+
+    km.shutdown_kernel = shutdown
+    _run(km.cull_kernels())  # ... handed out before any look at the pool, idle 120 s
+    assert shut == []
+    km._handed_out["p9"] = utcnow() - timedelta(seconds=200)
+    _run(km.cull_kernels())
+    assert shut == ["p9"]

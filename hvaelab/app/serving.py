@@ -77,7 +77,7 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
 
     _seen_pooled = Set()  # pooled at the last look: a kernel that left the pool went to a visitor
     _connected = Set()  # kernels that a page has connected to at least once
-    _handed_out = Dict()  # when each visitor's kernel was given to its page (pool or started)
+    _handed_out = Dict()  # when each kernel was started or left the pool, whichever is later
 
     def pooled_kernel_ids(self) -> set[str]:
         """Kernels started for Voila's preheated pool and not yet given to a visitor."""
@@ -124,8 +124,10 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
             self.log.warning("busy: %d visitors' kernels, refusing another", self.max_kernels)
             raise HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason=BUSY_REASON)
         kernel_id = await super().start_kernel(*args, **kwargs)
-        if not preheat:
-            self._handed_out[kernel_id] = utcnow()
+        # a preheated kernel may be handed out while it still runs its notebook, before the
+        # pool ever showed it ready: its page's wait counts from its start, or from when it
+        # left the pool (_note_handed_out), whichever is later
+        self._handed_out[kernel_id] = utcnow()
         restarter = getattr(self._kernels.get(kernel_id), "_restarter", None)
         if restarter is not None:  # a dead kernel is not restarted empty (module docstring)
             restarter.restart_limit = 0
