@@ -236,3 +236,17 @@ def test_a_preheated_kernel_handed_out_while_it_renders_waits_for_its_page(monke
     km._handed_out["p9"] = utcnow() - timedelta(seconds=200)
     _run(km.cull_kernels())
     assert shut == ["p9"]
+
+
+def test_at_the_cap_the_pool_is_not_handed_out_below_it_it_is():
+    """A visitor who takes a pooled kernel adds a kernel (its refill is preheated, never
+    refused): at the cap Voila must be told the pool is empty, so that it starts a kernel for
+    the visitor, which the cap refuses (the busy page). A 30-student run held 36 kernels
+    under a cap of 12 before."""
+    km = _dying(["p1"], ["v1", "v2"], dead=set())  # cap 2, two visitors: at the cap
+    assert km.get_pool_size("page.ipynb") == 0
+    with pytest.raises(HTTPError) as err:  # what Voila does next: a kernel for the visitor
+        _run(km.start_kernel(env={"VOILA_PREHEAT": "False"}))
+    assert err.value.status_code == 503
+    km._kernels.pop("v2")  # a visitor leaves: below the cap, the pool is handed out again
+    assert km.get_pool_size("page.ipynb") == 1

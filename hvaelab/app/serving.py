@@ -115,12 +115,19 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
         return (utcnow() - since).total_seconds() < self.first_connect_timeout
 
     def visitor_kernel_ids(self) -> set[str]:
+        """Every kernel but the pool's ready ones (a refill still running its notebook counts
+        as a visitor's until it is ready: the cap errs on the safe side)."""
         return set(self.list_kernel_ids()) - self.pooled_kernel_ids()
+
+    def places_taken(self) -> int:
+        """Visitors' kernels that are alive: what the cap counts (a dead one holds no memory
+        and is on its way out)."""
+        return sum(not self.kernel_is_gone(k) for k in self.visitor_kernel_ids())
 
     async def start_kernel(self, *args: Any, **kwargs: Any) -> str:
         self._note_handed_out()  # a visit or a refill: look at the pool
         preheat = (kwargs.get("env") or {}).get("VOILA_PREHEAT") == "True"
-        if not preheat and len(self.visitor_kernel_ids()) >= self.max_kernels:
+        if not preheat and self.places_taken() >= self.max_kernels:
             self.log.warning("busy: %d visitors' kernels, refusing another", self.max_kernels)
             raise HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason=BUSY_REASON)
         kernel_id = await super().start_kernel(*args, **kwargs)
@@ -183,7 +190,11 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Voila makes its preheating manager a subclass of this one; its pool is checked for
-        dead kernels each time it is looked at, before a kernel is handed out."""
+        dead kernels each time it is looked at, before a kernel is handed out. At the cap the
+        pool is said to be empty: Voila then starts a kernel for the visitor, which
+        :meth:`start_kernel` refuses (the busy page). Without this, a visitor took a pooled
+        kernel whatever the cap, and its refill (a preheated kernel, not refused) took the
+        place: a 30-student run held 36 kernels under a cap of 12 with a pool of 7."""
         super().__init_subclass__(**kwargs)
         pool_size = cls.__dict__.get("get_pool_size")
         if pool_size is None:
@@ -191,6 +202,8 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
 
         def get_pool_size(self, notebook_name: str) -> int:
             self.drop_dead_pooled(notebook_name)
+            if self.places_taken() >= self.max_kernels:
+                return 0  # a kernel of the pool goes to a visitor only below the cap
             return pool_size(self, notebook_name)
 
         cls.get_pool_size = get_pool_size
