@@ -250,3 +250,33 @@ def test_at_the_cap_the_pool_is_not_handed_out_below_it_it_is():
     assert err.value.status_code == 503
     km._kernels.pop("v2")  # a visitor leaves: below the cap, the pool is handed out again
     assert km.get_pool_size("page.ipynb") == 1
+
+
+def test_a_kernel_still_starting_is_not_looked_at_by_the_culler():
+    """A kernel whose start has not finished has no last_activity yet: jupyter_server's culler
+    logged a TraitError traceback for it (seen in the 30-student hour). It is not idle."""
+
+    async def look():
+        km = _manager([], ["v1"])
+        from traitlets import TraitError
+
+        class Starting:  # a ServerKernelManager before its start set last_activity
+            ready = asyncio.get_running_loop().create_future()
+            execution_state, kernel_name = "starting", "python3"
+            kernel_spec = SimpleNamespace(metadata={})
+
+            @property
+            def last_activity(self):
+                raise TraitError("expected a datetime, not the NoneType None")
+
+        km._kernels["v1"] = Starting()
+        shut = []
+
+        async def shutdown(kernel_id, *a, **k):
+            shut.append(kernel_id)
+
+        km.shutdown_kernel = shutdown
+        await km.cull_kernel_if_idle("v1")  # no error
+        return shut
+
+    assert _run(look()) == []

@@ -218,6 +218,9 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
     async def cull_kernel_if_idle(self, kernel_id: str) -> None:
         if kernel_id not in self._kernels:  # shut down since the culler listed it (a beacon)
             return
+        ready = getattr(self._kernels[kernel_id], "ready", None)
+        if ready is not None and not ready.done():  # still starting, so not idle (and without
+            return  # a last_activity yet: jupyter_server logged a TraitError for it)
         # waiting in the pool for its visitor, or its page still loading: not abandoned
         if kernel_id in getattr(self, "_spared", set()) | self.pooled_kernel_ids():
             return
