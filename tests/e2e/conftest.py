@@ -44,7 +44,10 @@ FAILED_TEXT = re.compile(r"Traceback|Error", re.IGNORECASE)
 
 @pytest.fixture(scope="session")
 def dashboard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoilaServer]:
-    server = start_voila(tmp_path_factory.mktemp("voila") / "voila.log")
+    # the tests close pages by closing their browser context, which sends no unload beacon: a
+    # short culler frees their places, as a closed tab's beacon would (the cap of 12 holds)
+    args = ["--cull-seconds", "10", "--cull-interval", "2"]
+    server = start_voila(tmp_path_factory.mktemp("voila") / "voila.log", args=args)
     try:
         wait_quiet(server)  # the preheated kernels have run their notebooks (serving.py)
         yield server
