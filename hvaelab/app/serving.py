@@ -96,8 +96,7 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
         for kernel_id in self._seen_pooled - pooled:
             kernel = self._kernels.get(kernel_id)
             if kernel is not None:
-                kernel.last_activity = utcnow()
-                self._handed_out[kernel_id] = utcnow()
+                kernel.last_activity = self._handed_out[kernel_id] = utcnow()
         self._seen_pooled = pooled
         return pooled
 
@@ -210,8 +209,8 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
 
     async def cull_kernels(self) -> None:
         self._spared = self._note_handed_out()
-        for gone in set(self._handed_out) - set(self._kernels):  # forget kernels shut down
-            del self._handed_out[gone]
+        # forget kernels shut down since the last look
+        self._handed_out = {k: t for k, t in self._handed_out.items() if k in self._kernels}
         self._connected = self._connected & set(self._kernels)
         await super().cull_kernels()
 
