@@ -248,6 +248,9 @@ class AnySlot:
     page's views and loads plotly.js: long tasks that took more than 2 s on this 2-core machine
     ("[anywidget] Failed to initialize model"). So under Voilà the widget is created when
     :data:`GATE` opens -- the page is on screen -- before the figures are sent; elsewhere at once.
+    Under a class's load even that was not enough (a page's main thread kept from running for
+    more than 2 s, issue 39): hvaelab's Voilà template also gives anywidget's own 2 s timeout
+    more time (its "anywidget's patience" script).
     ``box`` (with ``css_classes``) is what the page shows; ``widget`` is None until built;
     ``on_build`` callbacks run on the new widget (observers, pending state).
     """

@@ -187,3 +187,61 @@ def test_broken_files_beside_the_checkpoint_fail_only_the_parts_that_need_them(b
     finally:
         server.stop()
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.iterdir()} == before
+
+
+SLOW_WIDGET = '''
+import anywidget
+import traitlets
+
+
+class Slow(anywidget.AnyWidget):
+    # the module takes 3.5 s to import, as on a page whose main thread is kept from running
+    _esm = """
+await new Promise((resolve) => setTimeout(resolve, 3500));
+export default {
+  render({ model, el }) {
+    el.className = "slow-widget-drawn";
+    const show = () => { el.textContent = "echo " + model.get("echo"); };
+    show();
+    model.on("change:echo", show);
+    el.onclick = () => { model.set("n", model.get("n") + 1); model.save_changes(); };
+  },
+};
+"""
+    n = traitlets.Int(0).tag(sync=True)
+    echo = traitlets.Int(0).tag(sync=True)
+
+
+w = Slow()
+w.observe(lambda change: setattr(w, "echo", 10 * change["new"]), "n")
+w
+'''
+
+
+def test_a_widget_module_slower_than_anywidgets_2_s_still_works(browser, tmp_path):
+    """anywidget gives a model 2 s to import its module, and one that misses them is dead: its
+    view may draw but no longer talks to the kernel (a page that hangs). The template's patience
+    (the first script of index.html.j2) keeps a slow one (a page starved of CPU, issue 39)
+    alive: a click goes to the kernel and its answer comes back, with no page error."""
+    import nbformat
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SLOW_WIDGET)])
+    nbformat.write(notebook, folder / "slow.ipynb")
+    server = start_voila(tmp_path / "voila.log", args=["--notebooks", folder, "--pool-size", "0"])
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        guard = PageGuard().attach(page)
+        page.goto(server.page_url("slow.ipynb"), timeout=READY_MS)
+        page.wait_for_selector(".slow-widget-drawn", timeout=60_000)
+        page.click(".slow-widget-drawn")
+        page.wait_for_function(
+            "() => document.querySelector('.slow-widget-drawn').textContent === 'echo 10'",
+            timeout=30_000,
+        )
+        guard.assert_clean()
+    finally:
+        context.close()
+        server.stop()
