@@ -12,7 +12,7 @@ import pytest
 from jupyter_server._tz import utcnow
 from tornado.web import HTTPError
 
-from hvaelab.app.serving import ClassroomKernelManager
+from hvaelab.app.serving import ClassroomKernelManager, WaitingLine
 
 
 def _run(coro):
@@ -280,3 +280,71 @@ def test_a_kernel_still_starting_is_not_looked_at_by_the_culler():
         return shut
 
     assert _run(look()) == []
+
+
+# ---------------------------------------------------------------------- the waiting line
+def test_the_waiting_line_lets_in_first_come_first_served():
+    line = WaitingLine(forget_s=120)
+    assert line.ask("a", free=1, now=0) == 0  # nobody waits, a place is free: in
+    assert line.ask("b", free=0, now=1) == 1  # at the cap: first in line
+    assert line.ask("c", free=0, now=2) == 2
+    # a place frees up: it is b's, not c's, though c asks first
+    assert line.ask("c", free=1, now=10) == 2
+    assert line.ask("d", free=1, now=11) == 3  # a newcomer queues behind them
+    assert line.ask("b", free=1, now=12) == 0  # b comes back: in, and out of the line
+    assert line.ask("c", free=0, now=13) == 1  # c moved up, and keeps its place
+    assert line.ask("c", free=2, now=14) == 0
+    assert line.ask("d", free=1, now=15) == 0
+    assert len(line) == 0
+
+
+def test_two_free_places_let_in_the_first_two_in_line():
+    line = WaitingLine()
+    for i, v in enumerate("abc"):
+        assert line.ask(v, free=0, now=i) == i + 1
+    assert line.ask("b", free=2, now=5) == 0  # second in line, two places: in
+    assert line.ask("c", free=1, now=6) == 2  # one place left, a is before c
+    assert line.ask("a", free=1, now=7) == 0
+
+
+def test_who_stops_asking_leaves_the_line_and_a_refused_entrant_goes_first():
+    line = WaitingLine(forget_s=60)
+    assert line.ask("a", free=0, now=0) == 1
+    assert line.ask("b", free=0, now=30) == 2
+    assert line.ask("b", free=0, now=61) == 1  # a gave up (61 s without a try)
+    assert line.ask("c", free=0, now=62) == 2
+    line.put_first("c", now=63)  # c was let in, then a start came first: c is next
+    assert line.ask("b", free=1, now=64) == 2
+    assert line.ask("c", free=1, now=65) == 0
+
+
+def test_a_kernel_being_started_takes_its_place_at_once():
+    """A visitor's kernel is in no list while it starts (a second or more): two visitors
+    arriving together at one free place both passed the cap."""
+    km = _manager([], ["v1"])  # cap 2, one place free
+
+    async def both():
+        release = asyncio.Event()
+
+        async def parent_start(self, *a, **k):
+            await release.wait()
+            return "v2"
+
+        from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+        original = AsyncMappingKernelManager.start_kernel
+        AsyncMappingKernelManager.start_kernel = parent_start
+        try:
+            first = asyncio.ensure_future(km.start_kernel(env={"VOILA_PREHEAT": "False"}))
+            await asyncio.sleep(0)  # the first start is under way
+            assert km.places_taken() == 2 and km.places_free() == 0
+            with pytest.raises(HTTPError) as err:
+                await km.start_kernel(env={"VOILA_PREHEAT": "False"})
+            assert err.value.status_code == 503
+            release.set()
+            assert await first == "v2"
+        finally:
+            AsyncMappingKernelManager.start_kernel = original
+        assert km._starting == 0
+
+    _run(both())

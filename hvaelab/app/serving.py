@@ -10,7 +10,11 @@ Voila runs one Python kernel per open page (~370 MB each here). ``hvaelab dashbo
   ``cull_idle_timeout`` seconds is shut down (jupyter_server's culler, checked every
   ``cull_interval`` seconds); an open page, however idle, keeps its kernel;
 * **a cap**: at most ``max_kernels`` visitors' kernels at once; past it a visitor gets a
-  "busy, try again in a minute" page (HTTP 503) instead of the server running out of memory.
+  "busy, try again in a minute" page (HTTP 503) instead of the server running out of memory;
+* **a waiting line**: the busy page gives the visitor a place in line (:class:`WaitingLine`,
+  kept by a cookie of a random id), and a place that frees up goes to the first in line when
+  they try again, not to whoever asks first; who has not tried again for
+  ``line_forget_seconds`` (60 s) has given up.
 
 :class:`ClassroomKernelManager` adds the last two points' exceptions to jupyter_server's kernel
 manager: the culler never shuts down a preheated kernel still waiting in the pool, nor a
@@ -39,6 +43,9 @@ dashboard`` runs (``python -m hvaelab.app.serving``), serves its pages with it.
 from __future__ import annotations
 
 import asyncio
+import re
+import time
+import uuid
 from typing import Any
 
 from jupyter_server._tz import utcnow
@@ -54,6 +61,54 @@ BUSY_MESSAGE = (
     "All %d places of this server are taken. Please try again in a minute or two: places free "
     "up when other visitors close their pages."
 )
+IN_LINE_MESSAGE = (
+    "All %d places of this server are taken. You are number %d in line. Please try again (reload "
+    "this page) within %d seconds to keep your place: places free up when other visitors close "
+    "their pages, and each goes to the first in line."
+)
+VISITOR_COOKIE = "hvaelab_visitor"  # who is in the waiting line: a random id, nothing else
+_VISITOR_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class WaitingLine:
+    """Visitors waiting for a place at the cap, first come, first served.
+
+    At the cap a visitor gets the busy page and a place in this line. A place that frees up goes
+    to the first in line when they come back (their next try), not to whoever asks first: in a
+    30-student hour without the line, 29 students got in and one, who kept trying for 10
+    minutes, never did (the places went to students moving between pages). A visitor who has
+    not asked for ``forget_s`` seconds has given up and leaves the line. Times are the caller's
+    (``time.monotonic()`` in the server)."""
+
+    def __init__(self, forget_s: float = 60.0) -> None:
+        self.forget_s = forget_s
+        self._waiting: dict[str, float] = {}  # visitor -> when last asked, in order of arrival
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def ask(self, visitor: str, free: int, now: float) -> int:
+        """``visitor`` asks for a page with ``free`` places free: 0 to come in (leaving the
+        line), else their place in line (1: next)."""
+        self._waiting = {
+            v: t for v, t in self._waiting.items() if v == visitor or now - t <= self.forget_s
+        }
+        ahead = 0
+        for v in self._waiting:
+            if v == visitor:
+                break
+            ahead += 1
+        if free > ahead:
+            self._waiting.pop(visitor, None)
+            return 0
+        self._waiting[visitor] = now  # a visitor already in line keeps their place
+        return ahead + 1
+
+    def put_first(self, visitor: str, now: float) -> None:
+        """``visitor`` was let in but refused a place after all (another start took it first):
+        they are first in line."""
+        rest = {v: t for v, t in self._waiting.items() if v != visitor}
+        self._waiting = {visitor: now, **rest}
 
 
 class ClassroomKernelManager(AsyncMappingKernelManager):
@@ -75,9 +130,17 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
         "cull timeout to load).",
     )
 
+    line_forget_seconds = Integer(
+        60,
+        config=True,
+        help="Seconds after which a visitor in the waiting line who has not tried again is "
+        "taken to have given up.",
+    )
+
     _seen_pooled = Set()  # pooled at the last look: a kernel that left the pool went to a visitor
     _connected = Set()  # kernels that a page has connected to at least once
     _handed_out = Dict()  # when each kernel was started or left the pool, whichever is later
+    _starting = 0  # visitors' kernels being started (in no list of kernels until they are up)
 
     def pooled_kernel_ids(self) -> set[str]:
         """Kernels started for Voila's preheated pool and not yet given to a visitor."""
@@ -118,18 +181,38 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
         as a visitor's until it is ready: the cap errs on the safe side)."""
         return set(self.list_kernel_ids()) - self.pooled_kernel_ids()
 
+    @property
+    def line(self) -> WaitingLine:
+        """The visitors waiting for a place (:class:`WaitingLine`), in the order they came."""
+        if not hasattr(self, "_line"):
+            self._line = WaitingLine(self.line_forget_seconds)
+        return self._line
+
     def places_taken(self) -> int:
-        """Visitors' kernels that are alive: what the cap counts (a dead one holds no memory
-        and is on its way out)."""
-        return sum(not self.kernel_is_gone(k) for k in self.visitor_kernel_ids())
+        """Visitors' kernels that are alive or starting: what the cap counts (a dead one holds
+        no memory and is on its way out). A kernel being started is in no list until it is up,
+        a second or more: without counting those, visitors arriving together all passed the
+        cap."""
+        alive = sum(not self.kernel_is_gone(k) for k in self.visitor_kernel_ids())
+        return alive + self._starting
+
+    def places_free(self) -> int:
+        return max(0, self.max_kernels - self.places_taken())
 
     async def start_kernel(self, *args: Any, **kwargs: Any) -> str:
         self._note_handed_out()  # a visit or a refill: look at the pool
         preheat = (kwargs.get("env") or {}).get("VOILA_PREHEAT") == "True"
-        if not preheat and self.places_taken() >= self.max_kernels:
-            self.log.warning("busy: %d visitors' kernels, refusing another", self.max_kernels)
-            raise HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason=BUSY_REASON)
-        kernel_id = await super().start_kernel(*args, **kwargs)
+        if preheat:
+            kernel_id = await super().start_kernel(*args, **kwargs)
+        else:
+            if self.places_taken() >= self.max_kernels:
+                self.log.warning("busy: %d visitors' kernels, refusing another", self.max_kernels)
+                raise HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason=BUSY_REASON)
+            self._starting += 1
+            try:
+                kernel_id = await super().start_kernel(*args, **kwargs)
+            finally:
+                self._starting -= 1
         # a preheated kernel may be handed out while it still runs its notebook, before the
         # pool ever showed it ready: its page's wait counts from its start, or from when it
         # left the pool (_note_handed_out), whichever is later
@@ -231,13 +314,46 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
 # ---------------------------------------------------------------------- the pages
 class PageHandler(TornadoVoilaHandler):
     """Voila's page handler, setting the ``_xsrf`` cookie with the page so that the page's
-    unload beacon (``_xsrf`` form field read from that cookie) shuts its kernel down."""
+    unload beacon (``_xsrf`` form field read from that cookie) shuts its kernel down, and
+    keeping the waiting line (:class:`WaitingLine`): at the cap, or while others wait before
+    this visitor, the visitor gets the busy page with their place in line (HTTP 503)."""
+
+    _admitted: str | None = None
 
     async def prepare(self, *args: Any, **kwargs: Any) -> None:
         result = super().prepare(*args, **kwargs)
         if asyncio.iscoroutine(result):
             await result
         self.xsrf_token  # noqa: B018 - tornado sets the cookie when the token is first read
+        manager = self.settings.get("kernel_manager")
+        if not isinstance(manager, ClassroomKernelManager):
+            return
+        visitor = self.get_cookie(VISITOR_COOKIE) or ""
+        if not _VISITOR_ID.fullmatch(visitor):
+            visitor = uuid.uuid4().hex
+            self.set_cookie(VISITOR_COOKIE, visitor, httponly=True, samesite="Lax")
+        place = manager.line.ask(visitor, manager.places_free(), time.monotonic())
+        if place:
+            manager.log.info("busy: a visitor is number %d of %d in line", place, len(manager.line))
+            raise HTTPError(
+                503,
+                IN_LINE_MESSAGE,
+                manager.max_kernels,
+                place,
+                manager.line_forget_seconds,
+                reason=BUSY_REASON,
+            )
+        self._admitted = visitor
+
+    def on_finish(self) -> None:
+        manager = self.settings.get("kernel_manager")
+        if (
+            self._admitted
+            and self.get_status() == 503
+            and isinstance(manager, ClassroomKernelManager)
+        ):  # let in, then refused by the cap (another start came first): first in line
+            manager.line.put_first(self._admitted, time.monotonic())
+        super().on_finish()
 
 
 class ClassroomVoila(Voila):
@@ -254,9 +370,12 @@ class ClassroomVoila(Voila):
 __all__ = [
     "BUSY_MESSAGE",
     "BUSY_REASON",
+    "IN_LINE_MESSAGE",
+    "VISITOR_COOKIE",
     "ClassroomKernelManager",
     "ClassroomVoila",
     "PageHandler",
+    "WaitingLine",
 ]
 
 if __name__ == "__main__":  # hvaelab dashboard: python -m hvaelab.app.serving <Voila's argv>

@@ -13,6 +13,7 @@ import pytest
 from harness import (
     PAGES,
     SERVER_READY_MS,
+    PageGuard,
     figure_signature,
     kernel_count,
     nudge_slider,
@@ -91,25 +92,41 @@ def test_a_page_left_frees_its_place_at_once_without_the_culler(browser, tmp_pat
         server.stop()
 
 
-def test_past_the_cap_a_visitor_gets_a_busy_page_not_a_dying_server(browser, tmp_path):
+def test_past_the_cap_visitors_get_a_busy_page_and_get_in_first_come_first_served(
+    browser, tmp_path
+):
+    """Past the cap a visitor gets the busy page (503), not a dying server, with their place in
+    the waiting line (serving.WaitingLine, kept by a cookie); the place that frees up goes to
+    the first in line, not to whoever asks first."""
     args = serving(0, 3, "--max-kernels", "1")
     server = start_voila(tmp_path / "voila.log", args=args)
     try:
         first, _, _ = open_ready(browser, server, PAGES["training"])
-        context = browser.new_context()
-        page = context.new_page()
-        response = page.goto(server.page_url(PAGES["explorer"]), timeout=READY_MS)
-        assert response.status == 503
-        text = page.inner_text("body")
-        assert re.search(r"All 1 places of this server are taken", text), text
-        assert "try again" in text
+        waiting = []
+        for place in (1, 2):
+            context = browser.new_context()
+            page = context.new_page()
+            response = page.goto(server.page_url(PAGES["explorer"]), timeout=READY_MS)
+            assert response.status == 503
+            text = page.inner_text("body")
+            assert re.search(r"All 1 places of this server are taken", text), text
+            assert f"You are number {place} in line" in text and "try again" in text, text
+            waiting.append((context, page))
         assert kernel_count(server) == 1
         first.close()  # the visitor leaves; once the culler has freed the place ...
-        context.close()
-        wait_kernels(server, 0, timeout=60)  # ... the next visitor is served
-        again, _, guard = open_ready(browser, server, PAGES["explorer"])
+        wait_kernels(server, 0, timeout=60)
+        (b_context, b_page), (c_context, c_page) = waiting
+        # ... the second in line asks first, and is still second: the place is the first's
+        response = c_page.goto(server.page_url(PAGES["explorer"]), timeout=READY_MS)
+        assert response.status == 503
+        assert "You are number 2 in line" in c_page.inner_text("body")
+        guard = PageGuard().attach(b_page)
+        response = b_page.goto(server.page_url(PAGES["explorer"]), timeout=READY_MS)
+        assert response.status == 200
+        b_page.wait_for_selector(".hvae-ready", state="attached", timeout=READY_MS)
         guard.assert_clean()
-        again.close()
+        b_context.close()
+        c_context.close()
     finally:
         server.stop()
 
