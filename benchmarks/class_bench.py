@@ -648,6 +648,19 @@ def targets(r: ClassResult) -> list[Target]:
     ]  # fmt: skip
 
 
+def waited_line(busy_students: list[Student]) -> str:
+    """How long the students who first met the busy page waited, from arrival to their first
+    page (s): what the server's waiting line decides."""
+    waits = sorted(s.got_in_s - s.arrival_s for s in busy_students if s.got_in_s is not None)
+    if not waits:
+        return "waited to get in (students who met the busy page first): none got in"
+    p50 = waits[len(waits) // 2]
+    return (
+        f"waited to get in (students who met the busy page first, from arrival): n {len(waits)}, "
+        f"median {p50:.0f} s, max {waits[-1]:.0f} s"
+    )
+
+
 def report(r: ClassResult) -> list[str]:
     """The run as text lines: per page and overall, then memory, kernels, CPU and targets."""
     o = r.options
@@ -664,6 +677,7 @@ def report(r: ClassResult) -> list[str]:
         f"busy page before getting in {len(busy_students)}, of whom got in on retry "
         f"{sum(s.served for s in busy_students)}; busy pages later in a session (moving to "
         f"another page) {sum(s.busy - s.busy_before_in for s in r.students)}",
+        waited_line(busy_students),
         f"unload shutdowns refused (each also an error above): "
         f"{sum(s.unload_refused for s in r.students)}",
         "  (page ready and interactions: 'driver' = timed by the driver from navigation; the "

@@ -52,6 +52,10 @@ def test_a_short_class_meets_its_targets_with_the_cap_below_the_class(tmp_path: 
     refused = [s for s in result.students if s.busy_before_in]
     assert refused, f"no student saw the busy page with cap 2 and 3 students\n{text}"
     assert all(s.served for s in refused), text
+    assert (
+        f"waited to get in (students who met the busy page first, from arrival): n {len(refused)},"
+        in text
+    )
     # the server never held more visitors' kernels than the cap allows (memory): see targets;
     # and the class did its work: verdicts read, interactions timed in the page
     visits = result.visits
