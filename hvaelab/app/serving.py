@@ -46,6 +46,7 @@ import asyncio
 import re
 import time
 import uuid
+from functools import cached_property
 from typing import Any
 
 from jupyter_server._tz import utcnow
@@ -93,11 +94,8 @@ class WaitingLine:
         self._waiting = {
             v: t for v, t in self._waiting.items() if v == visitor or now - t <= self.forget_s
         }
-        ahead = 0
-        for v in self._waiting:
-            if v == visitor:
-                break
-            ahead += 1
+        order = list(self._waiting)
+        ahead = order.index(visitor) if visitor in self._waiting else len(order)
         if free > ahead:
             self._waiting.pop(visitor, None)
             return 0
@@ -181,12 +179,10 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
         as a visitor's until it is ready: the cap errs on the safe side)."""
         return set(self.list_kernel_ids()) - self.pooled_kernel_ids()
 
-    @property
+    @cached_property
     def line(self) -> WaitingLine:
         """The visitors waiting for a place (:class:`WaitingLine`), in the order they came."""
-        if not hasattr(self, "_line"):
-            self._line = WaitingLine(self.line_forget_seconds)
-        return self._line
+        return WaitingLine(self.line_forget_seconds)
 
     def places_taken(self) -> int:
         """Visitors' kernels that are alive or starting: what the cap counts (a dead one holds
@@ -202,17 +198,15 @@ class ClassroomKernelManager(AsyncMappingKernelManager):
     async def start_kernel(self, *args: Any, **kwargs: Any) -> str:
         self._note_handed_out()  # a visit or a refill: look at the pool
         preheat = (kwargs.get("env") or {}).get("VOILA_PREHEAT") == "True"
-        if preheat:
+        visitor = 0 if preheat else 1  # what this start adds to the places taken
+        if visitor and self.places_taken() >= self.max_kernels:
+            self.log.warning("busy: %d visitors' kernels, refusing another", self.max_kernels)
+            raise HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason=BUSY_REASON)
+        self._starting += visitor
+        try:
             kernel_id = await super().start_kernel(*args, **kwargs)
-        else:
-            if self.places_taken() >= self.max_kernels:
-                self.log.warning("busy: %d visitors' kernels, refusing another", self.max_kernels)
-                raise HTTPError(503, BUSY_MESSAGE, self.max_kernels, reason=BUSY_REASON)
-            self._starting += 1
-            try:
-                kernel_id = await super().start_kernel(*args, **kwargs)
-            finally:
-                self._starting -= 1
+        finally:
+            self._starting -= visitor
         # a preheated kernel may be handed out while it still runs its notebook, before the
         # pool ever showed it ready: its page's wait counts from its start, or from when it
         # left the pool (_note_handed_out), whichever is later
@@ -346,13 +340,9 @@ class PageHandler(TornadoVoilaHandler):
         self._admitted = visitor
 
     def on_finish(self) -> None:
-        manager = self.settings.get("kernel_manager")
-        if (
-            self._admitted
-            and self.get_status() == 503
-            and isinstance(manager, ClassroomKernelManager)
-        ):  # let in, then refused by the cap (another start came first): first in line
-            manager.line.put_first(self._admitted, time.monotonic())
+        if self._admitted and self.get_status() == 503:
+            # let in, then refused by the cap (another start came first): first in line
+            self.settings["kernel_manager"].line.put_first(self._admitted, time.monotonic())
         super().on_finish()
 
 
