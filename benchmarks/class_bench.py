@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -588,7 +589,10 @@ def run_class(opt: SessionOptions, folder: Path) -> ClassResult:
               f"load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
         t0 = time.monotonic()
         with PeakMemory(server, load_root=os.getpid()) as mem:
-            students = asyncio.run(run_students(server, opt))
+            # a loop of its own, in a thread: the caller may be running one (the e2e session's
+            # sync Playwright), where asyncio.run refuses to start
+            with ThreadPoolExecutor(1) as runner:
+                students = runner.submit(asyncio.run, run_students(server, opt)).result()
             kernels_when_left = kernel_count(server)
             back, counts = watch_kernels(server, pool, opt.watch_s)
         log = (folder / "voila.log").read_text(errors="replace")
