@@ -48,13 +48,13 @@ $(STAMP): pyproject.toml
 test: setup
 	bash scripts/ensure-chromium
 	$(BIN)/python scripts/fetch_onnxruntime_web.py
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 # A test that quietly needs the full datasets fails here: the data search is limited to an empty
 # folder (HVAELAB_DATA_ONLY) and downloads are off, so every test reads the fixture.
 test-fixture: setup
 	@empty=$$(mktemp -d) && trap 'rm -rf "$$empty"' EXIT && \
-	HVAELAB_DATA="$$empty" HVAELAB_DATA_ONLY=1 HVAELAB_NO_DOWNLOAD=1 $(BIN)/pytest -q -m "not e2e and not docs"
+	HVAELAB_DATA="$$empty" HVAELAB_DATA_ONLY=1 HVAELAB_NO_DOWNLOAD=1 $(BIN)/pytest -q --durations=15 -m "not e2e and not docs"
 
 # hvaelab dashboard (hvaelab/app/dashboard.py): Voila on 127.0.0.1 with the offline template;
 # the browser tests start the server the same way. More settings: `hvaelab dashboard --help`.

@@ -386,8 +386,31 @@ async def open_page(page, server, name: str, opt: SessionOptions, visit: Visit) 
     try:
         await page.wait_for_selector(".hvae-ready", state="attached", timeout=opt.ready_ms)
     except PlaywrightTimeout as exc:
-        raise Hung(f"not ready within {opt.ready_ms / 1000:.0f} s") from exc
+        seen = await what_the_page_shows(page)
+        raise Hung(f"not ready within {opt.ready_ms / 1000:.0f} s ({seen})") from exc
     visit.timed("page ready (driver)", (time.monotonic() - t) * 1000)
+
+
+# What a page that never got ready shows: its kernel (to find in Voila's log), its cells and
+# the widgets that could not be displayed (ipywidgets writes this text in their place).
+PAGE_STATE_JS = """() => {
+  let kernel = "?";
+  try { kernel = JSON.parse(document.getElementById("jupyter-config-data").textContent).kernelId; }
+  catch (e) {}
+  const text = document.body ? document.body.innerText : "";
+  return {kernel, cells: document.querySelectorAll(".jp-Cell").length,
+          missing: (text.match(/Error displaying widget/g) || []).length};
+}"""
+
+
+async def what_the_page_shows(page) -> str:
+    """kernel id, cells and undisplayable widgets of a page (for a hung page's report)."""
+    try:
+        st = await page.evaluate(PAGE_STATE_JS)
+    except Exception as exc:  # noqa: BLE001 (the page may be gone)
+        return f"page not readable: {type(exc).__name__}"
+    return (f"kernel {st['kernel']}, {st['cells']} cells, "
+            f"{st['missing']} widgets not displayed")  # fmt: skip
 
 
 async def choose_score(page, opt: SessionOptions, visit: Visit) -> None:
@@ -516,7 +539,7 @@ async def student_session(browser, server, student: Student, t0: float, opt) -> 
                 await asyncio.sleep(wait)
                 continue  # the same page again
             except Hung as exc:
-                visit.hung.append(str(exc))
+                visit.hung.append(f"at {time.monotonic() - t0:.0f} s: {exc}")
             except Exception as exc:  # reported, not hidden
                 visit.errors.append(f"{type(exc).__name__}: {exc}"[:300])
             name = rng.choice([p for p in SESSION_PAGES if p != name])
@@ -717,9 +740,16 @@ def session_main(args: argparse.Namespace) -> int:
     opt = session_options(args)
     with tempfile.TemporaryDirectory(prefix="hvaelab-class-") as tmp:
         result = run_class(opt, Path(tmp))
+        met = all(t.met for t in targets(result))
+        if not met:  # keep the server's log for a look at what happened
+            keep = REPO / "artifacts" / "class_bench-session-voila.log"
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            keep.write_bytes((Path(tmp) / "voila.log").read_bytes())
     for line in report(result):
         print(line)
-    return 0 if all(t.met for t in targets(result)) else 1
+    if not met:
+        print(f"Voila's log: {keep}")
+    return 0 if met else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -210,20 +210,23 @@ def run_reveals(page, m: Measure, where: str, res: Results, args) -> None:
     s = res.moves.setdefault((where, m.key), Samples(m, where))
     waited = wait_load(args.max_load, args.load_timeout)
     before = load_now()
+    this: list[float] = []
     try:
         n = question_count(page)
         if not n:
             raise MoveError("no question on the teaching page")
         for q in range(n):
-            s.ms.append(reveal(page, m, q))
+            this.append(reveal(page, m, q))
             time.sleep(0.3)
     except Exception as e:  # noqa: BLE001
         s.error = f"FAILED: {e}"
         res.problems.append(f"{where} {m.key}: {e}")
+    s.ms.extend(this)
     after = load_now()
     s.load = (before if s.load is None else s.load[0], after)
-    print(f"{where:>5} {m.key} (so far): {fmt_stats(s)}; {waited}, after {after:.2f}",
-          flush=True)  # fmt: skip
+    per_question = ", ".join(f"{ms:.0f}" for ms in this)  # where a slow reveal comes from
+    print(f"{where:>5} {m.key} (so far): {fmt_stats(s)}; this load, question by question: "
+          f"{per_question} ms; {waited}, after {after:.2f}", flush=True)  # fmt: skip
 
 
 def run_choices(page, m: Measure, moves: int, where: str, res: Results, args) -> None:
