@@ -735,16 +735,23 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
     )  # fmt: skip
 
 
+def keep_server_log(folder: Path, name: str) -> Path:
+    """Copy the server's log out of the run's temporary ``folder`` into artifacts/``name``, for
+    a look at what happened when a run went wrong; returns where."""
+    keep = REPO / "artifacts" / name
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    keep.write_bytes((folder / "voila.log").read_bytes())
+    return keep
+
+
 def session_main(args: argparse.Namespace) -> int:
     """Run the session mode, print its report; 0 when every target is met, else 1."""
     opt = session_options(args)
     with tempfile.TemporaryDirectory(prefix="hvaelab-class-") as tmp:
         result = run_class(opt, Path(tmp))
         met = all(t.met for t in targets(result))
-        if not met:  # keep the server's log for a look at what happened
-            keep = REPO / "artifacts" / "class_bench-session-voila.log"
-            keep.parent.mkdir(parents=True, exist_ok=True)
-            keep.write_bytes((Path(tmp) / "voila.log").read_bytes())
+        if not met:
+            keep = keep_server_log(Path(tmp), "class_bench-session-voila.log")
     for line in report(result):
         print(line)
     if not met:
@@ -833,11 +840,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"outputs Voila gave up waiting for: {log.count(IOPUB_TIMEOUT)}")
             for e in errors:
                 print("  error:", e)
-            if errors:  # keep the server's log for a look at what happened
-                keep = Path(__file__).resolve().parents[1] / "artifacts" / "class_bench-voila.log"
-                keep.parent.mkdir(parents=True, exist_ok=True)
-                keep.write_bytes((folder / "voila.log").read_bytes())
-                print(f"Voila's log: {keep}")
+            if errors:
+                print(f"Voila's log: {keep_server_log(folder, 'class_bench-voila.log')}")
             return 1 if errors or back is None else 0
         finally:
             server.stop()
