@@ -38,10 +38,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -380,37 +382,89 @@ async def views_now(page, views) -> list[str]:
 async def open_page(page, server, name: str, opt: SessionOptions, visit: Visit) -> None:
     """Navigate to the page; raises Busy on a 503, Hung when not ready in ``ready_ms``."""
     t = time.monotonic()
-    response = await page.goto(server.page_url(PAGES[name]), timeout=opt.ready_ms)
-    if response is not None and response.status == 503:
-        raise Busy(name)
+    console, listener = keep_console(page, t)
     try:
-        await page.wait_for_selector(".hvae-ready", state="attached", timeout=opt.ready_ms)
-    except PlaywrightTimeout as exc:
-        seen = await what_the_page_shows(page)
-        raise Hung(f"not ready within {opt.ready_ms / 1000:.0f} s ({seen})") from exc
+        response = await page.goto(server.page_url(PAGES[name]), timeout=opt.ready_ms)
+        if response is not None and response.status == 503:
+            raise Busy(name)
+        try:
+            await page.wait_for_selector(".hvae-ready", state="attached", timeout=opt.ready_ms)
+        except PlaywrightTimeout as exc:
+            seen = await what_the_page_shows(page)
+            said = "\n".join(f"      {line}" for line in console) or "      (nothing)"
+            raise Hung(f"not ready within {opt.ready_ms / 1000:.0f} s ({seen}); its console "
+                       f"from navigation:\n{said}") from exc  # fmt: skip
+    finally:
+        page.remove_listener("console", listener)
     visit.timed("page ready (driver)", (time.monotonic() - t) * 1000)
 
 
-# What a page that never got ready shows: its kernel (to find in Voila's log), its cells and
-# the widgets that could not be displayed (ipywidgets writes this text in their place).
-PAGE_STATE_JS = """() => {
-  let kernel = "?";
-  try { kernel = JSON.parse(document.getElementById("jupyter-config-data").textContent).kernelId; }
-  catch (e) {}
+# What a page that never got ready shows: its kernel (to find in Voila's log), its cells, the
+# widgets that could not be displayed (ipywidgets writes this text in their place) or are still
+# loading, and the page's widget manager: whether it has loaded the kernel's widgets
+# (restoredStatus), its kernel connection, and its models against the widgets the kernel holds
+# (asked with a comm_info request): models the kernel has and the page lacks point at a load
+# that missed them; a page showing a widget the kernel no longer has, at a closed widget.
+PAGE_STATE_JS = """async () => {
+  const out = {kernel: "?"};
+  try {
+    out.kernel = JSON.parse(document.getElementById("jupyter-config-data").textContent).kernelId;
+  } catch (e) {}
   const text = document.body ? document.body.innerText : "";
-  return {kernel, cells: document.querySelectorAll(".jp-Cell").length,
-          missing: (text.match(/Error displaying widget/g) || []).length};
+  out.cells = document.querySelectorAll(".jp-Cell").length;
+  out.missing = (text.match(/Error displaying widget/g) || []).length;
+  out.loading = (text.match(/Loading widget/g) || []).length;
+  const m = window.jupyterapp && window.jupyterapp.widgetManager;
+  if (!m) { out.manager = "no widget manager"; return out; }
+  const k = m.kernel;
+  out.manager = `restored ${m.restoredStatus}, restoring ${m._kernelRestoreInProgress}, ` +
+    `kernel ${k ? k.connectionStatus + "/" + k.status : "none"}`;
+  const onPage = Object.keys(m._models || {});
+  out.models = onPage.length;
+  try {
+    const reply = await Promise.race([
+      k.requestCommInfo({target_name: "jupyter.widget"}),
+      new Promise((_, no) => setTimeout(() => no(new Error("no comm_info in 10 s")), 10000))]);
+    const inKernel = Object.keys(reply.content.comms || {});
+    const had = new Set(onPage);
+    out.kernel_widgets = `${inKernel.length} in the kernel, ` +
+      `${inKernel.filter((id) => !had.has(id)).length} of them not on the page, ` +
+      `${onPage.filter((id) => !inKernel.includes(id)).length} on the page not in the kernel`;
+  } catch (e) { out.kernel_widgets = String(e); }
+  return out;
 }"""
 
 
 async def what_the_page_shows(page) -> str:
-    """kernel id, cells and undisplayable widgets of a page (for a hung page's report)."""
+    """What a page that never got ready shows (:data:`PAGE_STATE_JS`), for a hung page's
+    report."""
     try:
         st = await page.evaluate(PAGE_STATE_JS)
     except Exception as exc:  # noqa: BLE001 (the page may be gone)
         return f"page not readable: {type(exc).__name__}"
-    return (f"kernel {st['kernel']}, {st['cells']} cells, "
-            f"{st['missing']} widgets not displayed")  # fmt: skip
+    said = (f"kernel {st['kernel']}, {st.get('cells')} cells, {st.get('missing')} widgets not "
+            f"displayed, {st.get('loading')} loading; widget manager: {st['manager']}")  # fmt: skip
+    if "models" in st:
+        said += f"; {st['models']} models on the page; widgets: {st['kernel_widgets']}"
+    return said
+
+
+# A hung page's console, kept while it loads (the versions webpack warns of left out).
+CONSOLE_KEPT = 40
+
+
+def keep_console(page, t0: float) -> tuple[list[str], Callable[[Any], None]]:
+    """A list that ``page``'s console messages are appended to, timed from ``t0``, and the
+    listener (to remove once the page is ready)."""
+    kept: list[str] = []
+
+    def on_console(msg) -> None:
+        if "atisf" in msg.text or "Available versions" in msg.text or len(kept) >= CONSOLE_KEPT:
+            return
+        kept.append(f"{time.monotonic() - t0:6.1f} s {msg.type}: {msg.text[:240]}")
+
+    page.on("console", on_console)
+    return kept, on_console
 
 
 async def choose_score(page, opt: SessionOptions, visit: Visit) -> None:
