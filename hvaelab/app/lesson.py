@@ -295,8 +295,10 @@ def ratio_question(
 TOY_DETAILS = (1, 2, 4, 8, 16, 32, 64)
 TOY_N = 1500  # points per set behind the densities and AUROCs
 # of them drawn in the scatter: 3,000 SVG markers took 1.1 s to draw in Chromium, 1,000 took
-# ~300 ms for the first draw and ~100 ms for each D or a after (issue 38); 500 keep the shape
-TOY_SHOWN = 250
+# ~300 ms for the first draw and ~100 ms for each D or a after (issue 38). The markers are most
+# of the draw (on the teaching page, the figure without them 19 ms, with 2 x 250 of them
+# 117 ms): 2 x 150 keep the shape of both sets
+TOY_SHOWN = 150
 TOY_CACHE = 32  # toy figures kept (ToyView: moving a knob back shows one built before)
 
 

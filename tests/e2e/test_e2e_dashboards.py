@@ -86,6 +86,10 @@ def test_explorer_k_slider_updates_density_and_roc(open_dashboard, screenshots):
     screenshot(page, screenshots / "01_explorer_k_moved.png")
     table = page.locator(".hvae-metrics-table")
     assert "AUROC" in table.inner_text(), "the metrics table has no AUROC column"
+    # every figure of this page has a view: none is warmed up off screen (live_figure.js warms
+    # only a figure whose model came without a view, such as a question's answer)
+    page.wait_for_timeout(5_000)  # past the 2 s after which a model without a view is warmed
+    assert page.evaluate("() => window.hvaelabWarmUps || 0") == 0
     guard.assert_clean()
 
 

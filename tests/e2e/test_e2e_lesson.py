@@ -20,6 +20,15 @@ def test_lesson_asks_then_tells_and_the_toy_follows_its_knob(open_dashboard, scr
     # ask before telling: no figure that shows an answer is on the page before its reveal
     for fig in (".hvae-question-then", ".hvae-toy-fig", ".hvae-layer-terms-fig"):
         assert page.locator(fig).count() == 0, f"{fig} is shown before its question's reveal"
+    # while the student reads, the answers' figures (in the page's widgets, without a view) are
+    # drawn once off screen, cut to 3 points a trace, and removed (live_figure.js: the reveal then
+    # draws with warm code); one warm-up per such figure
+    page.wait_for_function(
+        "() => window.hvaelabWarmUps >= 1 && !document.querySelector('.hvae-warm-up')",
+        timeout=30_000,
+    )
+    for fig in (".hvae-question-then", ".hvae-toy-fig", ".hvae-layer-terms-fig"):
+        assert page.locator(fig).count() == 0, f"{fig} is shown before its question's reveal"
     questions = page.locator(".hvae-question")
     first = questions.nth(0)
     answer = first.locator(".hvae-question-answer")
