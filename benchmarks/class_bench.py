@@ -449,8 +449,10 @@ async def what_the_page_shows(page) -> str:
     return said
 
 
-# A hung page's console, kept while it loads (the versions webpack warns of left out).
+# A hung page's console, kept while it loads, without webpack's notes on the versions of the
+# modules the page's extensions share (every page logs a few dozen).
 CONSOLE_KEPT = 40
+WEBPACK_VERSION_NOTES = ("Unsatisfied version", "No satisfying version", "Available versions")
 
 
 def keep_console(page, t0: float) -> tuple[list[str], Callable[[Any], None]]:
@@ -459,7 +461,7 @@ def keep_console(page, t0: float) -> tuple[list[str], Callable[[Any], None]]:
     kept: list[str] = []
 
     def on_console(msg) -> None:
-        if "atisf" in msg.text or "Available versions" in msg.text or len(kept) >= CONSOLE_KEPT:
+        if len(kept) >= CONSOLE_KEPT or any(n in msg.text for n in WEBPACK_VERSION_NOTES):
             return
         kept.append(f"{time.monotonic() - t0:6.1f} s {msg.type}: {msg.text[:240]}")
 

@@ -17,9 +17,12 @@ def test_lesson_asks_then_tells_and_the_toy_follows_its_knob(open_dashboard, scr
     data = lesson.lesson_data("fashionmnist")  # what the page's kernel reads, from the same files
     in_bpd, ood_bpd = (lesson.bits_per_dim(t) for t in data.s1)
 
+    def no_answer_shown() -> None:
+        for fig in (".hvae-question-then", ".hvae-toy-fig", ".hvae-layer-terms-fig"):
+            assert page.locator(fig).count() == 0, f"{fig} is shown before its question's reveal"
+
     # ask before telling: no figure that shows an answer is on the page before its reveal
-    for fig in (".hvae-question-then", ".hvae-toy-fig", ".hvae-layer-terms-fig"):
-        assert page.locator(fig).count() == 0, f"{fig} is shown before its question's reveal"
+    no_answer_shown()
     # while the student reads, the answers' figures (in the page's widgets, without a view) are
     # drawn once off screen, cut to 3 points a trace, and removed (live_figure.js: the reveal then
     # draws with warm code); one warm-up per such figure
@@ -27,8 +30,7 @@ def test_lesson_asks_then_tells_and_the_toy_follows_its_knob(open_dashboard, scr
         "() => window.hvaelabWarmUps >= 1 && !document.querySelector('.hvae-warm-up')",
         timeout=30_000,
     )
-    for fig in (".hvae-question-then", ".hvae-toy-fig", ".hvae-layer-terms-fig"):
-        assert page.locator(fig).count() == 0, f"{fig} is shown before its question's reveal"
+    no_answer_shown()
     questions = page.locator(".hvae-question")
     first = questions.nth(0)
     answer = first.locator(".hvae-question-answer")

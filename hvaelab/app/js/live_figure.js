@@ -109,8 +109,6 @@ function initialize({ model }) {
 
 function render({ model, el }) {
   el.classList.add("hvae-live-figure-box");
-  const seen = model.get("base");
-  if (seen) viewed.add(seen);
   const gd = document.createElement("div");
   gd.style.width = "100%";
   el.appendChild(gd);
